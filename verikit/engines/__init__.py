@@ -1,0 +1,1 @@
+"""Engines: pure functions `(network, case, budget) -> Outcome`."""
