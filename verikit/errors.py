@@ -53,3 +53,7 @@ class DataError(VerikitError):
     """A dataset file is missing or has the wrong layout."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class EngineLimitation(VerikitError):
+    """An engine cannot handle this network or case; the portfolio records `unknown` with the reason."""

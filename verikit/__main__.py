@@ -1,0 +1,3 @@
+from verikit.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""Options shared by the commands that run the verification portfolio."""
+
+from __future__ import annotations
+
+import click
+
+from verikit.verify import ENGINES, METHODS, Options
+from verikit.witness import Tolerances
+
+
+def portfolio_options(command):
+    """--engine, --method, --seed, --device, --box-tolerance, --formula-tolerance."""
+    decorators = [
+        click.option("--engine", "engines", multiple=True, default=("auto",), show_default=True,
+                     type=click.Choice(["auto", *ENGINES]),
+                     help="Engines to run (repeatable); auto = attack, bounds, branch-and-bound, SMT."),
+        click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)),
+                     help="Bound methods for the bounds engine (repeatable; default all, cheapest first)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--box-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+                     help="Slack allowed for a witness outside the input box (absolute)."),
+        click.option("--formula-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+                     help="Slack allowed for a witness's output constraints (absolute)."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def build_options(timeout: float, engines, methods, seed, device, box_tolerance, formula_tolerance) -> Options:
+    return Options(
+        timeout=timeout,
+        engines=ENGINES if "auto" in engines else tuple(engines),
+        methods=tuple(methods) or METHODS,
+        seed=seed,
+        device=device,
+        tolerances=Tolerances(box=box_tolerance, formula=formula_tolerance),
+    )

@@ -1,0 +1,1 @@
+"""Reports: JSON (machine), VNN-COMP result files, and human summaries."""
