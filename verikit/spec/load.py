@@ -1,0 +1,57 @@
+"""One entry point for spec files: detect the format, read it, and check it fits the network.
+
+Formats: a JSON object is a `verikit-robustness/1` spec (see `verikit.spec.robustness`); anything else
+is read as VNN-LIB 1.0 text (plain or gzip-compressed). VNN-LIB 2.0 files (`declare-network`,
+`declare-input`, ...) are recognised and refused with a clear SpecError for now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from verikit.errors import SpecError
+from verikit.spec.formula import MAX_TERMS
+from verikit.spec.property import Property
+from verikit.spec.robustness import read_robustness_spec
+from verikit.spec.vnnlib import parse_vnnlib, read_spec_text
+
+
+def load_spec(
+    path: str | Path,
+    *,
+    n_inputs: int | None = None,
+    n_outputs: int | None = None,
+    model_name: str = "the model",
+    max_terms: int = MAX_TERMS,
+) -> Property:
+    """Read the spec at `path` in whatever supported format it is; check its sizes when given."""
+    text, digest = read_spec_text(path)
+    if text.lstrip().startswith("{"):
+        prop = read_robustness_spec(path)
+    else:
+        prop = parse_vnnlib(text, source=str(path), max_terms=max_terms, sha256=digest)
+    check_sizes(prop, n_inputs, n_outputs, model_name=model_name)
+    return prop
+
+
+def spec_format(path: str | Path) -> str:
+    """'robustness-json' or 'vnnlib' — the format `load_spec` would read `path` as."""
+    text, _ = read_spec_text(path)
+    return "robustness-json" if text.lstrip().startswith("{") else "vnnlib"
+
+
+def check_sizes(
+    prop: Property, n_inputs: int | None, n_outputs: int | None, *, model_name: str = "the model"
+) -> None:
+    """SpecError when the spec's input/output counts differ from the network's (None skips a check)."""
+    problems = []
+    if n_inputs is not None and prop.n_inputs != n_inputs:
+        problems.append(f"spec declares {prop.n_inputs} inputs but {model_name} has {n_inputs}")
+    if n_outputs is not None and prop.n_outputs != n_outputs:
+        problems.append(f"spec declares {prop.n_outputs} outputs but {model_name} has {n_outputs}")
+    if problems:
+        raise SpecError(
+            "; ".join(problems) + " (inputs and outputs are counted as flat elements); is this the right spec "
+            "for this model?",
+            where=prop.source or None,
+        )

@@ -1,0 +1,268 @@
+"""Local robustness specs: "every input within eps (L-inf) of x keeps the label".
+
+`robustness_property` builds the property in normal form: one case whose box is the L-inf ball
+`x ± eps`, clipped to the valid range, and optionally normalised; one disjunct per other class j,
+`y[label] - y[j] <= 0` (the violation: class j scores at least as high as the label).
+
+Only the L-inf ball is a box. An L2 (or L1) ball is refused: its L-inf box contains points outside
+the ball, so a counterexample found in a corner would be a false alarm.
+
+Spec file format (JSON, `verikit-robustness/1`; the `#` comments are explanations, not JSON)::
+
+    {
+      "format": "verikit-robustness/1",   # required
+      "input": [[0.0, 0.5], [0.25, 1.0]], # the point x in raw units (nested lists), or instead
+      "input_file": "x.npy",              # a .npy file, relative to the spec file
+      "input_shape": [1, 2, 2],           # optional; x is reshaped to it (sizes must agree)
+      "label": 3,                         # the class x must keep, 0 <= label < num_classes
+      "epsilon": 0.03,                    # L-inf radius in raw units, >= 0
+      "num_classes": 10,                  # number of network outputs
+      "clip": [0.0, 1.0],                 # optional valid range of the raw input
+      "mean": [0.49, 0.48, 0.45],         # optional normalisation: box = (clip(x ± eps) - mean) / std
+      "std": [0.25, 0.24, 0.26],          # std > 0; scalars, per-channel lists or full arrays
+      "norm": "inf",                      # optional; only "inf" is accepted
+      "description": "free text"          # optional; keys starting with "_" are ignored too
+    }
+
+`mean`/`std`: a scalar; an array with x's size; or a flat list of length k, applied per channel
+along the first axis of x's shape (leading 1s skipped) that has length k — e.g. 3 for (1, 3, 32, 32).
+The property's sha256 covers the JSON bytes (gunzipped, without a BOM) followed by the input file's
+bytes, if any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from verikit.errors import SpecError
+from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.spec.vnnlib import read_spec_text
+
+FORMAT = "verikit-robustness/1"
+_KNOWN_KEYS = frozenset({"format", "input", "input_file", "input_shape", "label", "epsilon", "num_classes",
+                         "clip", "mean", "std", "norm", "description"})
+_INF_NORMS = ("inf", "linf", "l-inf", "l_inf")
+
+
+def robustness_property(
+    x,
+    label: int,
+    eps: float,
+    *,
+    num_classes: int,
+    lower=None,
+    upper=None,
+    norm: str | float = "inf",
+    mean=None,
+    std=None,
+    source: str = "",
+    sha256: str = "",
+) -> Property:
+    """The property "no point of the L-inf ball of radius eps around x changes the label".
+
+    `x` has any shape (flattened in C order); `lower`/`upper` clip the raw box (scalars or arrays
+    broadcastable to x); `mean`/`std` then normalise it. Raises SpecError on bad arguments.
+    """
+    _check_norm(norm)
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        raise SpecError("the input x is empty", where=source or None)
+    if not np.isfinite(x).all():
+        raise SpecError("the input x contains NaN or infinite values", where=source or None)
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        raise SpecError(f"label must be an integer, got {label!r}", where=source or None)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise SpecError(f"num_classes must be an integer >= 2, got {num_classes!r}", where=source or None)
+    if not 0 <= label < num_classes:
+        raise SpecError(f"label {label} is outside 0..{num_classes - 1}", where=source or None)
+    eps = float(eps)
+    if not math.isfinite(eps) or eps < 0.0:
+        raise SpecError(f"epsilon must be a finite number >= 0, got {eps!r}", where=source or None)
+
+    low, high = x - eps, x + eps
+    notes = [f"L-inf ball of radius {eps!r} around the input"]
+    if lower is not None or upper is not None:
+        clip_low = _broadcast(lower if lower is not None else -np.inf, x.shape, "lower", source)
+        clip_high = _broadcast(upper if upper is not None else np.inf, x.shape, "upper", source)
+        if (clip_low > clip_high).any():
+            raise SpecError("the clip range is empty (lower > upper)", where=source or None)
+        outside = np.flatnonzero(((x < clip_low) | (x > clip_high)).reshape(-1))
+        if outside.size:
+            i = int(outside[0])
+            raise SpecError(
+                f"input element {i} = {x.reshape(-1)[i]!r} lies outside the clip range; "
+                "is x in raw units, before normalisation?",
+                where=source or None,
+            )
+        low, high = np.clip(low, clip_low, clip_high), np.clip(high, clip_low, clip_high)
+        notes.append("box clipped to the valid input range")
+    if mean is not None or std is not None:
+        mean_array = _broadcast(0.0 if mean is None else mean, x.shape, "mean", source)
+        std_array = _broadcast(1.0 if std is None else std, x.shape, "std", source)
+        if not (np.isfinite(std_array).all() and (std_array > 0).all()):
+            raise SpecError("std must be finite and > 0", where=source or None)
+        if not np.isfinite(mean_array).all():
+            raise SpecError("mean must be finite", where=source or None)
+        low, high = (low - mean_array) / std_array, (high - mean_array) / std_array
+        notes.append("box normalised as (raw - mean) / std")
+
+    disjuncts = []
+    for other in range(num_classes):
+        if other != label:
+            row = np.zeros((1, num_classes))
+            row[0, label], row[0, other] = 1.0, -1.0
+            disjuncts.append(Conjunction(row, np.zeros(1)))
+    case = Case(Box(low.reshape(-1), high.reshape(-1)), tuple(disjuncts))
+    return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes))
+
+
+def read_robustness_spec(path: str | Path) -> Property:
+    """Read a `verikit-robustness/1` JSON spec file (see the module docstring)."""
+    path = Path(path)
+    where = str(path)
+    text, _ = read_spec_text(path)
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"invalid JSON: {error.msg}", where=f"{where}:{error.lineno}:{error.colno}") from None
+    return robustness_from_dict(spec, base_dir=path.parent, source=where, spec_bytes=text.encode("utf-8"))
+
+
+def robustness_from_dict(
+    spec: dict, *, base_dir: str | Path = ".", source: str = "<dict>", spec_bytes: bytes | None = None
+) -> Property:
+    """The property of an already-decoded `verikit-robustness/1` spec; `input_file` is relative to `base_dir`."""
+    where = source or None
+    if not isinstance(spec, dict):
+        raise SpecError("a robustness spec must be a JSON object", where=where)
+    for key in spec:
+        if key not in _KNOWN_KEYS and not str(key).startswith("_"):
+            raise SpecError(f"unknown key '{key}'; known keys: {', '.join(sorted(_KNOWN_KEYS))}", where=where)
+    if "format" not in spec:
+        raise SpecError(f"key 'format' is missing; expected \"{FORMAT}\"", where=where)
+    if spec["format"] != FORMAT:
+        raise SpecError(f"key 'format': expected \"{FORMAT}\", got {spec['format']!r}", where=where)
+    for key in ("label", "epsilon", "num_classes"):
+        if key not in spec:
+            raise SpecError(f"key '{key}' is missing", where=where)
+
+    digest = hashlib.sha256(spec_bytes if spec_bytes is not None else json.dumps(spec, sort_keys=True).encode())
+    x = _load_input(spec, Path(base_dir), where, digest)
+    if "input_shape" in spec:
+        shape = spec["input_shape"]
+        if not (isinstance(shape, list) and all(_is_int(n) and n > 0 for n in shape)):
+            raise SpecError("key 'input_shape': expected a list of positive integers", where=where)
+        if math.prod(shape) != x.size:
+            raise SpecError(
+                f"key 'input_shape': {shape} holds {math.prod(shape)} values but the input has {x.size}",
+                where=where,
+            )
+        x = x.reshape(shape)
+
+    label, num_classes, epsilon = spec["label"], spec["num_classes"], spec["epsilon"]
+    if not _is_int(num_classes) or num_classes < 2:
+        raise SpecError(f"key 'num_classes': expected an integer >= 2, got {num_classes!r}", where=where)
+    if not _is_int(label) or not 0 <= label < num_classes:
+        raise SpecError(f"key 'label': expected an integer in 0..{num_classes - 1}, got {label!r}", where=where)
+    if not _is_number(epsilon) or not math.isfinite(epsilon) or epsilon < 0:
+        raise SpecError(f"key 'epsilon': expected a finite number >= 0, got {epsilon!r}", where=where)
+    lower = upper = None
+    if "clip" in spec:
+        clip = spec["clip"]
+        well_formed = isinstance(clip, list) and len(clip) == 2 and all(_is_number(v) for v in clip)
+        if not (well_formed and clip[0] <= clip[1]):
+            raise SpecError(f"key 'clip': expected [lo, hi] with lo <= hi, got {clip!r}", where=where)
+        lower, upper = clip
+    mean = _channel_values(spec, "mean", x.shape, where)
+    std = _channel_values(spec, "std", x.shape, where)
+    norm = spec.get("norm", "inf")
+    if not isinstance(norm, str):
+        raise SpecError(f"key 'norm': expected the string \"inf\", got {norm!r}", where=where)
+    return robustness_property(x, int(label), float(epsilon), num_classes=int(num_classes), lower=lower,
+                               upper=upper, norm=norm, mean=mean, std=std, source=source,
+                               sha256=digest.hexdigest())
+
+
+def _load_input(spec: dict, base_dir: Path, where: str | None, digest) -> np.ndarray:
+    """x from 'input' or 'input_file' (whose bytes are added to `digest`)."""
+    if ("input" in spec) == ("input_file" in spec):
+        raise SpecError("give exactly one of the keys 'input' and 'input_file'", where=where)
+    if "input" in spec:
+        try:
+            x = np.asarray(spec["input"], dtype=np.float64)
+        except (TypeError, ValueError):
+            message = "key 'input': expected a (nested) list of numbers of regular shape"
+            raise SpecError(message, where=where) from None
+    else:
+        name = spec["input_file"]
+        if not isinstance(name, str):
+            raise SpecError("key 'input_file': expected a file name", where=where)
+        file = base_dir / name
+        try:
+            data = file.read_bytes()
+            x = np.load(io.BytesIO(data), allow_pickle=False)
+        except FileNotFoundError:
+            raise SpecError(f"key 'input_file': {file} not found", where=where) from None
+        except (OSError, ValueError) as error:
+            raise SpecError(f"key 'input_file': cannot read {file} as .npy ({error})", where=where) from None
+        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
+            raise SpecError(f"key 'input_file': {file} does not hold a numeric array", where=where)
+        digest.update(data)
+        x = x.astype(np.float64)
+    if x.size == 0 or not np.isfinite(x).all():
+        raise SpecError("the input is empty or holds NaN/infinite values", where=where)
+    return x
+
+
+def _channel_values(spec: dict, key: str, shape: tuple, where: str | None):
+    """'mean'/'std' as an array that broadcasts to `shape` (see the module docstring), or None."""
+    if key not in spec:
+        return None
+    value = spec[key]
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SpecError(f"key '{key}': expected a number or a list of numbers", where=where) from None
+    if array.ndim == 0 or array.size == math.prod(shape):
+        return array.reshape(shape) if array.ndim else array
+    if array.ndim == 1:
+        axis = next((i for i, n in enumerate(shape) if n != 1), None)
+        if axis is not None and shape[axis] == array.size:
+            return array.reshape((array.size,) + (1,) * (len(shape) - axis - 1))
+    raise SpecError(
+        f"key '{key}': {array.size} values fit neither the input shape {list(shape)} nor its channels "
+        "(give 'input_shape')",
+        where=where,
+    )
+
+
+def _broadcast(value, shape: tuple, name: str, source: str) -> np.ndarray:
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+    except ValueError:
+        raise SpecError(f"{name} does not broadcast to the input shape {shape}", where=source or None) from None
+
+
+def _check_norm(norm) -> None:
+    if isinstance(norm, str) and norm.strip().lower() in _INF_NORMS:
+        return
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and math.isinf(norm) and norm > 0:
+        return
+    raise SpecError(
+        f"norm {norm!r} is not supported: only the L-inf ball is a box. Verifying its L-inf box instead "
+        "would report counterexamples that lie outside the ball"
+    )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
