@@ -87,28 +87,47 @@ def _bounds_stages(network: Network, options: Options) -> list[Stage]:
 
 
 def _complete_stages(network: Network, options: Options) -> list[Stage]:
+    """BaB and SMT stages; the piecewise-linear form is built only when a stage first needs it."""
     from verikit.engines.pwl import NotPiecewiseLinear
-    from verikit.onnx.pwl import to_piecewise_linear
 
-    try:
-        pwl = to_piecewise_linear(network)
-    except NotPiecewiseLinear as reason:
-        message = f"complete engines need a piecewise-linear network: {reason}"
-        return [Stage(name, "-", lambda case, budget, m=message: Unknown(m)) for name in ("bab", "smt")
-                if name in options.engines]
-    stages = []
-    if "bab" in options.engines and pwl.is_relu_mlp:
+    cache: dict[str, object] = {}
+
+    def piecewise_linear():
+        if "pwl" not in cache:
+            from verikit.onnx.pwl import to_piecewise_linear
+
+            try:
+                cache["pwl"] = to_piecewise_linear(network)
+            except NotPiecewiseLinear as reason:
+                cache["pwl"] = f"complete engines need a piecewise-linear network: {reason}"
+        return cache["pwl"]
+
+    def bab_run(case: Case, budget: Budget) -> Outcome:
         from verikit.engines import bab
 
-        stages.append(Stage("bab", "crown", lambda case, budget: bab.run(
-            pwl, network, case, budget, seed=options.seed, tolerances=options.tolerances), per_case=True))
-    relus = sum(layer.out_features for layer in pwl.layers[:-1] if hasattr(layer, "out_features"))
-    smt_only = options.engines == ("smt",)
-    if "smt" in options.engines and (smt_only or relus <= options.smt_max_relus or not stages):
+        pwl = piecewise_linear()
+        if isinstance(pwl, str):
+            return Unknown(pwl)
+        if not pwl.is_relu_mlp:
+            return Unknown("branch-and-bound handles affine/ReLU chains only (this network has max-pooling)")
+        return bab.run(pwl, network, case, budget, seed=options.seed, tolerances=options.tolerances)
+
+    def smt_run(case: Case, budget: Budget) -> Outcome:
         from verikit.engines import smt
 
-        stages.append(Stage("smt", "z3", lambda case, budget: smt.run(
-            pwl, network, case, budget, seed=options.seed, tolerances=options.tolerances), per_case=True))
+        pwl = piecewise_linear()
+        if isinstance(pwl, str):
+            return Unknown(pwl)
+        relus = sum(layer.out_features for layer in pwl.layers[:-1] if hasattr(layer, "out_features"))
+        if options.engines != ("smt",) and relus > options.smt_max_relus:
+            return Unknown(f"SMT skipped: {relus} ReLUs is above the automatic limit of {options.smt_max_relus}")
+        return smt.run(pwl, network, case, budget, seed=options.seed, tolerances=options.tolerances)
+
+    stages = []
+    if "bab" in options.engines:
+        stages.append(Stage("bab", "crown", bab_run, per_case=True))
+    if "smt" in options.engines:
+        stages.append(Stage("smt", "z3", smt_run, per_case=True))
     return stages
 
 

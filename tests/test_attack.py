@@ -1,0 +1,61 @@
+"""PGD attack: finds planted violations, replays every counterexample, respects budgets and seeds."""
+
+import numpy as np
+
+from tests.conftest import MODELS
+from verikit.engines import attack
+from verikit.model import load_network
+from verikit.result import Budget, Falsified, Unknown
+from verikit.spec.property import Box, Case, Conjunction
+from verikit.spec.robustness import robustness_property
+
+
+def _mlp():
+    return load_network(MODELS / "digits_mlp.onnx")
+
+
+def test_attack_finds_a_misclassification_at_large_eps_and_it_replays():
+    network = _mlp()
+    x = np.full(network.n_inputs, 0.5)
+    label = int(np.argmax(network.replay(x[None, :])[0]))
+    prop = robustness_property(x, label, 0.5, num_classes=network.n_outputs, lower=0.0, upper=1.0)
+    outcome = attack.run(network, prop.cases[0], Budget.seconds(20), seed=0)
+    assert isinstance(outcome, Falsified)
+    cex = outcome.counterexample
+    assert prop.cases[0].box.contains(cex.x)
+    y = network.replay(cex.x[None, :])[0]
+    assert int(np.argmax(y)) != label or y[label] <= np.max(np.delete(y, label))
+
+
+def test_attack_never_claims_an_impossible_violation():
+    network = _mlp()
+    box = Box(np.zeros(network.n_inputs), np.ones(network.n_inputs))
+    impossible = Case(box, (Conjunction(np.eye(network.n_outputs)[:1], [-1e9]),))
+    outcome = attack.run(network, impossible, Budget.seconds(2), seed=0,
+                         settings=attack.AttackSettings(restarts=8, steps=20, rounds=2))
+    assert isinstance(outcome, Unknown)
+
+
+def test_attack_is_deterministic_for_a_seed():
+    network = _mlp()
+    x = np.full(network.n_inputs, 0.5)
+    label = int(np.argmax(network.replay(x[None, :])[0]))
+    case = robustness_property(x, label, 0.5, num_classes=network.n_outputs, lower=0.0, upper=1.0).cases[0]
+    first = attack.run(network, case, Budget.seconds(20), seed=3)
+    second = attack.run(network, case, Budget.seconds(20), seed=3)
+    np.testing.assert_array_equal(first.counterexample.x, second.counterexample.x)
+
+
+def test_zero_row_disjunct_is_violated_by_any_point():
+    network = _mlp()
+    case = Case(Box(np.zeros(network.n_inputs), np.ones(network.n_inputs)),
+                (Conjunction(np.zeros((0, network.n_outputs)), []),))
+    assert isinstance(attack.run(network, case, Budget.seconds(5)), Falsified)
+
+
+def test_expired_budget_gives_unknown_timed_out():
+    network = _mlp()
+    case = Case(Box(np.zeros(network.n_inputs), np.ones(network.n_inputs)),
+                (Conjunction(np.eye(network.n_outputs)[:1], [-1e9]),))
+    outcome = attack.run(network, case, Budget.seconds(0.0))
+    assert isinstance(outcome, Unknown) and outcome.timed_out
