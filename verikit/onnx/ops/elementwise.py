@@ -1,0 +1,293 @@
+"""Elementwise operators: arithmetic with broadcasting, activations, and pass-throughs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto
+
+from verikit.engines.pwl import Affine, Layer, Relu
+from verikit.onnx.layout import Meta, normalize_axis, to_stacked
+from verikit.onnx.ops.base import (
+    Const,
+    Dyn,
+    NodeInfo,
+    Op,
+    Value,
+    optional_constant,
+    register,
+)
+
+_LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `axis` is refused
+
+
+class _Binary(Op):
+    """`function(a, b)` with numpy broadcasting; either operand may be a constant."""
+
+    attributes = _LEGACY_BROADCAST
+    function: ClassVar[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+    affine_positions: ClassVar[tuple[int, ...]] = (0, 1)  # where the one input-dependent operand keeps it affine
+    const_batch_dim: ClassVar[bool] = False  # in the merged layout, hold the constant with a leading batch dim
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        if len(inputs) != 2 or any(value is None for value in inputs):
+            raise node.invalid("expects two inputs")
+        shapes = [v.meta.shape if isinstance(v, Dyn) else np.shape(v.value) for v in inputs]
+        try:
+            out_shape = np.broadcast_shapes(*shapes)
+        except ValueError as error:
+            raise node.invalid(f"cannot broadcast shapes {shapes[0]} and {shapes[1]}") from error
+        self.rank = len(out_shape)
+        self.metas: list[Meta | None] = [v.meta if isinstance(v, Dyn) else None for v in inputs]
+        dynamic = [m for m in self.metas if m is not None]
+        self.merged_path = bool(out_shape) and out_shape[0] == 1 and all(
+            m.merged and m.rank == self.rank for m in dynamic
+        )
+        self.out_merged = self.merged_path
+        self.const_position = next((i for i, v in enumerate(inputs) if isinstance(v, Const)), -1)
+        self.function = type(self).function
+        if self.const_position >= 0:
+            const, self.function, const_batch_dim = self.with_constant(
+                np.asarray(inputs[self.const_position].value), self.const_position
+            )
+            if self.merged_path:  # the forms auto_LiRPA's bound code expects (its Add and Mul differ)
+                if const_batch_dim:
+                    const = const.reshape((1,) * (self.rank - const.ndim) + const.shape)
+                elif const.ndim == self.rank:
+                    const = const[0]
+            self.add_constant("const", const)
+        dynamic_position = next(i for i, v in enumerate(inputs) if isinstance(v, Dyn))
+        if self.const_position >= 0 and dynamic_position in self.affine_positions:
+            self.pwl_role = "affine"
+
+    def with_constant(self, const: np.ndarray, position: int) -> tuple[np.ndarray, Callable, bool]:
+        """(constant to hold, torch function, whether to hold it with a batch dim) for a constant operand."""
+        return const, type(self).function, type(self).const_batch_dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        given = iter(xs)
+        operands = []
+        for position, meta in enumerate(self.metas):
+            if position == self.const_position:
+                operands.append(self.const)
+            else:
+                x = next(given)
+                operands.append(x if self.merged_path else to_stacked(x, meta, self.rank))
+        return self.function(*operands)
+
+
+@register("Add")
+class Add(_Binary):
+    function = staticmethod(torch.add)
+
+
+@register("Sub")
+class Sub(_Binary):
+    function = staticmethod(torch.sub)
+
+
+@register("Mul")
+class Mul(_Binary):
+    function = staticmethod(torch.mul)
+    const_batch_dim = True
+
+
+@register("Div")
+class Div(_Binary):
+    function = staticmethod(torch.div)
+    affine_positions = (0,)
+
+    def with_constant(self, const: np.ndarray, position: int) -> tuple[np.ndarray, Callable, bool]:
+        if position == 1:  # x * (1 / c): auto_LiRPA bounds a Mul by a constant, not a Div
+            return 1.0 / const.astype(np.float64), torch.mul, Mul.const_batch_dim
+        return super().with_constant(const, position)
+
+
+class _Unary(Op):
+    """An elementwise function of one input; the layout passes through."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@register("Relu")
+class ReluOp(_Unary):
+    attributes = frozenset({"consumed_inputs"})
+    pwl_role = "piecewise"
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x)
+
+    def pwl_layers(self, size: int) -> tuple[Layer, ...]:
+        return (Relu(),)
+
+
+@register("LeakyRelu")
+class LeakyRelu(_Unary):
+    attributes = frozenset({"alpha", "consumed_inputs"})
+    pwl_role = "piecewise"
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        self.alpha = float(node.attr("alpha", 0.01))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.alpha)
+
+    def pwl_layers(self, size: int) -> tuple[Layer, ...]:
+        """relu(x) - alpha * relu(-x)."""
+        eye = np.eye(size)
+        zeros = np.zeros(size)
+        return (
+            Affine(np.vstack([eye, -eye]), np.zeros(2 * size)),
+            Relu(),
+            Affine(np.hstack([eye, -self.alpha * eye]), zeros),
+        )
+
+
+@register("Clip")
+class Clip(_Unary):
+    """min(max(x, lo), hi), written as lo + relu(x - lo) - relu(x - hi) so bound engines see Relus."""
+
+    attributes = frozenset({"min", "max"})
+    pwl_role = "piecewise"
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        if node.opset < 11:
+            lo, hi = node.attr("min"), node.attr("max")
+        else:
+            lo = optional_constant(node, inputs, 1, "min")
+            hi = optional_constant(node, inputs, 2, "max")
+        self.lo = None if lo is None or not np.isfinite(lo) else float(np.asarray(lo).reshape(()))
+        self.hi = None if hi is None or not np.isfinite(hi) else float(np.asarray(hi).reshape(()))
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise node.unsupported(f"min {self.lo} above max {self.hi}")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.lo is not None:
+            y = F.relu(x - self.lo) + self.lo
+        if self.hi is not None:
+            y = y - F.relu(x - self.hi)
+        return y
+
+    def pwl_layers(self, size: int) -> tuple[Layer, ...]:
+        eye = np.eye(size)
+        rows, offsets, mix = [], [], []
+        out_bias = np.zeros(size)
+        if self.lo is None:  # x - relu(x - hi), with x = relu(x) - relu(-x)
+            rows += [eye, -eye]
+            offsets += [np.zeros(size), np.zeros(size)]
+            mix += [eye, -eye]
+        else:
+            rows.append(eye)
+            offsets.append(np.full(size, -self.lo))
+            mix.append(eye)
+            out_bias += self.lo
+        if self.hi is not None:
+            rows.append(eye)
+            offsets.append(np.full(size, -self.hi))
+            mix.append(-eye)
+        return (Affine(np.vstack(rows), np.concatenate(offsets)), Relu(), Affine(np.hstack(mix), out_bias))
+
+
+@register("Sigmoid")
+class Sigmoid(_Unary):
+    attributes = frozenset({"consumed_inputs"})
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+
+@register("Tanh")
+class Tanh(_Unary):
+    attributes = frozenset({"consumed_inputs"})
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
+
+@register("Neg")
+class Neg(_Unary):
+    attributes = frozenset({"consumed_inputs"})
+    pwl_role = "affine"
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.neg(x)
+
+
+@register("Identity")
+class Identity(_Unary):
+    pwl_role = "relayout"
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@register("Dropout")
+class Dropout(Identity):
+    """Inference: the identity (a used mask output is refused by the graph builder)."""
+
+    attributes = frozenset({"ratio", "is_test", "seed", "consumed_inputs"})
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        training = optional_constant(node, inputs, 2, "training_mode")
+        if training is not None and bool(np.asarray(training).reshape(())):
+            raise node.unsupported("training_mode=true")
+        if node.opset < 7 and node.attr("is_test", 0) == 0:
+            raise node.unsupported("is_test=0")
+
+
+@register("Cast")
+class Cast(Identity):
+    """Only a cast to float32 of an input-dependent tensor (a no-op here); constants are folded."""
+
+    attributes = frozenset({"to", "saturate"})
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        target = node.attr("to")
+        if target not in (TensorProto.FLOAT, "FLOAT", "float"):
+            name = TensorProto.DataType.Name(target) if isinstance(target, int) else str(target)
+            raise node.unsupported(f"to={name} on an input-dependent tensor (only FLOAT)")
+
+
+@register("Softmax")
+class Softmax(Op):
+    """Softmax over `axis` (opset ≥ 13), or over the flattened dims from `axis` on (older opsets)."""
+
+    attributes = frozenset({"axis"})
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        meta = self.in_metas[0]
+        self.meta = meta
+        try:
+            axis = normalize_axis(int(node.attr("axis", -1 if node.opset >= 13 else 1)), max(meta.rank, 1))
+        except ValueError as error:
+            raise node.invalid(str(error)) from error
+        self.flat = node.opset < 13 and axis != meta.rank - 1
+        self.split = int(np.prod(meta.shape[:axis]))
+        self.stacked_path = self.flat or (meta.merged and axis == 0)
+        self.dim = -1 if self.flat else (axis + 1 if self.stacked_path else meta.torch_axis(axis))
+        self.out_merged = meta.merged and not self.stacked_path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.stacked_path:
+            return torch.softmax(x, dim=self.dim)
+        x = to_stacked(x, self.meta)
+        if self.flat:
+            return torch.softmax(x.reshape(-1, self.split, self.meta.size // self.split), dim=-1).reshape(
+                -1, *self.meta.shape
+            )
+        return torch.softmax(x, dim=self.dim)
