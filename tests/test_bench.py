@@ -30,7 +30,7 @@ def test_bench_scores_against_ground_truth_matched_by_content(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["correct"] == 2 and summary["wrong"] == [] and summary["score"] == 20
-    rows = list(csv.reader((out / "results.csv").open()))
+    rows = list(csv.reader((out / "results.csv").read_text().splitlines()))
     assert rows[0] == list(bench.RESULT_FIELDS)
     assert sorted(r[4] for r in rows[1:]) == ["sat", "unsat"]
     witnesses = list((out / "witnesses").iterdir())
@@ -55,4 +55,4 @@ def test_bench_resumes_without_rerunning(tmp_path):
     seen = []
     bench.run(instances, out, options=bench.Options(), on_row=seen.append)
     assert len(seen) == 2
-    assert len(list(csv.reader((out / "results.csv").open()))) == 3  # header + 2 rows, none repeated
+    assert len(list(csv.reader((out / "results.csv").read_text().splitlines()))) == 3  # header + 2 rows, none repeated
