@@ -1,0 +1,154 @@
+"""`verikit audit MODEL --data FILE --eps E`: clean, empirical robust and certified robust accuracy."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from verikit.cli import handles_errors, main
+
+
+def parse_values(text: str | None, name: str) -> float | tuple[float, ...] | None:
+    """'0.5' → 0.5, '0.1,0.2,0.3' → a tuple (per channel or per input), None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected a number or comma-separated numbers, got {text!r}",
+                                 param_hint=name) from None
+    return values[0] if len(values) == 1 else values
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator:
+    """A `progress(task, done, total)` callback drawing rich bars on stderr (a no-op when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(task: str, done: int, total: int) -> None:
+        if task not in tasks:
+            tasks[task] = bar.add_task(task, total=total)
+        bar.update(tasks[task], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, device, timeout, restarts, steps,
+                   batch_size, check_all):
+    """AuditSettings from the command-line values."""
+    from verikit.audit import AuditSettings
+    from verikit.data import Normalization
+    from verikit.engines.batch_attack import PGDSettings
+
+    normalization = Normalization(
+        mean=parse_values(mean, "--mean") if mean is not None else 0.0,
+        std=parse_values(std, "--std") if std is not None else 1.0,
+        clip_min=parse_values(clip_min, "--clip-min"), clip_max=parse_values(clip_max, "--clip-max"),
+    )
+    return AuditSettings(eps=tuple(eps), norm=norm, method=method, normalization=normalization, seed=seed,
+                         attack=PGDSettings(restarts=restarts, steps=steps), batch_size=batch_size,
+                         device=device, timeout=timeout, check_all=check_all)
+
+
+def print_summary(result, written: dict, console) -> None:
+    from rich.table import Table
+
+    from verikit.report.audit import summary
+
+    norm = "L∞" if result.settings.norm == "inf" else "L2"
+    table = Table(title=f"verikit audit: {result.samples} samples, {norm}, {result.settings.method}")
+    for column in ("ε", "clean", "empirical", "certified", "#cert", "#fals", "#unk", "#miscl", "s"):
+        table.add_column(column, justify="right")
+    for outcome in result.per_eps:
+        row = summary(outcome)
+        counts = row["counts"]
+        table.add_row(f"{outcome.eps:g}", f"{row['clean_accuracy']:.2%}", f"{row['empirical_robust_accuracy']:.2%}",
+                      f"{row['certified_robust_accuracy']:.2%}", str(counts["certified"]), str(counts["falsified"]),
+                      str(counts["unknown"]), str(counts["misclassified"]),
+                      f"{sum(outcome.seconds.values()):.2f}")  # fmt: skip
+    console.print(table)
+    console.print("empirical = robust accuracy upper bound (correct, not broken by a replayed attack); "
+                  "certified = lower bound (proven)")
+    rate = result.samples * len(result.per_eps) / max(result.seconds, 1e-9)
+    console.print(f"{result.seconds:.2f} s in all ({rate:.1f} sample-ε per second); every falsified sample has "
+                  "a counterexample replayed through onnxruntime")
+    if result.timed_out:
+        console.print("[yellow]timeout reached[/]: undecided samples count as unknown (bounds stay valid)")
+    for note in result.notes:
+        console.print(f"[yellow]note[/]: {note}")
+    for kind, path in written.items():
+        console.print(f"{kind}: {path}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Samples: .npz (x, y), .npy (with --labels) or .csv (see docs/audit.md).")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Labels .npy when --data is an x .npy file.")
+@click.option("--eps", multiple=True, required=True, type=click.FloatRange(min=0.0),
+              help="Radius in raw input units (repeatable: several give a curve).")
+@click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True,
+              help="inf: L∞ box; 2: L2 ball (certified through its L∞ box, attacked in the ball).")
+@click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown", show_default=True,
+              help="Bound method for certification (alpha-crown runs CROWN first, then α-CROWN on the rest).")
+@click.option("--mean", help="Normalisation mean: a number, or comma-separated per channel / per input.")
+@click.option("--std", help="Normalisation std (> 0): a number, or comma-separated per channel / per input.")
+@click.option("--clip-min", help="Lowest valid raw input value (number or comma-separated).")
+@click.option("--clip-max", help="Highest valid raw input value (number or comma-separated).")
+@click.option("--limit", type=click.IntRange(min=1), help="Audit only the first N samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the attack's random starts.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Device for bound propagation.")
+@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True),
+              help="Wall-clock budget in seconds (undecided samples count as unknown).")
+@click.option("--restarts", type=click.IntRange(min=1), default=8, show_default=True, help="PGD starts per sample.")
+@click.option("--steps", type=click.IntRange(min=1), default=40, show_default=True, help="PGD steps per start.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Samples per bound-propagation (and attack) batch.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
+@click.option("--self-check", "check_all", is_flag=True,
+              help="Certify and attack every sample (also decided ones) to cross-check soundness; slower.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write audit.json, samples.csv, witnesses.npz and (several ε) curve.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout (no progress bar).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@handles_errors
+def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug, **options):
+    """Audit MODEL's robustness on a labelled dataset at one or more ε.
+
+    Prints clean accuracy, empirical robust accuracy (upper bound: correct and not broken by a PGD attack
+    replayed through onnxruntime) and certified robust accuracy (lower bound: proven by bound propagation).
+    """
+    import torch
+
+    from verikit.audit import audit_files
+    from verikit.report import audit as audit_report
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    settings = audit_settings(**options)
+    with progress_bar(enabled=sys.stderr.isatty() and not as_json) as progress:
+        result = audit_files(str(model), str(data_path), settings,
+                             labels_path=str(labels_path) if labels_path else None, limit=limit, progress=progress)
+    written = audit_report.write_all(result, out_dir) if out_dir is not None else {}
+    if as_json:
+        click.echo(json.dumps(audit_report.to_dict(result), indent=2))
+    else:
+        from rich.console import Console
+
+        print_summary(result, written, Console())

@@ -1,0 +1,79 @@
+"""`verikit gate [POLICY]`: run a release gate in CI; exit 0 on pass, 1 on fail, 3 on bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from verikit.cli import handles_errors, main
+
+
+def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
+    """gate.json, junit.xml, summary.md and one audit JSON + CSV per robustness property under out_dir."""
+    from verikit.report import audit as audit_report
+    from verikit.report import gate as gate_report
+    from verikit.report import junit, markdown
+
+    written = {"json": gate_report.write(report, out_dir / "gate.json"),
+               "junit": junit.write(report, out_dir / "junit.xml"),
+               "markdown": markdown.write(report, out_dir / "summary.md")}
+    for key, audit in result.audits.items():
+        stem = key.replace("/", "__")
+        audit_report.write_json(audit, out_dir / "audits" / f"{stem}.json")
+        audit_report.write_csv(audit, out_dir / "audits" / f"{stem}.csv")
+    return written
+
+
+@main.command()
+@click.argument("policy", required=False, default="verikit.toml",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for gate.json, junit.xml, summary.md, audits/ [default: the policy's `out`, "
+                   "else reports/gate].")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
+              help="Compare with this gate.json instead of the policy's baseline.")
+@click.option("--no-baseline", is_flag=True, help="Skip the baseline comparison.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of the summary.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@handles_errors
+def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug):
+    """Check every property of POLICY (default ./verikit.toml) and decide pass or fail.
+
+    Writes the JSON report (schema verikit-gate/1, usable as the next baseline), JUnit XML and a Markdown
+    summary (also appended to $GITHUB_STEP_SUMMARY when set). Exit codes: 0 pass, 1 fail, 3 invalid policy
+    or unreadable model/spec/data, 4 internal error.
+    """
+    import torch
+
+    from verikit.gate.policy import load_policy
+    from verikit.gate.run import run_gate
+    from verikit.report import gate as gate_report
+    from verikit.report import markdown
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    loaded = load_policy(policy)
+
+    def say(message: str) -> None:
+        if not quiet and not as_json:
+            click.echo(f"verikit gate: {message}", err=True)
+
+    result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say)
+    report = gate_report.to_dict(result)
+    target = out_dir or loaded.out or Path("reports/gate")
+    written = write_reports(result, report, target)
+    summary = markdown.to_markdown(report)
+    step_summary = markdown.append_step_summary(summary)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(summary)
+        click.echo("reports: " + ", ".join(str(path) for path in written.values()))
+        if step_summary is not None:
+            click.echo(f"summary appended to {step_summary}")
+    sys.exit(result.exit_code)
