@@ -7,6 +7,9 @@ Call `import_auto_lirpa()` instead of `import auto_LiRPA`.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import sys
 import types
 
@@ -52,11 +55,75 @@ def _ensure_node_item_access() -> None:
     APPLIED.append("torch._C.Node.__getitem__")
 
 
+def _ensure_torch_six() -> None:
+    """torch 2 removed `torch._six`; auto_LiRPA's `register_parameter` checks `torch._six.string_classes`."""
+    try:
+        importlib.import_module("torch._six")
+    except ImportError:
+        module = types.ModuleType("torch._six")
+        module.string_classes = (str,)
+        sys.modules["torch._six"] = module
+        torch._six = module
+        APPLIED.append("torch._six")
+
+
+def _ensure_named_members_remove_duplicate() -> None:
+    """torch 2 calls `_named_members(..., remove_duplicate=...)`; auto_LiRPA's override lacks it.
+
+    Without this, `BoundedModule.parameters()` raises TypeError (CROWN reads its dtype from there).
+    The override always removes duplicates, which is torch's default.
+    """
+    from auto_LiRPA.bound_general import BoundedModule
+
+    torch_takes_it = "remove_duplicate" in inspect.signature(torch.nn.Module._named_members).parameters
+    if not torch_takes_it or "remove_duplicate" in inspect.signature(BoundedModule._named_members).parameters:
+        return
+    original = BoundedModule._named_members
+
+    def _named_members(self, get_members_fn, prefix="", recurse=True, remove_duplicate=True):
+        return original(self, get_members_fn, prefix=prefix, recurse=recurse)
+
+    BoundedModule._named_members = _named_members
+    APPLIED.append("auto_LiRPA.BoundedModule._named_members(remove_duplicate)")
+
+
+def _torch_refuses_batch_norm_stats_with_grad() -> bool:
+    stats = torch.zeros(1, requires_grad=True), torch.ones(1, requires_grad=True)
+    try:
+        torch.nn.functional.batch_norm(torch.zeros(2, 1), *stats, training=False)
+    except RuntimeError:
+        return True
+    return False
+
+
+def _ensure_batch_norm_constant_stats() -> None:
+    """torch 2 refuses batch_norm running stats that require grad; auto_LiRPA's parameters do while it
+    converts a model (BatchNormalization with mean/var held as parameters). Stats are constants: detach."""
+    from auto_LiRPA.operators.normalization import BoundBatchNormalization
+
+    if getattr(BoundBatchNormalization.forward, "detaches_stats", False):
+        return
+    if not _torch_refuses_batch_norm_stats_with_grad():
+        return
+    original = BoundBatchNormalization.forward
+
+    @functools.wraps(original)
+    def forward(self, x, w, b, m, v):
+        return original(self, x, w, b, m.detach(), v.detach())
+
+    forward.detaches_stats = True
+    BoundBatchNormalization.forward = forward
+    APPLIED.append("auto_LiRPA.BoundBatchNormalization.forward(detached stats)")
+
+
 def apply() -> list[str]:
     """Apply the missing fixes (idempotent); returns the names of those applied so far."""
     _ensure_numpy_arraysetops()
     _ensure_set_opset_version()
     _ensure_node_item_access()
+    _ensure_torch_six()
+    _ensure_named_members_remove_duplicate()  # these import auto_LiRPA, so they come last
+    _ensure_batch_norm_constant_stats()
     return list(APPLIED)
 
 
