@@ -73,8 +73,14 @@ def _bounds_stages(network: Network, options: Options) -> list[Stage]:
     prepared: dict[str, object] = {}
 
     def bounded():
+        """The prepared network, built once; a failure to build is remembered and raised again."""
         if "model" not in prepared:
-            prepared["model"] = bounds.prepare(network, device=options.device)
+            try:
+                prepared["model"] = bounds.prepare(network, device=options.device)
+            except EngineLimitation as limitation:
+                prepared["model"] = limitation
+        if isinstance(prepared["model"], EngineLimitation):
+            raise prepared["model"]
         return prepared["model"]
 
     def make(method: str) -> Stage:
