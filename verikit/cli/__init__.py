@@ -46,4 +46,5 @@ def main() -> None:
     """
 
 from verikit.cli import bench_cmd, verify_cmd  # noqa: E402  (commands register on `main`)
-
+from verikit.cli import audit_cmd, gate_cmd  # noqa: E402,F401  (audit and gate register on `main`)
+from verikit.cli import run_instance_cmd, soundness_cmd, witness_cmd  # noqa: E402,F401  (soundness tooling)

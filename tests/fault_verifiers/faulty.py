@@ -1,0 +1,83 @@
+"""Deliberately unsound (or sloppy) verifiers, for testing `verikit soundness run`.
+
+    python faulty.py FAULT v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT
+
+Each fault wraps verikit's VNN-COMP entry (verikit.vnncomp_run.run_instance) and breaks one thing:
+
+  drop_row      drops the last disjunct of every case (a parser that loses one `or` branch): it may
+                answer unsat when the only counterexamples satisfy the dropped branch
+  loosen        looks for violations by more than LOOSEN (C y <= d - LOOSEN): proves "unsat" where the
+                lower bound of the margin is only above -LOOSEN, so small counterexamples are missed
+  shrink_box    shrinks every input box to SHRINK of its radius around the centre (input bounds rounded
+                the wrong way, scaled up): counterexamples near the box's rim are missed
+  never_attack  bounds only, no attack, and answers unsat whenever the bounds are inconclusive
+  fake_witness  answers sat with the box centre as witness without checking it (a false alarm)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.verify import Options
+from verikit.vnncomp_run import run_instance
+
+LOOSEN = 1.0
+SHRINK = 0.4
+
+
+def drop_last_disjunct(prop: Property) -> Property:
+    return replace(prop, cases=tuple(Case(c.box, c.disjuncts[:-1]) for c in prop.cases))
+
+
+def loosen(prop: Property) -> Property:
+    cases = tuple(Case(c.box, tuple(Conjunction(j.C, j.d - LOOSEN) for j in c.disjuncts)) for c in prop.cases)
+    return replace(prop, cases=cases)
+
+
+def shrink_box(prop: Property) -> Property:
+    def shrunk(box: Box) -> Box:
+        return Box(box.center - SHRINK * box.radius, box.center + SHRINK * box.radius)
+
+    return replace(prop, cases=tuple(Case(shrunk(c.box), c.disjuncts) for c in prop.cases))
+
+
+def never_attack(onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
+    result = run_instance(onnx, vnnlib, result_file, timeout, Options(engines=("bounds",)))
+    if result is not None and result.verdict.vnncomp in ("unknown", "timeout"):
+        Path(result_file).write_text("unsat\n")  # the fault: "no counterexample found" read as "none exists"
+
+
+def fake_witness(onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
+    from verikit.model import load_network
+    from verikit.spec.load import load_spec
+    from verikit.witness_io import format_vnncomp
+
+    network = load_network(onnx)
+    prop = load_spec(vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
+    x = prop.cases[0].box.center
+    Path(result_file).write_text(format_vnncomp(x, network.replay(x[None, :])[0]))
+
+
+TRANSFORMS = {"drop_row": drop_last_disjunct, "loosen": loosen, "shrink_box": shrink_box}
+RUNNERS = {"never_attack": never_attack, "fake_witness": fake_witness}
+OPTIONS = {"loosen": Options(engines=("bounds", "bab"))}  # no attack: it cannot find a violation by LOOSEN
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 7 or argv[1] != "v1" or argv[0] not in {*TRANSFORMS, *RUNNERS}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    fault, _, _category, onnx, vnnlib, result_file, timeout = argv
+    if fault in RUNNERS:
+        RUNNERS[fault](onnx, vnnlib, result_file, float(timeout))
+    else:
+        run_instance(onnx, vnnlib, result_file, float(timeout), OPTIONS.get(fault, Options()),
+                     transform=TRANSFORMS[fault])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,64 @@
+"""VNN-COMP style entry: verify one instance and write a result file, as `run_instance.sh` does.
+
+    python -m verikit.vnncomp_run v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT [--engine ...] [--seed N]
+    verikit run-instance v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT        (the same command)
+
+The result file's first line is sat / unsat / unknown / timeout / error; for sat the witness
+`((X_0 v) ... (Y_0 v) ...)` follows, replayed through onnxruntime before it is written. Bad input
+(unreadable model or spec) gives `error` and exit code 3; other exit codes follow `verikit verify`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from verikit.errors import VerikitError
+from verikit.result import Result
+from verikit.spec.property import Property
+from verikit.verify import Options
+
+
+def run_instance(
+    onnx: str | Path,
+    vnnlib: str | Path,
+    result_file: str | Path,
+    timeout: float,
+    options: Options = Options(),
+    transform: Callable[[Property], Property] | None = None,
+) -> Result | None:
+    """Verify and write `result_file`; returns the Result, or None after writing `error` for bad input.
+
+    `transform` (for tests of the harness) may rewrite the property before verification.
+    """
+    from dataclasses import replace
+
+    from verikit.model import load_network
+    from verikit.report import vnncomp
+    from verikit.spec.load import load_spec
+    from verikit.verify import verify
+
+    result_file = Path(result_file)
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        network = load_network(onnx)
+        prop = load_spec(vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
+    except VerikitError as error:
+        result_file.write_text(f"error\n; {error}\n")
+        return None
+    if transform is not None:
+        prop = transform(prop)
+    result = verify(network, prop, replace(options, timeout=timeout))
+    vnncomp.write(result, result_file)
+    return result
+
+
+def exit_code(result: Result | None) -> int:
+    """The process exit code for a run (3 for bad input, else as `verikit verify`)."""
+    return 3 if result is None else int(result.verdict.exit_code)
+
+
+if __name__ == "__main__":
+    from verikit.cli.run_instance_cmd import run_instance_command
+
+    run_instance_command(prog_name="python -m verikit.vnncomp_run")
