@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,examples,plots]'
 	# auto-lirpa 0.3 pins torch<1.13: install without its pins; verikit/engines/lirpa_compat.py adapts it
 	$(PY) -m pip install -q --no-deps auto-lirpa==0.3
+	# optional: VNN-LIB 2.0 reader (no wheel on some platforms; verikit says so when it is missing)
+	$(PY) -m pip install -q -e '.[vnnlib2]' || echo "note: VNN-LIB 2.0 support not installed (optional)"
 	touch $(STAMP)
 
 install: $(STAMP)
