@@ -169,14 +169,13 @@ def test_load_spec_detects_the_format(tmp_path: Path) -> None:
     assert prop.sha256 == hashlib.sha256(vnnlib_path.read_bytes()).hexdigest()
 
 
-def test_load_spec_refuses_vnnlib_2(tmp_path: Path) -> None:
+def test_load_spec_routes_vnnlib_2_to_its_reader(tmp_path: Path) -> None:
     path = tmp_path / "v2.vnnlib"
     path.write_text(
         "; a 2.0 file\n(declare-network acas\n  (declare-input X Real [5])\n  (declare-output Y Real [5]))\n"
         "(assert (<= X[0] 1.0))\n"
     )
-    with pytest.raises(SpecError, match=r"v2.vnnlib:2:1: VNN-LIB 2.0 is not supported yet"):
-        load_spec(path)
+    assert spec_format(path) == "vnnlib2"
 
 
 def test_load_spec_missing_file(tmp_path: Path) -> None:

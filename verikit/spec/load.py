@@ -1,8 +1,8 @@
 """One entry point for spec files: detect the format, read it, and check it fits the network.
 
-Formats: a JSON object is a `verikit-robustness/1` spec (see `verikit.spec.robustness`); anything else
-is read as VNN-LIB 1.0 text (plain or gzip-compressed). VNN-LIB 2.0 files (`declare-network`,
-`declare-input`, ...) are recognised and refused with a clear SpecError for now.
+Formats: a JSON object is a `verikit-robustness/1` spec (see `verikit.spec.robustness`); text whose first
+command is `vnnlib-version` or `declare-network` is VNN-LIB 2.0 (see `verikit.spec.vnnlib2`, needs the
+optional `vnnlib` package); anything else is read as VNN-LIB 1.0 text. Plain or gzip-compressed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from verikit.spec.formula import MAX_TERMS
 from verikit.spec.property import Property
 from verikit.spec.robustness import read_robustness_spec
 from verikit.spec.vnnlib import parse_vnnlib, read_spec_text
+from verikit.spec.vnnlib2 import looks_like_vnnlib2
 
 
 def load_spec(
@@ -23,11 +24,23 @@ def load_spec(
     n_outputs: int | None = None,
     model_name: str = "the model",
     max_terms: int = MAX_TERMS,
+    network=None,
 ) -> Property:
-    """Read the spec at `path` in whatever supported format it is; check its sizes when given."""
+    """Read the spec at `path` in whatever supported format it is; check its sizes when given.
+
+    `network` (a `Network`), when given, is checked against a VNN-LIB 2.0 query's declaration (ONNX names,
+    element types, sizes). A 2.0 query verikit cannot answer raises `UnsupportedQuery` (unknown, exit 5).
+    """
     text, digest = read_spec_text(path)
     if text.lstrip().startswith("{"):
         prop = read_robustness_spec(path)
+    elif looks_like_vnnlib2(text):
+        from verikit.spec.vnnlib2 import parse_vnnlib2
+
+        query = parse_vnnlib2(text, source=str(path), sha256=digest, max_terms=max_terms)
+        if network is not None:
+            query.check_network(network)
+        prop = query.to_property()
     else:
         prop = parse_vnnlib(text, source=str(path), max_terms=max_terms, sha256=digest)
     check_sizes(prop, n_inputs, n_outputs, model_name=model_name)
@@ -35,9 +48,11 @@ def load_spec(
 
 
 def spec_format(path: str | Path) -> str:
-    """'robustness-json' or 'vnnlib' — the format `load_spec` would read `path` as."""
+    """'robustness-json', 'vnnlib2' or 'vnnlib' — the format `load_spec` would read `path` as."""
     text, _ = read_spec_text(path)
-    return "robustness-json" if text.lstrip().startswith("{") else "vnnlib"
+    if text.lstrip().startswith("{"):
+        return "robustness-json"
+    return "vnnlib2" if looks_like_vnnlib2(text) else "vnnlib"
 
 
 def check_sizes(

@@ -116,7 +116,8 @@ def _parse_text(src: SourceText, digest: str, max_terms: int) -> Property:
     for node in nodes:
         if isinstance(node, SList) and node.head in VNNLIB2_COMMANDS:
             raise src.error(
-                f"VNN-LIB 2.0 is not supported yet ('{node.head}'); write the spec in VNN-LIB 1.0", node.pos
+                f"VNN-LIB 2.0 is not supported by the 1.0 reader ('{node.head}'); load the file with "
+                "verikit.spec.load.load_spec, which reads both versions", node.pos
             )
     variables: dict = {}
     declared_at: dict = {}
