@@ -27,7 +27,7 @@ class Options:
     device: str = "cpu"
     tolerances: Tolerances = STRICT
     attack_share: float = 0.1  # fraction of the budget the first attack may use
-    smt_max_relus: int = 400  # SMT joins the automatic portfolio only for networks this small
+    smt_max_relus: int = 40  # SMT joins the automatic portfolio only for networks this small (z3 is exact, slow)
 
     def as_dict(self) -> dict:
         return {
