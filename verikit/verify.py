@@ -27,6 +27,7 @@ class Options:
     device: str = "cpu"
     tolerances: Tolerances = STRICT
     attack_share: float = 0.1  # fraction of the budget the first attack may use
+    attack_rounds: int = 2  # rounds of PGD restarts before bounds get their turn (unlimited if attack runs alone)
     smt_max_relus: int = 40  # SMT joins the automatic portfolio only for networks this small (z3 is exact, slow)
 
     def as_dict(self) -> dict:
@@ -61,8 +62,12 @@ class _Progress:
 def _attack_stage(network: Network, options: Options) -> Stage:
     from verikit.engines import attack
 
+    alone = options.engines == ("attack",)
+    settings = attack.AttackSettings() if alone else attack.AttackSettings(rounds=options.attack_rounds)
+
     def run(case: Case, budget: Budget) -> Outcome:
-        return attack.run(network, case, budget, seed=options.seed, tolerances=options.tolerances)
+        return attack.run(network, case, budget, seed=options.seed, settings=settings,
+                          tolerances=options.tolerances)
 
     return Stage("attack", "pgd", run, share=options.attack_share)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 import click
 
@@ -34,6 +35,10 @@ def handles_errors(command):
                   ExitCode.INTERNAL)
 
     return wrapper
+
+
+# torch and auto_LiRPA announce deprecations of their own internals; they are not the user's business
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\..*")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -68,8 +68,8 @@ def run(
         return Unknown("case has no disjunct: nothing can violate it")
     C, d, owner = _spec_tensors(case)
     count = len(case.disjuncts)
-    lower = torch.as_tensor(box.lower, dtype=torch.float32)
-    upper = torch.as_tensor(box.upper, dtype=torch.float32)
+    lower = torch.tensor(box.lower, dtype=torch.float32)
+    upper = torch.tensor(box.upper, dtype=torch.float32)
     width = upper - lower
     generator = torch.Generator().manual_seed(seed)
     restarts = max(1, min(settings.restarts, settings.max_batch_elements // max(1, box.size)))
