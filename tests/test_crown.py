@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_factory import mlp
 
-from verikit.engines.crown import ACTIVE, FREE, INACTIVE, ReluMlp, layer_bounds, spec_bounds
+from verikit.engines.crown import ACTIVE, FREE, INACTIVE, ReluMlp, layer_bounds, round_outward, spec_bounds
 from verikit.engines.crown_opt import Multipliers, lower_slopes, optimise_spec
 from verikit.engines.lirpa_compat import import_auto_lirpa
 from verikit.engines.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear, Relu
@@ -225,3 +225,13 @@ def test_rejects_networks_that_are_not_relu_mlps():
     pwl = PiecewiseLinear((Affine(np.eye(2), np.zeros(2)), Relu(), Relu(), Affine(np.eye(2), np.zeros(2))), 2, 2)
     with pytest.raises(NotPiecewiseLinear):
         ReluMlp.from_pwl(pwl)
+
+
+def test_round_outward_only_grows_the_box():
+    rng = np.random.default_rng(4)
+    lower = torch.tensor(rng.normal(size=1000))
+    upper = lower + torch.tensor(rng.uniform(0, 1e-6, 1000))
+    low, high = round_outward(lower, upper, torch.float32)
+    assert low.dtype == torch.float32
+    assert (low.double() <= lower).all() and (high.double() >= upper).all()
+    assert ((lower - low.double()).abs() <= 1e-6 * (1 + lower.abs())).all()

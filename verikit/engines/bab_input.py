@@ -18,7 +18,7 @@ from verikit.engines.bab_common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, pgd_in_boxes, proven,
     root_disjunct_bounds, unknown,
 )
-from verikit.engines.crown import LayerBounds, ReluMlp, layer_bounds, spec_bounds
+from verikit.engines.crown import LayerBounds, ReluMlp, layer_bounds, round_outward, spec_bounds
 from verikit.engines.crown_opt import optimise_spec
 from verikit.network import Network
 from verikit.result import Budget, Falsified, Proven, Unknown
@@ -84,8 +84,9 @@ def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: Spe
     validator = Validator(network, case, settings.tolerances)
     stats = SearchStats()
     stack = BoxStack(net.n_inputs, dtype)
-    stack.push(torch.as_tensor(case.box.lower.copy(), dtype=dtype).unsqueeze(0),
-               torch.as_tensor(case.box.upper.copy(), dtype=dtype).unsqueeze(0), torch.zeros(1, dtype=torch.int32))
+    root_lower, root_upper = round_outward(torch.as_tensor(case.box.lower.copy()).unsqueeze(0),
+                                           torch.as_tensor(case.box.upper.copy()).unsqueeze(0), dtype)
+    stack.push(root_lower, root_upper, torch.zeros(1, dtype=torch.int32))
     root = ()
     autograd = settings.input_score == "autograd"
     while len(stack):

@@ -21,7 +21,9 @@ from verikit.engines.bab_leaf import settle_leaf
 from verikit.engines.bab_common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
-from verikit.engines.crown import ACTIVE, INACTIVE, LayerBounds, Relaxation, ReluMlp, layer_bounds, spec_bounds
+from verikit.engines.crown import (
+    ACTIVE, INACTIVE, LayerBounds, Relaxation, ReluMlp, layer_bounds, round_outward, spec_bounds,
+)
 from verikit.engines.crown_opt import Multipliers, lower_slopes, optimise_layer_bounds, optimise_spec
 from verikit.network import Network
 from verikit.result import Budget, Falsified, Proven, Unknown
@@ -48,17 +50,9 @@ def restrict(root: LayerBounds, splits: list[torch.Tensor]) -> LayerBounds:
 
 def outward(bounds: LayerBounds, dtype: torch.dtype) -> LayerBounds:
     """The same bounds in `dtype`, lower rounded down and upper rounded up."""
-    def down(t: torch.Tensor) -> torch.Tensor:
-        cast = t.to(dtype)
-        return torch.where(cast.double() > t.double(), torch.nextafter(cast, torch.tensor(-torch.inf, dtype=dtype)), cast)
-
-    def up(t: torch.Tensor) -> torch.Tensor:
-        cast = t.to(dtype)
-        return torch.where(cast.double() < t.double(), torch.nextafter(cast, torch.tensor(torch.inf, dtype=dtype)), cast)
-
-    lower = [down(t) for t in bounds.lower]
-    upper = [up(t) for t in bounds.upper]
-    magnitude = [up(t) for t in bounds.magnitude]
+    pairs = [round_outward(lo, up, dtype) for lo, up in zip(bounds.lower, bounds.upper)]
+    magnitude = [round_outward(m, m, dtype)[1] for m in bounds.magnitude]
+    lower, upper = [p[0] for p in pairs], [p[1] for p in pairs]
     relaxations = [Relaxation.of(lo, hi, m) for lo, hi, m in zip(lower, upper, magnitude)]
     return LayerBounds(lower, upper, magnitude, bounds.infeasible.clone(), relaxations)
 
@@ -129,7 +123,7 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
     """Branch and bound on the rows of one disjunct: None when refuted everywhere, a counterexample, or
     the reason it stopped."""
     settings, stats, net = ctx.settings, ctx.stats, ctx.net
-    box_lower, box_upper = ctx.x_lower.to(settings.dtype), ctx.x_upper.to(settings.dtype)
+    box_lower, box_upper = round_outward(ctx.x_lower, ctx.x_upper, settings.dtype)
     sizes = list(net.hidden_sizes)
     capacity = max(2, min(settings.max_domains, QUEUE_BYTES // max(1, sum(sizes))))
     queue = torch.zeros(1, sum(sizes), dtype=torch.int8)

@@ -192,6 +192,14 @@ class InputBox:
         return InputBox(self.lower.index_select(0, index), self.upper.index_select(0, index))
 
 
+def round_outward(lower: torch.Tensor, upper: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """lower and upper cast to `dtype`, lower rounded down and upper rounded up (the box only grows)."""
+    low, high = lower.to(dtype), upper.to(dtype)
+    low = torch.where(low.double() > lower.double(), torch.nextafter(low, torch.full_like(low, -torch.inf)), low)
+    high = torch.where(high.double() < upper.double(), torch.nextafter(high, torch.full_like(high, torch.inf)), high)
+    return low, high
+
+
 def _dot(lam: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
     """Σ_n lam[r, b, n]·vector[b, n] for lam (R, B|1, n), vector (B|1, n) → (R, B)."""
     if vector.shape[0] == 1:
