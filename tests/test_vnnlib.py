@@ -147,12 +147,34 @@ def test_syntax_variants() -> None:
     assert prop.notes == ()
 
 
-def test_strict_comparisons_are_non_strict_and_noted() -> None:
-    prop = parse_vnnlib(DECLARE_1_1 + "(assert (> X_0 0))(assert (< X_0 1))(assert (< Y_0 5))")
+def test_strict_comparisons_keep_their_strictness_and_are_noted() -> None:
+    prop = parse_vnnlib(DECLARE_1_1 + "(assert (> X_0 0))(assert (<= X_0 1))(assert (< Y_0 5))")
     (case,) = prop.cases
-    assert case.box.lower[0] == 0.0 and case.box.upper[0] == 1.0
-    assert case.satisfied_disjunct(np.array([5.0])) == 0
+    assert case.box.lower[0] == 0.0 and case.box.upper[0] == 1.0  # the engines search the closed box
+    assert case.box.open_lower.tolist() == [True] and case.box.open_upper.tolist() == [False]
+    assert not case.box.contains(np.array([0.0])) and case.box.contains(np.array([1.0]))
+    (conjunction,) = case.disjuncts
+    assert conjunction.strict.tolist() == [True]
+    assert case.satisfied_disjunct(np.array([5.0])) is None  # y = 5 does not satisfy y < 5
+    assert case.satisfied_disjunct(np.array([4.5])) == 0
     assert any("strict" in note for note in prop.notes)
+
+
+def test_a_strict_bound_wins_over_an_equal_non_strict_one() -> None:
+    prop = parse_vnnlib(DECLARE_1_1 + "(assert (<= X_0 1))(assert (< X_0 1))(assert (>= X_0 0))(assert (<= Y_0 5))")
+    assert prop.cases[0].box.open_upper.tolist() == [True]
+
+
+def test_strict_bounds_that_meet_leave_an_empty_box() -> None:
+    prop = parse_vnnlib(DECLARE_1_1 + "(assert (>= X_0 1))(assert (< X_0 1))(assert (<= Y_0 5))")
+    assert prop.cases == ()
+    assert any("empty input box" in note for note in prop.notes)
+
+
+def test_a_false_strict_constant_comparison_drops_the_term() -> None:
+    prop = parse_vnnlib(DECLARE_1_1 + "(assert (<= 0 X_0 1))(assert (or (< 1 1) (<= Y_0 5)))")
+    (case,) = prop.cases
+    assert len(case.disjuncts) == 1 and case.disjuncts[0].rows == 1
 
 
 def test_equality_chains_and_tighter_bounds() -> None:

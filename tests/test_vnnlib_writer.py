@@ -46,8 +46,11 @@ def properties(draw) -> Property:
     for _ in range(draw(st.integers(1, 3))):
         a = draw(arrays(np.float64, n_inputs, elements=FLOATS))
         b = draw(arrays(np.float64, n_inputs, elements=FLOATS))
-        box = Box(np.minimum(a, b), np.maximum(a, b))
-        key = box.lower.tobytes() + box.upper.tobytes()
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        open_lower = draw(arrays(np.bool_, n_inputs)) & (low < high)
+        open_upper = draw(arrays(np.bool_, n_inputs)) & (low < high)
+        box = Box(low, high, open_lower, open_upper)
+        key = box.lower.tobytes() + box.upper.tobytes() + open_lower.tobytes() + open_upper.tobytes()
         if key in seen:  # the reader groups terms by box: equal boxes would merge into one case
             continue
         seen.add(key)
@@ -57,7 +60,7 @@ def properties(draw) -> Property:
             entries = st.one_of(FLOATS, st.sampled_from([1.0, -1.0]))
             C = draw(arrays(np.float64, (rows, n_outputs), elements=entries))
             d = draw(arrays(np.float64, rows, elements=st.one_of(FLOATS, st.just(0.0))))
-            disjuncts.append(Conjunction(C, d))
+            disjuncts.append(Conjunction(C, d, draw(arrays(np.bool_, rows))))
         cases.append(Case(box, tuple(disjuncts)))
     return Property(tuple(cases), n_inputs, n_outputs, source="generated")
 
@@ -67,10 +70,13 @@ def assert_same(a: Property, b: Property) -> None:
     for case_a, case_b in zip(a.cases, b.cases):
         assert case_a.box.lower.tobytes() == case_b.box.lower.tobytes()
         assert case_a.box.upper.tobytes() == case_b.box.upper.tobytes()
+        np.testing.assert_array_equal(case_a.box.open_lower, case_b.box.open_lower)
+        np.testing.assert_array_equal(case_a.box.open_upper, case_b.box.open_upper)
         assert len(case_a.disjuncts) == len(case_b.disjuncts)
         for x, y in zip(case_a.disjuncts, case_b.disjuncts):
             np.testing.assert_array_equal(x.C, y.C)  # equal values (a -0.0 in C may come back as 0.0)
             np.testing.assert_array_equal(x.d, y.d)
+            np.testing.assert_array_equal(x.strict, y.strict)
 
 
 @settings(max_examples=200, deadline=None)

@@ -33,6 +33,25 @@ def test_check_names_the_satisfied_disjunct_and_respects_tolerance():
     assert check(case, np.array([1.5], np.float32), np.array([3.0])) is None  # outside the box
 
 
+def test_strict_rows_and_open_box_sides_reject_boundary_points():
+    strict_row = Conjunction([[1.0]], [0.0], strict=[True])  # y < 0
+    case = Case(Box([0.0], [1.0], open_upper=[True]), (strict_row,))  # 0 <= x < 1
+    inside = np.array([0.5], np.float32)
+    assert check(case, inside, np.array([0.0])) is None  # y = 0 is on the strict boundary
+    assert check(case, inside, np.array([-1e-30])) is not None
+    assert check(case, np.array([1.0], np.float32), np.array([-1.0])) is None  # x = 1 is on the open side
+    assert check(case, np.array([0.0], np.float32), np.array([-1.0])) is not None  # the closed side
+    # an explicit tolerance relaxes both, as it does for non-strict comparisons
+    assert check(case, inside, np.array([0.0]), Tolerances(formula=1e-6)) is not None
+
+
+def test_float32_rounding_steps_off_an_open_side():
+    box = Box([0.0], [1.0], open_lower=[True], open_upper=[True])
+    for x in (0.0, 1.0, -3.0, 5.0):
+        x32 = to_float32_inside(box, np.array([x]))
+        assert box.contains(x32), x
+
+
 def test_validate_replays_through_onnxruntime():
     network = load_network(MODELS / "tiny_relu.onnx")
     box = Box(np.zeros(network.n_inputs), np.ones(network.n_inputs))

@@ -104,14 +104,9 @@ class _Version1:
         check_sizes(self.prop, network.n_inputs, network.n_outputs, model_name=network.source or "the model")
 
     def holds(self, x: np.ndarray, y: np.ndarray) -> bool:
-        """Exact box and rows; with strict comparisons in the file, also strictly inside (conservative)."""
-        strict = any("strict comparisons" in note for note in self.prop.notes)
+        """Exact box and rows, strict comparisons strict."""
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        for case in self.prop.cases:
-            inside = np.all(x > case.box.lower) and np.all(x < case.box.upper) if strict else case.box.contains(x)
-            if inside and any(np.all(c.margins(y) < 0 if strict else c.margins(y) <= 0) for c in case.disjuncts):
-                return True
-        return False
+        return any(case.box.contains(x) and any(c.holds(y) for c in case.disjuncts) for case in self.prop.cases)
 
 
 def load_query(path: str | Path, *, max_terms: int | None = None):

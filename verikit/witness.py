@@ -28,34 +28,39 @@ STRICT = Tolerances()
 
 
 def to_float32_inside(box: Box, x: np.ndarray) -> np.ndarray:
-    """x clipped to the box and rounded to float32, stepping one ulp inward where rounding left it."""
+    """x clipped to the box and rounded to float32, stepping one ulp inward where rounding left it
+    (or left it on an open side)."""
     x32 = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), box.lower, box.upper).astype(np.float32)
     as64 = x32.astype(np.float64)
-    below = as64 < box.lower
-    above = as64 > box.upper
+    below = (as64 < box.lower) | (box.open_lower & (as64 == box.lower))
+    above = (as64 > box.upper) | (box.open_upper & (as64 == box.upper))
     x32[below] = np.nextafter(x32[below], np.float32(np.inf))
     x32[above] = np.nextafter(x32[above], np.float32(-np.inf))
     return x32
 
 
 def check(case: Case, x32: np.ndarray, y: np.ndarray, tolerances: Tolerances = STRICT) -> Counterexample | None:
-    """A Counterexample if float32 input x32 with replayed output y violates `case`, else None."""
-    box_violation = case.box.violation(x32)
-    if box_violation > tolerances.box:
+    """A Counterexample if float32 input x32 with replayed output y violates `case`, else None.
+
+    Strict comparisons are honoured: with zero tolerance a point on an open side of the box, or an output
+    with a zero margin on a strict row, is not a counterexample.
+    """
+    if not case.box.contains(x32, tolerances.box):
         return None
     best_index, best_violation = None, np.inf
     for index, conjunction in enumerate(case.disjuncts):
-        margins = conjunction.margins(y)
-        violation = float(max(0.0, margins.max())) if margins.size else 0.0
+        if not conjunction.holds(y, tolerances.formula):
+            continue
+        violation = conjunction.violation(y)
         if violation < best_violation:
             best_index, best_violation = index, violation
-    if best_index is None or best_violation > tolerances.formula:
+    if best_index is None:
         return None
     return Counterexample(
         x=np.asarray(x32, dtype=np.float32).copy(),
         y=np.asarray(y, dtype=np.float32).copy(),
         disjunct=best_index,
-        box_violation=box_violation,
+        box_violation=case.box.violation(x32),
         formula_violation=best_violation,
         tolerance=max(tolerances.box, tolerances.formula),
     )

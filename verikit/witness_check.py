@@ -151,8 +151,7 @@ def _closest(case: Case, y: np.ndarray) -> tuple[int | None, float]:
     """The disjunct y comes closest to satisfying and its violation (max positive margin)."""
     best, best_violation = None, np.inf
     for index, conjunction in enumerate(case.disjuncts):
-        margins = conjunction.margins(y)
-        violation = float(max(0.0, margins.max())) if margins.size else 0.0
+        violation = conjunction.violation(y)
         if violation < best_violation:
             best, best_violation = index, violation
     return best, best_violation

@@ -4,8 +4,9 @@ A formula is read into a list of *terms* (the DNF): the formula holds iff every 
 Each atom is either an `InputBound` (one input against a constant) or an `OutputRow`
 (`sum coefs * y[cols] <= rhs`). `true` is one empty term (`[[]]`), `false` is no term (`[]`).
 
-Comparisons: `<=`, `>=`, `=`, and the strict `<` and `>`, which are read as non-strict (the closure of
-the violation set; `strict_seen` records that it happened). Chains such as `(<= a b c)` mean
+Comparisons: `<=`, `>=`, `=`, and the strict `<` and `>`: their atoms carry `strict`, which the engines
+drop (they search the closure of the violation set, so a proof covers the strict spec) and the witness
+check keeps. Chains such as `(<= a b c)` mean
 `a <= b` and `b <= c`, as in SMT-LIB. Terms: numbers, declared variables, `(+ ...)`, `(- ...)`,
 `(* ...)` with at most one non-constant factor, and `(/ t c)` with a constant divisor.
 """
@@ -33,22 +34,24 @@ _VARIABLE_LIKE = re.compile(r"[XY]_[0-9]+")
 
 @dataclass(frozen=True, slots=True)
 class InputBound:
-    """`x[index] <= value` when `upper`, else `x[index] >= value`."""
+    """`x[index] <= value` when `upper`, else `x[index] >= value` (`<`, `>` when `strict`)."""
 
     index: int
     upper: bool
     value: float
     pos: int
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OutputRow:
-    """`sum_k coefs[k] * y[cols[k]] <= rhs`; `cols` are distinct."""
+    """`sum_k coefs[k] * y[cols[k]] <= rhs` (`<` when `strict`); `cols` are distinct."""
 
     cols: tuple[int, ...]
     coefs: tuple[float, ...]
     rhs: float
     pos: int
+    strict: bool = False
 
 
 class FormulaReader:
@@ -135,25 +138,25 @@ class FormulaReader:
         """The atoms of `(op a b ...)`, or None when a constant comparison is false."""
         if len(args) < 2:
             raise self.source.error(f"'{op}' needs at least two operands", node.pos)
-        if op in ("<", ">"):
-            self.strict_seen = True
+        strict = op in ("<", ">")
+        self.strict_seen = self.strict_seen or strict
         atoms: list = []
         for left, right in zip(args, args[1:]):
-            fast = self._simple_atoms(op, left, right)
+            fast = self._simple_atoms(op, left, right, strict)
             if fast is not None:
                 atoms.extend(fast)
                 continue
             a, b = self._linear(left), self._linear(right)
             pairs = {"<=": [(a, b)], "<": [(a, b)], ">=": [(b, a)], ">": [(b, a)], "=": [(a, b), (b, a)]}[op]
             for small, large in pairs:
-                atom = self._atom(_difference(small, large), node.pos)
+                atom = self._atom(_difference(small, large), node.pos, strict)
                 if atom is False:
                     return None
                 if atom is not True:
                     atoms.append(atom)
         return atoms
 
-    def _simple_atoms(self, op: str, left, right) -> list | None:
+    def _simple_atoms(self, op: str, left, right, strict: bool) -> list | None:
         """Atoms for the common shapes `(op V c)`, `(op c V)` and `(op Y_i Y_j)`, taking c exactly as written."""
         if not (isinstance(left, Atom) and isinstance(right, Atom)):
             return None
@@ -165,32 +168,32 @@ class FormulaReader:
             var, value, var_is_small = var_right, self._number(left), not below
         elif var_left is not None and var_left[0] == var_right[0] == "Y" and var_left != var_right and op != "=":
             small, large = (var_left, var_right) if below else (var_right, var_left)
-            return [OutputRow((small[1], large[1]), (1.0, -1.0), 0.0, left.pos)]
+            return [OutputRow((small[1], large[1]), (1.0, -1.0), 0.0, left.pos, strict)]
         else:
             return None
         pos = left.pos
         if op == "=":
             return [_var_bound(var, value, True, pos), _var_bound(var, value, False, pos)]
-        return [_var_bound(var, value, var_is_small, pos)]
+        return [_var_bound(var, value, var_is_small, pos, strict)]
 
-    def _atom(self, form: Linear, pos: int):
-        """The atom for `form <= 0`, or True/False when no variable is left."""
+    def _atom(self, form: Linear, pos: int, strict: bool = False):
+        """The atom for `form <= 0` (`form < 0` when strict), or True/False when no variable is left."""
         coefs, const = form
         if not coefs:
-            return const <= 0.0
+            return const < 0.0 if strict else const <= 0.0
         kinds = {var[0] for var in coefs}
         if kinds == {"Y"}:
             cols = tuple(sorted(var[1] for var in coefs))
-            return OutputRow(cols, tuple(coefs[("Y", j)] for j in cols), -const, pos)
+            return OutputRow(cols, tuple(coefs[("Y", j)] for j in cols), -const, pos, strict)
         if kinds == {"X"}:
             nonzero = [(var, coef) for var, coef in coefs.items() if coef != 0.0]
             if not nonzero:
-                return const <= 0.0
+                return const < 0.0 if strict else const <= 0.0
             if len(nonzero) == 1:
                 (_, index), coef = nonzero[0]
                 value = -const / coef
                 if math.isfinite(value):
-                    return InputBound(index, coef > 0.0, value, pos)
+                    return InputBound(index, coef > 0.0, value, pos, strict)
             raise self.source.error(
                 "unsupported input constraint: VNN-LIB 1.0 input constraints must bound one input by a "
                 "constant, like (<= X_0 0.5) or (>= X_0 -0.5)",
@@ -273,14 +276,14 @@ class FormulaReader:
         )
 
 
-def _var_bound(var: Var, value: float, var_is_small: bool, pos: int):
-    """The atom `var <= value` (var_is_small) or `var >= value`, with value kept bit-exact."""
+def _var_bound(var: Var, value: float, var_is_small: bool, pos: int, strict: bool = False):
+    """The atom `var <= value` (var_is_small) or `var >= value` (`<`, `>` when strict), value bit-exact."""
     kind, index = var
     if kind == "X":
-        return InputBound(index, var_is_small, value, pos)
+        return InputBound(index, var_is_small, value, pos, strict)
     if var_is_small:
-        return OutputRow((index,), (1.0,), value, pos)
-    return OutputRow((index,), (-1.0,), -value, pos)
+        return OutputRow((index,), (1.0,), value, pos, strict)
+    return OutputRow((index,), (-1.0,), -value, pos, strict)
 
 
 def _sum(a: Linear, b: Linear) -> Linear:

@@ -17,12 +17,28 @@ def _as_vector(values, name: str) -> np.ndarray:
     return array
 
 
+def _as_mask(values, size: int, name: str) -> np.ndarray:
+    """A read-only bool vector of `size` (all False when values is None)."""
+    mask = np.zeros(size, dtype=bool) if values is None else np.asarray(values, dtype=bool).reshape(-1).copy()
+    if mask.size != size:
+        raise ValueError(f"{name} has {mask.size} entries, expected {size}")
+    mask.setflags(write=False)
+    return mask
+
+
 @dataclass(frozen=True, eq=False)
 class Box:
-    """An axis-aligned input region `lower <= x <= upper`, shape (n_inputs,)."""
+    """An axis-aligned input region `lower <= x <= upper`, shape (n_inputs,).
+
+    `open_lower[i]` / `open_upper[i]` make that side strict (`lower < x`, from a VNN-LIB `<`/`>`). The
+    engines search the closed box, which contains the open one, so a proof covers both; `contains` (and
+    so the witness check) honours the strict sides.
+    """
 
     lower: np.ndarray
     upper: np.ndarray
+    open_lower: np.ndarray | None = None
+    open_upper: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lower = _as_vector(self.lower, "lower")
@@ -33,14 +49,22 @@ class Box:
             raise ValueError("box bounds contain NaN")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "open_lower", _as_mask(self.open_lower, lower.size, "open_lower"))
+        object.__setattr__(self, "open_upper", _as_mask(self.open_upper, lower.size, "open_upper"))
 
     @property
     def size(self) -> int:
         return int(self.lower.size)
 
     @property
+    def has_open_side(self) -> bool:
+        return bool(self.open_lower.any() or self.open_upper.any())
+
+    @property
     def is_empty(self) -> bool:
-        return bool((self.lower > self.upper).any())
+        """No point lies inside (an open side makes `lower == upper` empty too)."""
+        touching = (self.lower == self.upper) & (self.open_lower | self.open_upper)
+        return bool((self.lower > self.upper).any() or touching.any())
 
     @property
     def center(self) -> np.ndarray:
@@ -51,30 +75,46 @@ class Box:
         return (self.upper - self.lower) / 2.0
 
     def violation(self, x: np.ndarray) -> float:
-        """How far x (n_inputs,) lies outside the box, max over coordinates (0.0 when inside)."""
+        """How far x (n_inputs,) lies outside the closed box, max over coordinates (0.0 when inside)."""
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         return float(max(0.0, np.max(self.lower - x), np.max(x - self.upper)))
 
     def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
-        return self.violation(x) <= tol
+        """x within `tol` of the box; with tol = 0 the open sides are strict."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        above = np.where(self.open_lower, x > self.lower - tol, x >= self.lower - tol)
+        below = np.where(self.open_upper, x < self.upper + tol, x <= self.upper + tol)
+        return bool(above.all() and below.all())
 
     def sample(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """`count` points drawn uniformly from the box, shape (count, n_inputs)."""
         return rng.uniform(self.lower, self.upper, size=(count, self.size))
 
     def intersect(self, other: "Box") -> "Box":
-        return Box(np.maximum(self.lower, other.lower), np.minimum(self.upper, other.upper))
+        """The intersection; a side is open where the tighter bound comes from an open side."""
+        lower = np.maximum(self.lower, other.lower)
+        upper = np.minimum(self.upper, other.upper)
+        open_lower = (self.open_lower & (self.lower == lower)) | (other.open_lower & (other.lower == lower))
+        open_upper = (self.open_upper & (self.upper == upper)) | (other.open_upper & (other.upper == upper))
+        return Box(lower, upper, open_lower, open_upper)
 
     def same_as(self, other: "Box") -> bool:
-        return bool(np.array_equal(self.lower, other.lower) and np.array_equal(self.upper, other.upper))
+        return bool(np.array_equal(self.lower, other.lower) and np.array_equal(self.upper, other.upper)
+                    and np.array_equal(self.open_lower, other.open_lower)
+                    and np.array_equal(self.open_upper, other.open_upper))
 
 
 @dataclass(frozen=True, eq=False)
 class Conjunction:
-    """`C @ y <= d`, every row must hold. C has shape (rows, n_outputs), d shape (rows,)."""
+    """`C @ y <= d`, every row must hold. C has shape (rows, n_outputs), d shape (rows,).
+
+    `strict[r]` makes row r `C[r] @ y < d[r]` (a VNN-LIB `<`/`>`). Engines bound the closed rows, whose
+    violation set contains the strict one, so a proof covers both; `holds` honours strictness.
+    """
 
     C: np.ndarray
     d: np.ndarray
+    strict: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         C = np.ascontiguousarray(np.asarray(self.C, dtype=np.float64))
@@ -86,17 +126,25 @@ class Conjunction:
         C.setflags(write=False)
         object.__setattr__(self, "C", C)
         object.__setattr__(self, "d", d)
+        object.__setattr__(self, "strict", _as_mask(self.strict, d.size, "strict"))
 
     @property
     def rows(self) -> int:
         return int(self.d.size)
 
     def margins(self, y: np.ndarray) -> np.ndarray:
-        """`C @ y - d` for y (n_outputs,); the conjunction holds iff every entry is <= 0."""
+        """`C @ y - d` for y (n_outputs,); the conjunction holds iff every entry is <= 0 (< 0 on strict rows)."""
         return self.C @ np.asarray(y, dtype=np.float64).reshape(-1) - self.d
 
     def holds(self, y: np.ndarray, tol: float = 0.0) -> bool:
-        return bool(np.all(self.margins(y) <= tol))
+        """Every row within `tol`: margin <= tol, and margin < tol on strict rows."""
+        margins = self.margins(y)
+        return bool(np.all(np.where(self.strict, margins < tol, margins <= tol)))
+
+    def violation(self, y: np.ndarray) -> float:
+        """The largest positive margin (0.0 when every closed row holds)."""
+        margins = self.margins(y)
+        return float(max(0.0, margins.max())) if margins.size else 0.0
 
 
 @dataclass(frozen=True, eq=False)

@@ -152,8 +152,8 @@ def _parse_text(src: SourceText, digest: str, max_terms: int) -> Property:
     notes: list[str] = []
     if reader.strict_seen:
         notes.append(
-            "strict comparisons (<, >) were read as non-strict (<=, >=): a proof covers the strict spec too; "
-            "a counterexample exactly on such a boundary satisfies only the non-strict reading"
+            "strict comparisons (<, >): the engines bound their closure (<=, >=), so a proof covers the strict "
+            "spec; a counterexample must satisfy them strictly"
         )
     cases = _cases(src, terms, n_inputs, n_outputs, notes, declared_at)
     if not cases:
@@ -223,19 +223,27 @@ def _cases(
     for number, term in enumerate(terms, 1):
         lower = [-np.inf] * n_inputs
         upper = [np.inf] * n_inputs
+        open_lower = [False] * n_inputs
+        open_upper = [False] * n_inputs
         rows = []
         for atom in term:
             if type(atom) is InputBound:
+                i = atom.index
                 if atom.upper:
-                    if atom.value < upper[atom.index]:
-                        upper[atom.index] = atom.value
-                elif atom.value > lower[atom.index]:
-                    lower[atom.index] = atom.value
+                    if atom.value < upper[i]:
+                        upper[i], open_upper[i] = atom.value, atom.strict
+                    elif atom.value == upper[i]:
+                        open_upper[i] = open_upper[i] or atom.strict
+                elif atom.value > lower[i]:
+                    lower[i], open_lower[i] = atom.value, atom.strict
+                elif atom.value == lower[i]:
+                    open_lower[i] = open_lower[i] or atom.strict
             else:
                 rows.append(atom)
         low, high = np.array(lower), np.array(upper)
+        opens = np.array(open_lower) | np.array(open_upper)
         label = f" (DNF term {number} of {len(terms)})" if len(terms) > 1 else ""
-        empty = np.flatnonzero(low > high)
+        empty = np.flatnonzero((low > high) | ((low == high) & opens))
         if empty.size:
             dropped += 1
             if dropped <= _MAX_NOTES:
@@ -259,10 +267,12 @@ def _cases(
         for r, row in enumerate(rows):
             C[r, list(row.cols)] = row.coefs
             d[r] = row.rhs
-        key = low.tobytes() + high.tobytes()
+        strict_rows = np.array([row.strict for row in rows], dtype=bool)
+        open_low, open_high = np.array(open_lower), np.array(open_upper)
+        key = low.tobytes() + high.tobytes() + open_low.tobytes() + open_high.tobytes()
         if key not in groups:
-            groups[key] = (Box(low, high), [])
-        groups[key][1].append(Conjunction(C, d))
+            groups[key] = (Box(low, high, open_low, open_high), [])
+        groups[key][1].append(Conjunction(C, d, strict_rows))
     if dropped > _MAX_NOTES:
         notes.append(f"... {dropped} terms with an empty input box were dropped in all")
     return [Case(box, tuple(disjuncts)) for box, disjuncts in groups.values()]

@@ -87,31 +87,33 @@ def _write_single_case(case: Case, lines: list[str]) -> None:
 def _box_atoms(box: Box) -> list[str]:
     atoms = []
     for i, (low, high) in enumerate(zip(box.lower.tolist(), box.upper.tolist())):
-        atoms.append(f"(>= X_{i} {format_number(low)})")
-        atoms.append(f"(<= X_{i} {format_number(high)})")
+        atoms.append(f"({'>' if box.open_lower[i] else '>='} X_{i} {format_number(low)})")
+        atoms.append(f"({'<' if box.open_upper[i] else '<='} X_{i} {format_number(high)})")
     return atoms
 
 
 def _rows(conjunction: Conjunction) -> list[str]:
-    return [_row(conjunction.C[r], float(conjunction.d[r])) for r in range(conjunction.rows)]
+    return [_row(conjunction.C[r], float(conjunction.d[r]), bool(conjunction.strict[r]))
+            for r in range(conjunction.rows)]
 
 
-def _row(coefficients: np.ndarray, bound: float) -> str:
-    """`coefficients @ y <= bound` in the most readable form that reads back exactly."""
+def _row(coefficients: np.ndarray, bound: float, strict: bool = False) -> str:
+    """`coefficients @ y <= bound` (`<` when strict) in the most readable form that reads back exactly."""
+    below, above = ("<", ">") if strict else ("<=", ">=")
     nonzero = [(j, float(c)) for j, c in enumerate(coefficients.tolist()) if c != 0.0]
     if len(nonzero) == 1 and nonzero[0][1] == 1.0:
-        return f"(<= Y_{nonzero[0][0]} {format_number(bound)})"
+        return f"({below} Y_{nonzero[0][0]} {format_number(bound)})"
     if len(nonzero) == 1 and nonzero[0][1] == -1.0:
-        return f"(>= Y_{nonzero[0][0]} {format_number(-bound)})"
+        return f"({above} Y_{nonzero[0][0]} {format_number(-bound)})"
     if len(nonzero) == 2 and bound == 0.0 and sorted(c for _, c in nonzero) == [-1.0, 1.0]:
         positive = next(j for j, c in nonzero if c > 0)
         negative = next(j for j, c in nonzero if c < 0)
-        return f"(<= Y_{positive} Y_{negative})"
+        return f"({below} Y_{positive} Y_{negative})"
     if not nonzero:
         nonzero = [(0, 0.0)]
     products = [f"(* {format_number(c)} Y_{j})" for j, c in nonzero]
     left = products[0] if len(products) == 1 else f"(+ {' '.join(products)})"
-    return f"(<= {left} {format_number(bound)})"
+    return f"({below} {left} {format_number(bound)})"
 
 
 def _one_line(text: str) -> str:
