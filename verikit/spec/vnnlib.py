@@ -2,7 +2,7 @@
 
 Accepted: `;` comments, `(declare-const X_i Real)` / `(declare-const Y_j Real)` (also
 `(declare-fun X_i () Real)`), `(assert F)` with F built from `and`, `or`, `<=`, `>=`, `=`, `<`, `>`
-(strict read as non-strict, noted in `Property.notes`), `true`/`false`, and linear terms (see
+(strict kept as open box sides and strict rows, noted in `Property.notes`), `true`/`false`, and linear terms (see
 `verikit.spec.formula`). `set-logic`, `set-info`, `set-option`, `check-sat`, `get-model` and `exit`
 are ignored. Inputs X_0..X_{n-1} and outputs Y_0..Y_{m-1} must be declared before use, indices
 contiguous from 0.
@@ -29,7 +29,8 @@ import numpy as np
 
 from verikit.errors import SpecError
 from verikit.spec.formula import MAX_TERMS, FormulaReader, InputBound
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.spec.cases import CaseGroups, TermBuilder
+from verikit.spec.property import Case, Property
 from verikit.spec.sexpr import Atom, SList, SourceText, read_sexprs
 from verikit.spec.vnnlib_writer import format_number, save_vnnlib, write_vnnlib
 
@@ -48,7 +49,6 @@ VNNLIB2_COMMANDS = frozenset({"declare-network", "declare-input", "declare-outpu
 IGNORED_COMMANDS = frozenset({"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"})
 _NAME = re.compile(r"([A-Za-z][A-Za-z0-9]*)_([0-9]+)")
 _KIND_WORDS = {"X": ("input", "inputs"), "Y": ("output", "outputs")}
-_MAX_NOTES = 20
 
 
 def parse_vnnlib(
@@ -218,40 +218,18 @@ def _cases(
     src: SourceText, terms: list[list], n_inputs: int, n_outputs: int, notes: list[str], declared_at: dict
 ) -> list[Case]:
     """Group DNF terms into cases by identical box (see the module docstring)."""
-    groups: dict[bytes, tuple[Box, list[Conjunction]]] = {}
-    dropped = 0
-    for number, term in enumerate(terms, 1):
-        lower = [-np.inf] * n_inputs
-        upper = [np.inf] * n_inputs
-        open_lower = [False] * n_inputs
-        open_upper = [False] * n_inputs
-        rows = []
-        for atom in term:
+    groups = CaseGroups(notes)
+    for number, atoms in enumerate(terms, 1):
+        term = TermBuilder(n_inputs, n_outputs)
+        for atom in atoms:
             if type(atom) is InputBound:
-                i = atom.index
-                if atom.upper:
-                    if atom.value < upper[i]:
-                        upper[i], open_upper[i] = atom.value, atom.strict
-                    elif atom.value == upper[i]:
-                        open_upper[i] = open_upper[i] or atom.strict
-                elif atom.value > lower[i]:
-                    lower[i], open_lower[i] = atom.value, atom.strict
-                elif atom.value == lower[i]:
-                    open_lower[i] = open_lower[i] or atom.strict
+                term.bound(atom.index, atom.upper, atom.value, atom.strict)
             else:
-                rows.append(atom)
-        low, high = np.array(lower), np.array(upper)
-        opens = np.array(open_lower) | np.array(open_upper)
+                term.row(atom.cols, atom.coefs, atom.rhs, atom.strict)
         label = f" (DNF term {number} of {len(terms)})" if len(terms) > 1 else ""
-        empty = np.flatnonzero((low > high) | ((low == high) & opens))
-        if empty.size:
-            dropped += 1
-            if dropped <= _MAX_NOTES:
-                i = int(empty[0])
-                notes.append(
-                    f"empty input box{label}: X_{i} >= {float(low[i])!r} and X_{i} <= {float(high[i])!r}; "
-                    "dropped, it can never be violated"
-                )
+        low, high = term.box_arrays()
+        if groups.drop_empty(term, lambda i: f"empty input box{label}: X_{i} >= {float(low[i])!r} and "
+                                             f"X_{i} <= {float(high[i])!r}"):
             continue
         for bounds, side, op in ((low, "lower", ">="), (high, "upper", "<=")):
             unbounded = np.flatnonzero(~np.isfinite(bounds))
@@ -262,17 +240,5 @@ def _cases(
                     f"and upper bounds in every case: add (assert ({op} X_{i} ...))",
                     where=src.where(declared_at[("X", i)]),
                 )
-        C = np.zeros((len(rows), n_outputs))
-        d = np.empty(len(rows))
-        for r, row in enumerate(rows):
-            C[r, list(row.cols)] = row.coefs
-            d[r] = row.rhs
-        strict_rows = np.array([row.strict for row in rows], dtype=bool)
-        open_low, open_high = np.array(open_lower), np.array(open_upper)
-        key = low.tobytes() + high.tobytes() + open_low.tobytes() + open_high.tobytes()
-        if key not in groups:
-            groups[key] = (Box(low, high, open_low, open_high), [])
-        groups[key][1].append(Conjunction(C, d, strict_rows))
-    if dropped > _MAX_NOTES:
-        notes.append(f"... {dropped} terms with an empty input box were dropped in all")
-    return [Case(box, tuple(disjuncts)) for box, disjuncts in groups.values()]
+        groups.add(term)
+    return groups.cases()

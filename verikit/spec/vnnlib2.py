@@ -253,8 +253,8 @@ class Query:
             notes.append(f"{filled} missing input bound(s) were filled in to search a bounded sub-region (radius "
                          f"{fill}): a counterexample found there is one, a proof there proves nothing")
         if any(atom.strict for term in self.terms for atom in term):
-            notes.append("strict comparisons (<, >, !=) were read as non-strict for the search: a proof covers the "
-                         "strict query too; a counterexample must satisfy the strict query (Query.holds)")
+            notes.append("strict comparisons (<, >, !=): the engines bound their closure, so a proof covers the "
+                         "strict query; a counterexample must satisfy them strictly")
         if relaxed:
             if not relax:
                 raise UnsupportedQuery(

@@ -21,14 +21,14 @@ import numpy as np
 
 from verikit.errors import SpecError
 from verikit.spec.formula import MAX_ATOM_REFERENCES
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.spec.cases import CaseGroups, TermBuilder
+from verikit.spec.property import Case
 
 Var = tuple[str, int]
 Monomial = tuple[Var, ...]  # sorted variables with repetition; () is the constant term
 Poly = dict[Monomial, Fraction]
 
 MAX_MONOMIALS = 10_000
-_MAX_NOTES = 20
 
 
 class Atom:
@@ -221,42 +221,32 @@ def to_cases(
     which confines the search to a sub-region, so that only a counterexample may be trusted.
     """
     (x_name, n_inputs), (y_name, n_outputs) = inputs, outputs
-    groups: dict[bytes, tuple[Box, list[Conjunction]]] = {}
-    relaxed = dropped = filled = 0
+    groups = CaseGroups(notes)
+    relaxed = filled = 0
     kinds: dict[int, tuple] = {}  # id(atom) -> its reading; terms share atoms, so each is read once
-    for number, term in enumerate(terms, 1):
-        lower = [-math.inf] * n_inputs
-        upper = [math.inf] * n_inputs
-        rows: list[tuple[dict[int, float], float]] = []
+    for number, atoms in enumerate(terms, 1):
+        term = TermBuilder(n_inputs, n_outputs)
         feasible = True
-        for atom in term:
+        for atom in atoms:
             kind = kinds.get(id(atom))
             if kind is None:
                 kind = kinds[id(atom)] = _reading(atom, x_name, y_name)
             if kind[0] == "bound":
                 _, index, is_upper, value = kind
-                if is_upper:
-                    if value < upper[index]:
-                        upper[index] = value
-                elif value > lower[index]:
-                    lower[index] = value
+                term.bound(index, is_upper, value, atom.strict)
             elif kind[0] == "row":
-                rows.append(kind[1])
+                coefs, rhs = kind[1]
+                term.row(coefs.keys(), coefs.values(), rhs, atom.strict)
             elif kind[0] == "constant":
                 feasible = feasible and kind[1]
             else:
                 relaxed += 1
         if not feasible:
             continue
-        low, high = np.array(lower, dtype=np.float64), np.array(upper, dtype=np.float64)
+        low, high = term.box_arrays()
         label = f" (DNF term {number} of {len(terms)})" if len(terms) > 1 else ""
-        empty = np.flatnonzero(low > high)
-        if empty.size:
-            dropped += 1
-            if dropped <= _MAX_NOTES:
-                i = int(empty[0])
-                notes.append(f"empty input box{label}: {x_name}[{i}] >= {low[i]!r} and <= {high[i]!r}; "
-                             "dropped, it can never be violated")
+        if groups.drop_empty(term, lambda i: f"empty input box{label}: {x_name}[{i}] >= {low[i]!r} and "
+                                             f"<= {high[i]!r}"):
             continue
         for bounds, side in ((low, "lower"), (high, "upper")):
             missing = np.flatnonzero(~np.isfinite(bounds))
@@ -267,19 +257,8 @@ def to_cases(
             filled += int(no_low.sum() + no_high.sum())
             low = np.where(no_low, np.where(no_high, -fill, high - 2 * fill), low)
             high = np.where(no_high, np.where(no_low, fill, low + 2 * fill), high)
-        C = np.zeros((len(rows), n_outputs))
-        d = np.empty(len(rows))
-        for r, (coefs, rhs) in enumerate(rows):
-            for j, coef in coefs.items():
-                C[r, j] = coef
-            d[r] = rhs
-        key = low.tobytes() + high.tobytes()
-        if key not in groups:
-            groups[key] = (Box(low, high), [])
-        groups[key][1].append(Conjunction(C, d))
-    if dropped > _MAX_NOTES:
-        notes.append(f"... {dropped} terms with an empty input box were dropped in all")
-    return [Case(box, tuple(disjuncts)) for box, disjuncts in groups.values()], relaxed, filled
+        groups.add(term, low, high)
+    return groups.cases(), relaxed, filled
 
 
 # ----- exact evaluation -----
