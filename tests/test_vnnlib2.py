@@ -136,7 +136,7 @@ def test_constraints_outside_the_normal_form_are_unsupported_unless_relaxed():
      "\"h\")\n  (declare-output Y float32 [1])\n)\n(assert (<= H[0] 1.0))", "hidden"),
     ("(vnnlib-version <2.0>)\n(declare-network N\n  (declare-input X float32 [1])\n  (declare-input Z float32 [1])\n"
      "  (declare-output Y float32 [1])\n)\n(assert (<= Y[0] 1.0))", "inputs-outputs"),
-    (query("(assert (<= X[0] 1.0))\n(assert (<= Y[0] 1.0))"), "unbounded-input"),
+    (query("(assert (<= X[0] 1.0))\n(assert (<= Y[0] 1.0))", y="1"), "unbounded-input"),
 ])
 def test_queries_verikit_cannot_answer_are_unknown_with_a_reason(text, kind, tmp_path):
     with pytest.raises(UnsupportedQuery) as info:
@@ -146,6 +146,19 @@ def test_queries_verikit_cannot_answer_are_unknown_with_a_reason(text, kind, tmp
     path.write_text(text)
     result = CliRunner().invoke(main, ["verify", str(TINY), str(path)])
     assert result.exit_code == ExitCode.UNKNOWN, result.output
+    assert "error" not in result.output.lower() and "UNKNOWN" in result.output.upper()
+    _, answer = verify_files(str(TINY), str(path))
+    assert answer.verdict.value == "unknown" and answer.reason.startswith(str(path))
+
+
+def test_verify_checks_a_2_0_query_against_the_network(tmp_path):
+    path = tmp_path / "named.vnnlib"
+    path.write_text("(vnnlib-version <2.0>)\n(declare-network N\n  (declare-input X float32 [2])\n"
+                    "  (declare-output Y float32 [3])\n)\n"
+                    "(assert (and (>= X[0] 0.0) (<= X[0] 1.0) (>= X[1] 0.0) (<= X[1] 1.0)))\n(assert (<= Y[0] 1.0))")
+    result = CliRunner().invoke(main, ["verify", str(TINY), str(path)])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "output Y has 3 elements" in result.output
 
 
 def test_the_network_must_fit_the_declaration(tmp_path):

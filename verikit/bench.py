@@ -137,19 +137,15 @@ def read_results(path: Path) -> dict[tuple[str, str], Row]:
 
 def run_instance(instance: Instance, witness_dir: Path, options: Options, timeout_scale: float = 1.0) -> Row:
     """Verify one instance; never raises (bad input or internal errors become an `error` row)."""
-    from verikit.model import load_network
     from verikit.report import vnncomp
-    from verikit.spec.load import load_spec
-    from verikit.verify import verify
+    from verikit.verify import verify_files
 
     options = replace(options, timeout=instance.timeout * timeout_scale)
     row = Row(instance.category, str(instance.onnx), str(instance.vnnlib), 0.0, "error", 0.0)
     started = time.monotonic()
     try:
-        network = load_network(instance.onnx)
-        prop = load_spec(instance.vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
-        row.prepare_s = time.monotonic() - started
-        result = verify(network, prop, options)
+        _, result = verify_files(str(instance.onnx), str(instance.vnnlib), options)
+        row.prepare_s = time.monotonic() - started - result.seconds
     except VerikitError as error:
         row.prepare_s, row.message = time.monotonic() - started, str(error)
         return row

@@ -230,18 +230,33 @@ def _summarise(cases: list[CaseResult], total: Budget) -> dict:
         engines = sorted({c.engine for c in cases})
         methods = sorted({c.method for c in cases})
         return {"verdict": Verdict.VERIFIED, "engine": "+".join(engines), "method": "+".join(methods),
-                "reason": f"all {len(cases)} case(s) proven by bounds"}
+                "reason": f"all {len(cases)} case(s) proven ({', '.join(methods)})"}
     open_reasons = [f"case {c.index}: {c.outcome.reason}" for c in cases if isinstance(c.outcome, Unknown)]
     timed_out = total.expired() or any(c.outcome.timed_out for c in cases if isinstance(c.outcome, Unknown))
     return {"verdict": Verdict.TIMEOUT if timed_out else Verdict.UNKNOWN, "engine": "", "method": "",
             "reason": "; ".join(open_reasons[:3])}
 
 
-def verify_files(model_path: str, spec_path: str, options: Options = Options()) -> tuple[Network, Result]:
-    """Load an ONNX model and a spec file (raising ModelError/SpecError on bad input) and verify."""
+def verify_files(model_path: str, spec_path: str, options: Options = Options(),
+                 transform: Callable[[Property], Property] | None = None) -> tuple[Network, Result]:
+    """Load an ONNX model and a spec file (raising ModelError/SpecError on bad input) and verify.
+
+    A well-formed VNN-LIB 2.0 query verikit cannot answer gives an `unknown` Result with the reason.
+    `transform`, when given, rewrites the Property before it is verified.
+    """
     from verikit.model import load_network
     from verikit.spec.load import load_spec
+    from verikit.spec.vnnlib import read_spec_text
+    from verikit.spec.vnnlib2 import UnsupportedQuery
 
     network = load_network(model_path)
-    prop = load_spec(spec_path, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
+    try:
+        prop = load_spec(spec_path, n_inputs=network.n_inputs, n_outputs=network.n_outputs, network=network)
+    except UnsupportedQuery as error:
+        return network, Result(
+            verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=read_spec_text(spec_path)[1],
+            model_path=network.source, spec_path=str(spec_path), seconds=0.0, reason=str(error),
+            seed=options.seed, settings=options.as_dict())
+    if transform is not None:
+        prop = transform(prop)
     return network, verify(network, prop, options)

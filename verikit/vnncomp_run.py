@@ -33,22 +33,16 @@ def run_instance(
     """
     from dataclasses import replace
 
-    from verikit.model import load_network
     from verikit.report import vnncomp
-    from verikit.spec.load import load_spec
-    from verikit.verify import verify
+    from verikit.verify import verify_files
 
     result_file = Path(result_file)
     result_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        network = load_network(onnx)
-        prop = load_spec(vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
+        _, result = verify_files(str(onnx), str(vnnlib), replace(options, timeout=timeout), transform)
     except VerikitError as error:
         result_file.write_text(f"error\n; {error}\n")
         return None
-    if transform is not None:
-        prop = transform(prop)
-    result = verify(network, prop, replace(options, timeout=timeout))
     vnncomp.write(result, result_file)
     return result
 
