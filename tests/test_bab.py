@@ -188,3 +188,18 @@ def test_float64_working_dtype_decides_too():
     network, pwl, case, sat = tiny_instance(6, rows=2)
     outcome = bab.run(pwl, network, case, Budget.seconds(30), dtype=torch.float64)
     assert isinstance(outcome, Falsified if sat else Proven)
+
+
+def test_an_affine_network_is_unknown_to_bab_and_decided_by_the_portfolio():
+    from verikit.spec.property import Property
+    from verikit.verify import Options, verify
+
+    network = load_network_bytes(mlp((3, 2), seed=1, batch="dynamic"))  # no hidden layer
+    box = Box(np.zeros(3), np.ones(3))
+    impossible = Case(box, (Conjunction([[1.0, -1.0]], [-100.0]),))
+    outcome = bab.run(to_piecewise_linear(network), network, impossible, Budget.seconds(5))
+    assert isinstance(outcome, Unknown) and "affine" in outcome.reason
+    prop = Property((impossible,), 3, 2)
+    assert verify(network, prop, Options(timeout=20)).verdict.value == "verified"
+    always = Property((Case(box, (Conjunction([[1.0, -1.0]], [100.0]),)),), 3, 2)
+    assert verify(network, always, Options(timeout=20)).verdict.value == "falsified"

@@ -242,6 +242,16 @@ def test_operator_configuration_beyond_auto_lirpa_is_named():
         bounds.output_bounds(bounded, box, method="crown")
 
 
+def test_softmax_whose_exp_underflows_gives_unknown_naming_div():
+    """auto_LiRPA's Softmax divides by a sum of exps; over a wide box its lower bound underflows to 0."""
+    builder = GraphBuilder()
+    network = load_network_bytes(builder.build((1, 2), builder.op("Softmax", "x", axis=1)), "softmax")
+    bounded = bounds.prepare(network)
+    case = Case(Box([1.0, -1000.0], [1000.0, 0.0]), (Conjunction([[1.0, -1.0]], [0.0]),))
+    outcome = bounds.run(bounded, case, Budget.seconds(30), method="ibp")
+    assert isinstance(outcome, Unknown) and "Div" in outcome.reason and "divisor" in outcome.reason
+
+
 def test_padding_beyond_auto_lirpa_is_refused_at_prepare():
     network = load_network_bytes(op_model("Conv_pads_strides"), "conv_pads")
     with pytest.raises(bounds.UnsupportedByBoundsError, match="Pad"):

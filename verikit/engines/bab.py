@@ -24,7 +24,7 @@ import torch
 from verikit.engines import bab_input, bab_relu
 from verikit.engines.bab_common import BabSettings, SpecRows
 from verikit.engines.crown import ReluMlp
-from verikit.engines.pwl import PiecewiseLinear
+from verikit.engines.pwl import PiecewiseLinear, Relu
 from verikit.network import Network
 from verikit.result import Budget, Certificate, Falsified, Proven, Unknown
 from verikit.spec.property import Case
@@ -57,6 +57,9 @@ def run(
     settings = dataclasses.replace(settings or BabSettings(), **overrides)
     if not pwl.is_relu_mlp:
         return Unknown("branch and bound needs a ReLU MLP (Affine (Relu Affine)*)")
+    if not any(isinstance(layer, Relu) for layer in pwl.layers):
+        return Unknown("branch and bound needs at least one ReLU layer; this network is affine, so the bound "
+                       "engines bound each output row exactly on it")
     if pwl.n_inputs != case.box.size:
         return Unknown(f"case box has {case.box.size} inputs, network {pwl.n_inputs}")
     trivial = _trivial(network, case, settings)

@@ -307,7 +307,7 @@ def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
     box = InputBox(x_lower, x_upper)
     batch = max(x_lower.shape[0], 1 if splits is None else splits[0].shape[0])
     if forward is None:
-        forward = batch * (net.n_inputs + 1) * max(net.hidden_sizes) <= FORWARD_ELEMENT_CAP
+        forward = batch * (net.n_inputs + 1) * max(net.hidden_sizes, default=1) <= FORWARD_ELEMENT_CAP
     bounds = LayerBounds([], [], [], torch.zeros(batch, dtype=torch.bool), [])
     symbolic = ForwardBounds.first_layer(net.weights_t[0], net.biases[0]) if forward else None
     for i in range(net.depth):
