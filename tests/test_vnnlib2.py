@@ -101,6 +101,8 @@ def test_strict_and_not_equal_are_relaxed_for_search_and_exact_for_witnesses():
                             "(assert (or (< Y[0] 1.0) (!= Y[1] Y[2])))"))
     prop = q.to_property()
     assert len(prop.cases[0].disjuncts) == 3  # <, and != as (<) or (>)
+    assert all(conjunction.strict.tolist() == [True] for conjunction in prop.cases[0].disjuncts)
+    assert prop.cases[0].satisfied_disjunct(np.array([1.0, 2.0, 2.0])) is None  # the Property is strict too
     assert any("strict" in note for note in prop.notes)
     x = np.array([0.5, 0.5], np.float32)
     assert not q.holds(x, np.array([1.0, 2.0, 2.0], np.float32))  # on the boundary: only non-strict holds
