@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench-acasxu bench-mnistfc conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# Benchmarks (slow; not part of `make test`). Numbers land in benchmarks/results/.
+bench-acasxu: install
+	benchmarks/vnncomp.sh acasxu --jobs 2
+
+bench-mnistfc: install
+	benchmarks/vnncomp.sh mnistfc --jobs 2 $(MNISTFC_ARGS)
+
+conformance: install
+	$(PY) -m pip install -q vnnlib-satisfactory==1.0.1
+	$(PY) benchmarks/conformance.py --timeout 60 --sweep-unclaimed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis reports/demo
