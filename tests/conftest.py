@@ -17,3 +17,23 @@ def shared_benchmarks() -> Path:
     if not (SHARED_BENCHMARKS / "test").is_dir():
         pytest.skip(f"../shared/benchmarks not found at {SHARED_BENCHMARKS}")
     return SHARED_BENCHMARKS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: torch's thread pool only adds overhead (and stalls on a busy machine). Modules opt in
+    with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`; the thread count is restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def shared_file(*parts: str) -> Path:
+    """A file under ../shared/benchmarks; the calling test skips when it is absent (it is optional)."""
+    path = SHARED_BENCHMARKS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared/benchmarks is optional)")
+    return path

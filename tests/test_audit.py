@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from conftest import MODELS
 from hypothesis import HealthCheck, given, settings
@@ -26,13 +25,7 @@ SAMPLE = MODELS / "data" / "digits_test_100.npz"
 UNIT = Normalization(clip_min=0.0, clip_max=1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small batched bounds run fastest on one thread, and a loaded CI machine makes more threads spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from verikit.result import Budget, Falsified, Proven, Unknown
 from verikit.spec.property import Box, Case, Conjunction
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def exact_minimum(pwl: PiecewiseLinear, case: Case) -> float:

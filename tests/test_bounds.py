@@ -16,13 +16,7 @@ from verikit.spec.property import Box, Case, Conjunction
 TOL = 1e-4  # float32 bounds plus the engine's slack (REFUTATION_RTOL times small magnitudes)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny matrices: torch's thread pool only adds overhead (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense_network(layers: list[tuple[np.ndarray, np.ndarray]], activation: str = "Relu") -> Network:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_factory import OP_CASES, GraphBuilder, cnn, mlp, op_model
@@ -31,13 +30,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 ALPHA_ITERATIONS = 5  # soundness does not depend on how long α is optimized
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny matrices: torch's thread pool only adds overhead (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def seeded(examples: int) -> settings:

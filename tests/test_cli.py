@@ -110,3 +110,19 @@ def test_malformed_vnnlib_gives_line_and_column(tmp_path, text, fragment):
 
 def test_size_mismatch(tmp_path):
     assert_one_line_error(invoke("verify", MLP, TINY_SPEC), 3, "input")
+
+
+def test_a_point_on_a_strict_boundary_is_never_reported_as_a_counterexample(tmp_path):
+    """tiny_relu's output reaches 2 only at (1, 1), also in float32: sat for y >= 2, unsat for y > 2."""
+    box = "(assert (>= X_0 0.0))(assert (<= X_0 1.0))(assert (>= X_1 0.0))(assert (<= X_1 1.0))"
+    spec = tmp_path / "strict.vnnlib"
+    spec.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)" + box
+                    + "(assert (> Y_0 2.0))")
+    result = invoke("verify", MODELS / "tiny_relu.onnx", spec, "--timeout", 15, "--json")
+    data = json.loads(result.stdout)
+    assert data["verdict"] != "falsified" and result.exit_code in (0, 5), result.output
+    assert any("strict" in note for note in data["spec"]["notes"])
+    closed = tmp_path / "closed.vnnlib"
+    closed.write_text(spec.read_text().replace("(> Y_0", "(>= Y_0"))
+    summary = invoke("verify", MODELS / "tiny_relu.onnx", closed, "--timeout", 15)
+    assert summary.exit_code == 1 and "FALSIFIED" in summary.stdout, summary.output

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
 
 from onnx_factory import mlp
 from verikit.engines import bab, smt
@@ -35,12 +34,7 @@ MIN_MARGIN = 0.01
 ENGINE_BUDGET_S = 60.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @dataclass(frozen=True)

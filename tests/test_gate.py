@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from click.testing import CliRunner
 from conftest import MODELS, ROOT, SPECS
 from onnx import numpy_helper
@@ -23,12 +22,7 @@ MLP = MODELS / "digits_mlp.onnx"
 SAMPLE = MODELS / "data" / "digits_test_100.npz"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def policy_text(model: Path = MLP, *, eps="[0.01, 0.03]", min_certified=0.5, extra: str = "",

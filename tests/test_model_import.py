@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 from contextlib import redirect_stdout
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,6 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from tests.conftest import shared_file
 from onnx_factory import (
     BATCH_MODES,
     OP_CASES,
@@ -36,16 +36,9 @@ from verikit.model import (
 from verikit.onnx import supported_ops
 from verikit.spec.property import Box
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny matmuls are far faster on one thread on a busy machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_matches_onnxruntime(network, *, batch: int = 3, seed: int = 0, scale: float = 1.0) -> None:
@@ -54,13 +47,6 @@ def assert_matches_onnxruntime(network, *, batch: int = 3, seed: int = 0, scale:
     actual = network.forward(x).numpy()
     assert actual.shape == expected.shape == (batch, network.n_outputs)
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(expected).max()))
-
-
-def benchmark(*parts: str) -> Path:
-    path = BENCHMARKS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (../shared/benchmarks is optional)")
-    return path
 
 
 # ---- every op, every batch mode ----
@@ -158,20 +144,20 @@ def test_constant_subgraphs_are_folded_and_dead_nodes_pruned():
 
 @pytest.mark.parametrize("name", ["test_nano", "test_tiny", "test_small", "test_sat", "test_unsat"])
 def test_shared_test_models_match_onnxruntime(name):
-    network = load_network(benchmark("test", f"{name}.onnx"))
+    network = load_network(shared_file("test", f"{name}.onnx"))
     assert_matches_onnxruntime(network, batch=4)
 
 
 @pytest.mark.parametrize("name", ["mnist-net_256x2", "mnist-net_256x4", "mnist-net_256x6"])
 def test_mnistfc_models_match_onnxruntime(name):
-    network = load_network(benchmark("mnistfc", f"{name}.onnx"))
+    network = load_network(shared_file("mnistfc", f"{name}.onnx"))
     assert (network.n_inputs, network.n_outputs) == (784, 10)
     assert_matches_onnxruntime(network, batch=3, scale=0.5)
 
 
 @pytest.mark.parametrize("name", ["1_1", "3_3", "5_9"])
 def test_acasxu_models_match_onnxruntime(name):
-    network = load_network(benchmark("acasxu", f"ACASXU_run2a_{name}_batch_2000.onnx"))
+    network = load_network(shared_file("acasxu", f"ACASXU_run2a_{name}_batch_2000.onnx"))
     assert network.input_shape == (1, 1, 1, 5) and network.n_outputs == 5
     assert_matches_onnxruntime(network, batch=6)
     box = Box(-np.ones(5), np.ones(5))
@@ -218,7 +204,7 @@ def test_auto_lirpa_bounds_factory_models(make):
     ids=lambda parts: parts[1],
 )
 def test_auto_lirpa_bounds_benchmark_models(parts):
-    _crown_bounds_hold(load_network(benchmark(*parts)), eps=0.01)
+    _crown_bounds_hold(load_network(shared_file(*parts)), eps=0.01)
 
 
 # ---- the cross-check ----

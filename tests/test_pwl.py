@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import shared_file
 from onnx_factory import BATCH_MODES, OP_CASES, GraphBuilder, case_batch_modes, cnn, mlp, op_model
 from verikit.engines.pwl import Affine, MaxGroups, NotPiecewiseLinear, Relu
 from verikit.model import load_network, load_network_bytes
 from verikit.onnx.pwl import to_piecewise_linear
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 NOT_PIECEWISE_LINEAR_CASES = {
     "MatMul_two_inputs", "Mul_two_inputs", "Sigmoid", "Tanh", "Softmax", "Softmax_opset11_flattening",
     "Concat", "Concat_constant",
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def assert_pwl_matches_onnxruntime(network, *, count: int = 8, seed: int = 0, scale: float = 1.0):
@@ -39,13 +33,6 @@ def assert_pwl_matches_onnxruntime(network, *, count: int = 8, seed: int = 0, sc
     return pwl
 
 
-def benchmark(*parts: str) -> Path:
-    path = BENCHMARKS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (../shared/benchmarks is optional)")
-    return path
-
-
 @pytest.mark.parametrize(
     "parts",
     [("acasxu", "ACASXU_run2a_1_1_batch_2000.onnx"), ("acasxu", "ACASXU_run2a_4_7_batch_2000.onnx"),
@@ -54,13 +41,13 @@ def benchmark(*parts: str) -> Path:
     ids=lambda parts: parts[1],
 )
 def test_benchmark_models_are_relu_mlps(parts):
-    network = load_network(benchmark(*parts))
+    network = load_network(shared_file(*parts))
     pwl = assert_pwl_matches_onnxruntime(network, scale=0.5)
     assert pwl.is_relu_mlp
 
 
 def test_acasxu_layers_have_the_known_sizes():
-    pwl = to_piecewise_linear(load_network(benchmark("acasxu", "ACASXU_run2a_1_1_batch_2000.onnx")))
+    pwl = to_piecewise_linear(load_network(shared_file("acasxu", "ACASXU_run2a_1_1_batch_2000.onnx")))
     affines = [layer for layer in pwl.layers if isinstance(layer, Affine)]
     assert [a.weight.shape for a in affines] == [(50, 5)] + [(50, 50)] * 5 + [(5, 50)]
 

@@ -6,7 +6,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-import torch
 
 from onnx_factory import GraphBuilder, mlp
 from verikit.engines import smt
@@ -21,12 +20,7 @@ from verikit.spec.property import Box, Case, Conjunction
 BUDGET_S = 30.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense(layers: list[tuple[list, list]], activation: str = "Relu") -> Network:

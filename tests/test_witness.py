@@ -1,7 +1,6 @@
 """Witness replay: float32 rounding at the box edge, strictness, and the formula check."""
 
 import numpy as np
-import pytest
 
 from tests.conftest import MODELS
 from verikit.model import load_network

@@ -92,7 +92,8 @@ def read_instances(source: str | Path) -> list[Instance]:
     return instances
 
 
-def _resolve(base: Path, relative: str) -> Path | None:
+def resolve_listed(base: Path, relative: str) -> Path | None:
+    """A path listed in a CSV at `base`: relative to its folder, or to the folder above (VNN-COMP layout)."""
     for folder in (base, base.parent):
         candidate = folder / relative
         if candidate.is_file():
@@ -113,7 +114,7 @@ def read_ground_truth(path: str | Path) -> dict[tuple[str, str], str]:
         if missing:
             raise SpecError(f"ground-truth CSV lacks column(s) {sorted(missing)}", where=str(path))
         for row in reader:
-            onnx, vnnlib = _resolve(path.parent, row["onnx"]), _resolve(path.parent, row["vnnlib"])
+            onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
             if onnx is None or vnnlib is None:
                 continue
             for file in (onnx, vnnlib):

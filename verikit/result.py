@@ -142,6 +142,7 @@ class Result:
     reason: str = ""
     seed: int = 0
     settings: dict = field(default_factory=dict)
+    spec_notes: tuple[str, ...] = ()  # what the spec reader noted (strict comparisons, dropped empty terms, ...)
 
     @property
     def counterexample(self) -> Counterexample | None:

@@ -199,7 +199,7 @@ def verify(network: Network, prop: Property, options: Options = Options()) -> Re
     result = Result(
         verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
         model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
-        settings=options.as_dict(),
+        settings=options.as_dict(), spec_notes=tuple(prop.notes),
     )
     try:
         for case in prop.cases:

@@ -19,6 +19,7 @@ def _summary(network, result, report_path: Path | None) -> str:
         lines.append(f"  reason: {result.reason}")
     lines.append(f"  model:  {result.model_path} (sha256 {result.model_sha256[:16]}…)")
     lines.append(f"  spec:   {result.spec_path} (sha256 {result.spec_sha256[:16]}…, {len(result.cases)} case(s))")
+    lines.extend(f"  note:   {note}" for note in result.spec_notes)
     cex = result.counterexample
     if cex is not None:
         preview = ", ".join(f"{v:.6g}" for v in cex.x[:8]) + (", …" if cex.x.size > 8 else "")

@@ -14,7 +14,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from verikit.bench import file_sha256, read_ground_truth
+from verikit.bench import file_sha256, read_ground_truth, resolve_listed
 from verikit.errors import SpecError
 
 FIELDS = ("onnx", "vnnlib", "truth", "basis", "witness", "notes")
@@ -33,14 +33,6 @@ class Answer:
 Key = tuple[str, str]  # (model sha256, spec sha256)
 
 
-def _resolve(base: Path, relative: str) -> Path | None:
-    for folder in (base, base.parent):
-        candidate = folder / relative
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def read_answers(path: str | Path) -> dict[Key, Answer]:
     """{(model sha256, spec sha256): Answer}; the truth column is read by verikit.bench.read_ground_truth."""
     path = Path(path)
@@ -49,7 +41,7 @@ def read_answers(path: str | Path) -> dict[Key, Answer]:
     hashes: dict[Path, str] = {}
     with path.open(newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
-            onnx, vnnlib = _resolve(path.parent, row["onnx"]), _resolve(path.parent, row["vnnlib"])
+            onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
             if onnx is None or vnnlib is None:
                 continue
             for file in (onnx, vnnlib):
