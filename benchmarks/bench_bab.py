@@ -1,0 +1,116 @@
+"""Branch and bound alone (verikit.engines.bab) on the VNN-COMP ACAS Xu / mnistfc instances in ../shared.
+
+    .venv/bin/python benchmarks/bench_bab.py acasxu                       # all 186, their own timeouts
+    .venv/bin/python benchmarks/bench_bab.py mnistfc --timeout-scale 0.25 --filter 256x2
+    .venv/bin/python benchmarks/bench_bab.py acasxu --threads 2 --set input_score=width
+
+Each instance: load the ONNX model and translate it to PiecewiseLinear (not timed), read the VNN-LIB
+spec (not timed), then run `bab.run` on each case under one wall-clock budget (the instance's timeout
+times --timeout-scale). sat = a counterexample replayed through onnxruntime, unsat = every case proven.
+Compared with ../shared/benchmarks/ground_truth/<set>.csv; writes benchmarks/results/bab_<set>.json and
+prints one line per instance and a summary (correct / wrong / open, total and median seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from verikit.engines import bab  # noqa: E402
+from verikit.model import load_network  # noqa: E402
+from verikit.onnx.pwl import to_piecewise_linear  # noqa: E402
+from verikit.result import Budget, Falsified, Unknown  # noqa: E402
+from verikit.spec.vnnlib import read_vnnlib  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "benchmarks"
+
+
+def ground_truth(name: str) -> dict[tuple[str, str], str]:
+    with open(SHARED / "ground_truth" / f"{name}.csv") as handle:
+        return {(Path(r["onnx"]).name, Path(r["vnnlib"]).name): r["truth"] for r in csv.DictReader(handle)}
+
+
+def run_instance(network, pwl, prop, seconds: float, overrides: dict) -> tuple[str, dict | str]:
+    budget = Budget.seconds(seconds)
+    detail: dict | str = {}
+    for case in prop.cases:
+        outcome = bab.run(pwl, network, case, budget, **overrides)
+        if isinstance(outcome, Falsified):
+            return "sat", "counterexample"
+        if isinstance(outcome, Unknown):
+            return ("timeout" if outcome.timed_out else "unknown"), outcome.reason
+        detail = outcome.certificate.detail
+    return "unsat", detail
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("benchmark", choices=["acasxu", "mnistfc", "test"])
+    parser.add_argument("--timeout-scale", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--filter", default="", help="comma-separated substrings of 'onnx:vnnlib'")
+    parser.add_argument("--set", action="append", default=[], help="BabSettings override, e.g. batch_size=512")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    folder = SHARED / args.benchmark
+    truth = ground_truth(args.benchmark)
+    with open(folder / f"{args.benchmark}_instances.csv") as handle:
+        instances = [row for row in csv.reader(handle) if row]
+    results, loaded = [], {}
+    for onnx_name, spec_name, timeout in instances:
+        key = f"{onnx_name}:{spec_name}"
+        if args.filter and not any(part in key for part in args.filter.split(",")):
+            continue
+        if onnx_name not in loaded:
+            network = load_network(folder / onnx_name)
+            loaded = {onnx_name: (network, to_piecewise_linear(network))}
+        network, pwl = loaded[onnx_name]
+        prop = read_vnnlib(folder / spec_name)
+        start, cpu = time.perf_counter(), time.process_time()
+        verdict, detail = run_instance(network, pwl, prop, float(timeout) * args.timeout_scale, overrides)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        expected = truth.get((onnx_name, spec_name), "unknown")
+        status = "correct" if verdict == expected else (
+            "WRONG" if verdict in ("sat", "unsat") and expected in ("sat", "unsat") else "open")
+        results.append({"instance": key, "verdict": verdict, "truth": expected, "status": status,
+                        "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                        "detail": detail if isinstance(detail, str) else {k: detail.get(k) for k in
+                                                                          ("domains", "max_depth", "max_queue")}})
+        print(f"{key:50s} {verdict:8s} truth={expected:7s} {status:7s} {seconds:7.2f}s  {results[-1]['detail']}",
+              flush=True)
+    times = [r["seconds"] for r in results] or [0.0]
+    summary = {
+        "instances": len(results),
+        "correct": sum(r["status"] == "correct" for r in results),
+        "wrong": sum(r["status"] == "WRONG" for r in results),
+        "open": sum(r["status"] == "open" for r in results),
+        "total_seconds": round(sum(times), 2),
+        "median_seconds": round(statistics.median(times), 3),
+        "max_seconds": round(max(times), 2),
+    }
+    print(json.dumps(summary))
+    out = ROOT / "benchmarks" / "results" / f"bab_{args.benchmark}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "settings": {"threads": args.threads,
+                                                                "timeout_scale": args.timeout_scale,
+                                                                "overrides": args.set},
+                               "machine": platform.platform(), "torch": torch.__version__,
+                               "results": results}, indent=1))
+    return 1 if summary["wrong"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
