@@ -69,7 +69,7 @@ def _attack_stage(network: Network, options: Options) -> Stage:
         return attack.run(network, case, budget, seed=options.seed, settings=settings,
                           tolerances=options.tolerances)
 
-    return Stage("attack", "pgd", run, share=options.attack_share)
+    return Stage("attack", "pgd", run, share=1.0 if alone else options.attack_share)
 
 
 def _bounds_stages(network: Network, options: Options) -> list[Stage]:
