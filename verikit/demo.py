@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from verikit import bench
 from verikit.cli.bench_cmd import print_summary
+from verikit.cli.options import console as make_console
 from verikit.report import json as json_report
 from verikit.report import vnncomp
 from verikit.verify import Options, verify_files
@@ -20,7 +19,7 @@ OUT = ROOT / "reports" / "demo"
 
 
 def main() -> int:
-    console = Console()
+    console = make_console()
     first = bench.read_instances(INSTANCES)[0]
     console.rule(f"verikit verify {first.onnx.relative_to(ROOT)} {first.vnnlib.relative_to(ROOT)}")
     network, result = verify_files(str(first.onnx), str(first.vnnlib), Options(timeout=first.timeout))

@@ -31,11 +31,11 @@ def progress_bar(enabled: bool) -> Iterator:
     if not enabled:
         yield None
         return
-    from rich.console import Console
+    from verikit.cli.options import console as make_console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=False)
+                   console=make_console(stderr=True), transient=False)
     tasks: dict[str, int] = {}
 
     def update(task: str, done: int, total: int) -> None:
@@ -149,6 +149,6 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug
     if as_json:
         click.echo(json.dumps(audit_report.to_dict(result), indent=2))
     else:
-        from rich.console import Console
+        from verikit.cli.options import console as make_console
 
-        print_summary(result, written, Console())
+        print_summary(result, written, make_console())

@@ -48,7 +48,7 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
 
     Exits 1 when any answer contradicts the ground truth, else 0.
     """
-    from rich.console import Console
+    from verikit.cli.options import console as make_console
     from rich.progress import Progress
 
     from verikit import bench as bench_lib
@@ -56,7 +56,7 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
     rows_in = bench_lib.read_instances(instances)
     truths = bench_lib.read_ground_truth(ground_truth) if ground_truth else None
     options = build_options(0.0, **portfolio)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(console=console, disable=as_json or not console.is_terminal) as progress:
         task = progress.add_task("verifying", total=len(rows_in))
         rows = bench_lib.run(rows_in, out_dir, options=options, timeout_scale=timeout_scale, jobs=jobs,
@@ -66,5 +66,5 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
     if as_json:
         click.echo(json.dumps(bench_lib.summary_dict(summary), indent=2))
     else:
-        print_summary(summary, Console())
+        print_summary(summary, make_console())
     sys.exit(1 if summary.wrong else 0)

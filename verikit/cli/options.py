@@ -37,3 +37,11 @@ def build_options(timeout: float, engines, methods, seed, device, box_tolerance,
         device=device,
         tolerances=Tolerances(box=box_tolerance, formula=formula_tolerance),
     )
+
+
+def console(*, stderr: bool = False):
+    """A rich console. Piped into a file or a CI log, it does not wrap lines at rich's default 80 columns."""
+    from rich.console import Console
+
+    screen = Console(stderr=stderr)
+    return screen if screen.is_terminal else Console(stderr=stderr, width=160, soft_wrap=True)

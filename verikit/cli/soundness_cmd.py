@@ -125,7 +125,7 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     unsat where a counterexample is known is a soundness bug (exit 1); sat without a valid witness is a
     false alarm; sat with a valid witness where the truth says unsat means the truth is wrong.
     """
-    from rich.console import Console
+    from verikit.cli.options import console as make_console
 
     from verikit.bench import read_instances
     from verikit.soundness.answers import read_answers
@@ -135,7 +135,7 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     answers_file = answers_file or _default_answers(bench)
     answers = read_answers(answers_file) if answers_file else {}
     verifier = Verifier.external(command, grace) if command else Verifier(options=build_options(0.0, **portfolio))
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     started = time.monotonic()
     judgements = run_harness(
         instances, verifier, answers, out_dir, timeout_scale=timeout_scale, jobs=jobs, tolerance=tolerance,
@@ -149,6 +149,6 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        print_report(data, Console())
+        print_report(data, make_console())
         click.echo(f"report: {out_dir / 'soundness.json'}")
     sys.exit(0 if data["sound"] else 1)
