@@ -51,7 +51,24 @@ class Budget:
 
     def share(self, fraction: float) -> "Budget":
         """A budget ending after `fraction` of the remaining time (never after this one)."""
-        return Budget(time.monotonic() + self.remaining() * fraction)
+        return Budget(min(self.deadline, time.monotonic() + self.remaining() * fraction))
+
+
+class StepTimer:
+    """For a loop whose steps cannot be interrupted: called once per step, `out_of_time()` says whether
+    another step, as long as the longest so far, would overrun `budget` (never, when budget is None)."""
+
+    def __init__(self, budget: Budget | None):
+        self.budget = budget
+        self.last: float | None = None
+        self.longest = 0.0
+
+    def out_of_time(self) -> bool:
+        now = time.monotonic()
+        if self.last is not None:
+            self.longest = max(self.longest, now - self.last)
+        self.last = now
+        return self.budget is not None and self.budget.remaining() <= self.longest
 
 
 @dataclass(frozen=True, eq=False)

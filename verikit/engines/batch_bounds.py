@@ -11,7 +11,6 @@ widened by `REFUTATION_RTOL * (1 + |C| @ |f(center)| + |raw bound|)` before it i
 from __future__ import annotations
 
 import contextlib
-import time
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from verikit.engines import lirpa_support as support
 from verikit.engines.bounds import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, BoundedNetwork
 from verikit.engines.lirpa_compat import import_auto_lirpa
 from verikit.engines.lirpa_support import UnsupportedByBoundsError
-from verikit.result import Budget
+from verikit.result import Budget, StepTimer
 
 CASCADE = {"ibp": ("ibp",), "crown": ("crown",), "alpha-crown": ("crown", "alpha-crown")}
 """Methods run per requested method, cheapest first; later ones run only on boxes still open."""
@@ -54,14 +53,10 @@ def _dense_spec_alpha(module: torch.nn.Module) -> None:
 
 def _alpha_options(proven, budget: Budget | None, iterations: int) -> dict:
     """Optimizer settings; per sample, α stops moving once its box is proven; all stop near the deadline."""
-    last = {"time": None, "step": 0.0}
+    timer = StepTimer(budget)
 
     def stop(raw: torch.Tensor) -> torch.Tensor:
-        now = time.monotonic()
-        if last["time"] is not None:
-            last["step"] = max(last["step"], now - last["time"])
-        last["time"] = now
-        if budget is not None and budget.remaining() <= last["step"]:
+        if timer.out_of_time():
             return torch.ones((raw.shape[0], 1), dtype=torch.bool, device=raw.device)
         return proven(raw.detach())
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from verikit.engines.lirpa_compat import import_auto_lirpa
 from verikit.engines.lirpa_support import BoundsError, UnsupportedByBoundsError
 from verikit.errors import ExitCode, VerikitError
 from verikit.network import Network
-from verikit.result import Budget, Certificate, DisjunctBounds, Proven, Unknown
+from verikit.result import Budget, Certificate, DisjunctBounds, Proven, StepTimer, Unknown
 from verikit.spec.property import Box, Case
 
 __all__ = [
@@ -131,15 +130,10 @@ def _alpha_options(
     iterations: int, lr: float, budget: Budget | None, done: Callable[[torch.Tensor], bool]
 ) -> dict:
     """auto_LiRPA's optimizer settings; its stop criterion ends early when `done` or near the deadline."""
-    last = {"time": None, "step": 0.0}
+    timer = StepTimer(budget)
 
     def stop(lower: torch.Tensor) -> torch.Tensor:
-        now = time.monotonic()
-        if last["time"] is not None:
-            last["step"] = max(last["step"], now - last["time"])
-        last["time"] = now
-        out_of_time = budget is not None and budget.remaining() <= last["step"]
-        return torch.full_like(lower, bool(out_of_time or done(lower)), dtype=torch.bool)
+        return torch.full_like(lower, bool(timer.out_of_time() or done(lower)), dtype=torch.bool)
 
     return {"iteration": max(1, int(iterations)), "lr_alpha": float(lr), "stop_criterion_func": stop}
 
