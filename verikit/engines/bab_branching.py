@@ -1,6 +1,6 @@
 """Branching heuristics: which input coordinate to bisect, which ReLU neuron to split.
 
-Input coordinates (measured on ACAS Xu, see benchmarks/bench_bab_acasxu.py): scoring by the gradient of
+Input coordinates (measured on ACAS Xu with benchmarks/bench_bab.py --set input_score=...): scoring by the gradient of
 the bound w.r.t. the box faces needs 2-20x fewer boxes than bisecting the widest coordinate or scoring
 |bound coefficient|·width; the "chained" approximation of that gradient needs about as few boxes as exact
 autograd at under half the cost, so it is the default.
