@@ -18,7 +18,7 @@ from verikit.witness import STRICT, Tolerances, validate_batch
 
 @dataclass(frozen=True)
 class BabSettings:
-    """Knobs of branch and bound, with measured defaults (benchmarks/bench_bab_acasxu.py).
+    """Knobs of branch and bound, with measured defaults (benchmarks/bench_bab.py).
 
     `branching`: "input" (bisect input coordinates), "relu" (split unstable neurons) or "auto" (input
     when n_inputs <= `input_split_max_dims`). `max_domains` caps the open-domain queue (memory).
