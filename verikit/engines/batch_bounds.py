@@ -17,6 +17,7 @@ import torch
 
 from verikit.engines import lirpa_support as support
 from verikit.engines.bounds import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, BoundedNetwork
+from verikit.engines.crown import round_outward
 from verikit.engines.lirpa_compat import import_auto_lirpa
 from verikit.engines.lirpa_support import UnsupportedByBoundsError
 from verikit.result import Budget, StepTimer
@@ -68,9 +69,8 @@ def _raw_lower(bounded: BoundedNetwork, lower: np.ndarray, upper: np.ndarray, C:
     """auto_LiRPA's lower bounds of C[b] @ y over box b, float64 (B, rows), before widening."""
     lirpa = import_auto_lirpa()
     device, module = bounded.device, bounded.module
-    low, high = support.outward_float32(lower, upper)
-    x_low = torch.as_tensor(low, device=device)
-    x_high = torch.as_tensor(high, device=device)
+    low, high = round_outward(torch.tensor(lower), torch.tensor(upper), torch.float32)
+    x_low, x_high = low.to(device), high.to(device)
     center = torch.minimum(torch.maximum((x_low + x_high) / 2, x_low), x_high)
     x = lirpa.BoundedTensor(center, lirpa.PerturbationLpNorm(norm=float("inf"), x_L=x_low, x_U=x_high))
     spec = torch.as_tensor(C, dtype=torch.float32, device=device)

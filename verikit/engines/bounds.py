@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from verikit.engines import lirpa_support as support
+from verikit.engines.crown import round_outward
 from verikit.engines.lirpa_compat import import_auto_lirpa
 from verikit.engines.lirpa_support import BoundsError, UnsupportedByBoundsError
 from verikit.errors import ExitCode, VerikitError
@@ -151,9 +152,8 @@ def _raw_lower_bounds(
     """auto_LiRPA's float32 lower bounds of C @ y over the box, as float64 (rows,)."""
     lirpa = import_auto_lirpa()
     device, module = bounded.device, bounded.module
-    low, high = support.outward_float32(box.lower, box.upper)
-    x_low = torch.as_tensor(low, device=device).reshape(1, -1)
-    x_high = torch.as_tensor(high, device=device).reshape(1, -1)
+    low, high = round_outward(torch.tensor(box.lower), torch.tensor(box.upper), torch.float32)
+    x_low, x_high = low.to(device).reshape(1, -1), high.to(device).reshape(1, -1)
     center = torch.minimum(torch.maximum((x_low + x_high) / 2, x_low), x_high)
     x = lirpa.BoundedTensor(center, lirpa.PerturbationLpNorm(norm=float("inf"), x_L=x_low, x_U=x_high))
     spec = torch.as_tensor(C, dtype=torch.float32, device=device).unsqueeze(0)

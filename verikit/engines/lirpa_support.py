@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Iterator
 from pathlib import PurePath
 
-import numpy as np
 import torch
 
 from verikit.errors import EngineLimitation
@@ -150,14 +149,3 @@ def ensure_parameter(bounded: torch.nn.Module, device: str) -> None:
 def final_node_is_matmul(bounded: torch.nn.Module) -> bool:
     """auto_LiRPA's IBP merges C into a final linear node, which fails for its MatMul node."""
     return type(bounded.final_node()).__name__ == "BoundMatMul"
-
-
-def outward_float32(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 bounds that contain [lower, upper] (float64)."""
-    low = lower.astype(np.float32)
-    high = upper.astype(np.float32)
-    up_rounded = low.astype(np.float64) > lower
-    low[up_rounded] = np.nextafter(low[up_rounded], np.float32(-np.inf))
-    down_rounded = high.astype(np.float64) < upper
-    high[down_rounded] = np.nextafter(high[down_rounded], np.float32(np.inf))
-    return low, high
