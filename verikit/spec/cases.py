@@ -47,9 +47,8 @@ class TermBuilder:
     def box_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return np.array(self.lower, dtype=np.float64), np.array(self.upper, dtype=np.float64)
 
-    def empty_input(self) -> int | None:
-        """An input whose bounds leave no value (lower > upper, or equal with a strict side), else None."""
-        low, high = self.box_arrays()
+    def empty_input(self, low: np.ndarray, high: np.ndarray) -> int | None:
+        """An input whose bounds (`box_arrays`) leave no value (lower > upper, or equal with a strict side)."""
         opens = np.array(self.open_lower) | np.array(self.open_upper)
         empty = np.flatnonzero((low > high) | ((low == high) & opens))
         return int(empty[0]) if empty.size else None
@@ -71,9 +70,9 @@ class CaseGroups:
         self.groups: dict[bytes, tuple[Box, list[Conjunction]]] = {}
         self.dropped = 0
 
-    def drop_empty(self, term: TermBuilder, describe) -> bool:
-        """True (and a note, via describe(index) -> text) when the term's box is empty."""
-        index = term.empty_input()
+    def drop_empty(self, term: TermBuilder, low: np.ndarray, high: np.ndarray, describe) -> bool:
+        """True (and a note, via describe(index) -> text) when the term's box `low`, `high` is empty."""
+        index = term.empty_input(low, high)
         if index is None:
             return False
         self.dropped += 1
@@ -81,10 +80,8 @@ class CaseGroups:
             self.notes.append(f"{describe(index)}; dropped, it can never be violated")
         return True
 
-    def add(self, term: TermBuilder, low: np.ndarray | None = None, high: np.ndarray | None = None) -> None:
-        """Add a term with a non-empty box (low/high override the term's bounds, e.g. filled-in sides)."""
-        if low is None or high is None:
-            low, high = term.box_arrays()
+    def add(self, term: TermBuilder, low: np.ndarray, high: np.ndarray) -> None:
+        """Add a term with the non-empty box `low`, `high` (its `box_arrays`, or those with filled-in sides)."""
         open_low, open_high = np.array(term.open_lower, dtype=bool), np.array(term.open_upper, dtype=bool)
         key = low.tobytes() + high.tobytes() + open_low.tobytes() + open_high.tobytes()
         if key not in self.groups:

@@ -228,8 +228,8 @@ def _cases(
                 term.row(atom.cols, atom.coefs, atom.rhs, atom.strict)
         label = f" (DNF term {number} of {len(terms)})" if len(terms) > 1 else ""
         low, high = term.box_arrays()
-        if groups.drop_empty(term, lambda i: f"empty input box{label}: X_{i} >= {float(low[i])!r} and "
-                                             f"X_{i} <= {float(high[i])!r}"):
+        if groups.drop_empty(term, low, high, lambda i: (
+                f"empty input box{label}: X_{i} >= {float(low[i])!r} and X_{i} <= {float(high[i])!r}")):
             continue
         for bounds, side, op in ((low, "lower", ">="), (high, "upper", "<=")):
             unbounded = np.flatnonzero(~np.isfinite(bounds))
@@ -240,5 +240,5 @@ def _cases(
                     f"and upper bounds in every case: add (assert ({op} X_{i} ...))",
                     where=src.where(declared_at[("X", i)]),
                 )
-        groups.add(term)
+        groups.add(term, low, high)
     return groups.cases()

@@ -245,8 +245,8 @@ def to_cases(
             continue
         low, high = term.box_arrays()
         label = f" (DNF term {number} of {len(terms)})" if len(terms) > 1 else ""
-        if groups.drop_empty(term, lambda i: f"empty input box{label}: {x_name}[{i}] >= {low[i]!r} and "
-                                             f"<= {high[i]!r}"):
+        if groups.drop_empty(term, low, high, lambda i: (
+                f"empty input box{label}: {x_name}[{i}] >= {low[i]!r} and <= {high[i]!r}")):
             continue
         for bounds, side in ((low, "lower"), (high, "upper")):
             missing = np.flatnonzero(~np.isfinite(bounds))
