@@ -57,10 +57,6 @@ class Box:
         return int(self.lower.size)
 
     @property
-    def has_open_side(self) -> bool:
-        return bool(self.open_lower.any() or self.open_upper.any())
-
-    @property
     def is_empty(self) -> bool:
         """No point lies inside (an open side makes `lower == upper` empty too)."""
         touching = (self.lower == self.upper) & (self.open_lower | self.open_upper)
@@ -80,7 +76,7 @@ class Box:
         return float(max(0.0, np.max(self.lower - x), np.max(x - self.upper)))
 
     def contains(self, x: np.ndarray, tol: float = 0.0) -> bool:
-        """x within `tol` of the box; with tol = 0 the open sides are strict."""
+        """x within `tol` of the box, strictly on the open sides (x > lower - tol there)."""
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         above = np.where(self.open_lower, x > self.lower - tol, x >= self.lower - tol)
         below = np.where(self.open_upper, x < self.upper + tol, x <= self.upper + tol)
