@@ -7,7 +7,7 @@
 Each instance: load the ONNX model and translate it to PiecewiseLinear (not timed), read the VNN-LIB
 spec (not timed), then run `bab.run` on each case under one wall-clock budget (the instance's timeout
 times --timeout-scale). sat = a counterexample replayed through onnxruntime, unsat = every case proven.
-Compared with ../shared/benchmarks/ground_truth/<set>.csv; writes benchmarks/results/bab_<set>.json and
+Compared with ../shared/benchmarks/ground_truth/<set>.csv (matched by content sha256, as verikit bench does); writes benchmarks/results/bab_<set>.json and
 prints one line per instance and a summary (correct / wrong / open, total and median seconds).
 """
 
@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from verikit.bench import file_sha256, read_ground_truth  # noqa: E402
 from verikit.engines import bab  # noqa: E402
 from verikit.model import load_network  # noqa: E402
 from verikit.onnx.pwl import to_piecewise_linear  # noqa: E402
@@ -35,11 +36,6 @@ from verikit.result import Budget, Falsified, Unknown  # noqa: E402
 from verikit.spec.vnnlib import read_vnnlib  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
-
-
-def ground_truth(name: str) -> dict[tuple[str, str], str]:
-    with open(SHARED / "ground_truth" / f"{name}.csv") as handle:
-        return {(Path(r["onnx"]).name, Path(r["vnnlib"]).name): r["truth"] for r in csv.DictReader(handle)}
 
 
 def run_instance(network, pwl, prop, seconds: float, overrides: dict) -> tuple[str, dict | str]:
@@ -66,7 +62,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
     folder = SHARED / args.benchmark
-    truth = ground_truth(args.benchmark)
+    truth = read_ground_truth(SHARED / "ground_truth" / f"{args.benchmark}.csv")
     with open(folder / f"{args.benchmark}_instances.csv") as handle:
         instances = [row for row in csv.reader(handle) if row]
     results, loaded = [], {}
@@ -82,7 +78,7 @@ def main() -> int:
         start, cpu = time.perf_counter(), time.process_time()
         verdict, detail = run_instance(network, pwl, prop, float(timeout) * args.timeout_scale, overrides)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        expected = truth.get((onnx_name, spec_name), "unknown")
+        expected = truth.get((file_sha256(folder / onnx_name), file_sha256(folder / spec_name)), "unknown")
         status = "correct" if verdict == expected else (
             "WRONG" if verdict in ("sat", "unsat") and expected in ("sat", "unsat") else "open")
         results.append({"instance": key, "verdict": verdict, "truth": expected, "status": status,
