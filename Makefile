@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# the CPU wheel of torch first, so nothing pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,examples,plots]'
-	# auto-lirpa 0.3 pins torch<1.13: install without its pins; verikit/engines/lirpa_compat.py adapts it
+	# auto-lirpa 0.3 pins torch<1.13: install without its pins; verikit/engines/lirpa/compat.py adapts it
 	$(PY) -m pip install -q --no-deps auto-lirpa==0.3
 	# optional: VNN-LIB 2.0 reader (no wheel on some platforms; verikit says so when it is missing)
 	$(PY) -m pip install -q -e '.[vnnlib2]' || echo "note: VNN-LIB 2.0 support not installed (optional)"
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m verikit.demo
+	$(VENV)/bin/verikit demo
 
 test: install
 	$(PY) -m pytest

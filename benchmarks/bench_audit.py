@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from verikit.audit import AuditSettings, audit  # noqa: E402
-from verikit.data import Dataset, Normalization  # noqa: E402
-from verikit.model import load_network  # noqa: E402
+from verikit.apps.audit import AuditSettings, audit  # noqa: E402
+from verikit.apps.data import Dataset, Normalization  # noqa: E402
+from verikit.onnx.load import load_network  # noqa: E402
 from verikit.report.json import versions  # noqa: E402
 
 MODELS = ("digits_mlp", "digits_cnn")

@@ -1,4 +1,4 @@
-"""Branch and bound alone (verikit.engines.bab) on the VNN-COMP ACAS Xu / mnistfc instances in ../shared.
+"""Branch and bound alone (verikit.engines.bab.engine) on the VNN-COMP ACAS Xu / mnistfc instances in ../shared.
 
     .venv/bin/python benchmarks/bench_bab.py acasxu                       # all 186, their own timeouts
     .venv/bin/python benchmarks/bench_bab.py mnistfc --timeout-scale 0.25 --filter 256x2
@@ -28,11 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from verikit.bench import file_sha256, read_ground_truth  # noqa: E402
-from verikit.engines import bab  # noqa: E402
-from verikit.model import load_network  # noqa: E402
+from verikit.apps.bench import file_sha256, read_ground_truth  # noqa: E402
+from verikit.engines.bab import engine as bab  # noqa: E402
+from verikit.onnx.load import load_network  # noqa: E402
 from verikit.onnx.pwl import to_piecewise_linear  # noqa: E402
-from verikit.result import Budget, Falsified, Unknown  # noqa: E402
+from verikit.core.result import Budget, Falsified, Unknown  # noqa: E402
 from verikit.spec.vnnlib import read_vnnlib  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"

@@ -37,7 +37,7 @@ from example_nets import (  # noqa: E402
 )  # fmt: skip
 from spec_text import robustness_spec, save_robustness_json, save_spec, threshold_spec  # noqa: E402
 
-from verikit.spec.property import Property  # noqa: E402
+from verikit.core.property import Property  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_PROOF_MARGIN = 1e-3  # a bound must clear the property by this much to count as a proof

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.core.property import Box, Case, Conjunction, Property
 
 from verikit.spec.robustness import FORMAT, read_robustness_spec, robustness_property
 from verikit.spec.vnnlib import read_vnnlib, write_vnnlib

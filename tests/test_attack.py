@@ -3,10 +3,10 @@
 import numpy as np
 
 from tests.conftest import MODELS
-from verikit.engines import attack
-from verikit.model import load_network
-from verikit.result import Budget, Falsified, Unknown
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.engines.attack import engine as attack
+from verikit.onnx.load import load_network
+from verikit.core.result import Budget, Falsified, Unknown
+from verikit.core.property import Box, Case, Conjunction
 from verikit.spec.robustness import robustness_property
 
 

@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_factory import mlp
 
-from verikit.audit import AuditInvariantError, AuditResult, AuditSettings, EpsResult, audit, check_invariant
+from verikit.apps.audit import AuditInvariantError, AuditResult, AuditSettings, EpsResult, audit, check_invariant
 from verikit.cli import main
-from verikit.data import Dataset, Normalization, load_dataset
-from verikit.engines import bounds
-from verikit.engines.batch_bounds import margin_matrices, robust_margin_bounds
-from verikit.errors import DataError
-from verikit.model import load_network, load_network_bytes
-from verikit.spec.property import Box
+from verikit.apps.data import Dataset, Normalization, load_dataset
+from verikit.engines.lirpa import engine as bounds
+from verikit.engines.lirpa.batch import margin_matrices, robust_margin_bounds
+from verikit.core.errors import DataError
+from verikit.onnx.load import load_network, load_network_bytes
+from verikit.core.property import Box
 
 SAMPLE = MODELS / "data" / "digits_test_100.npz"
 UNIT = Normalization(clip_min=0.0, clip_max=1.0)

@@ -1,4 +1,4 @@
-"""Branch and bound (verikit.engines.bab) against exact answers on tiny networks, and its contracts:
+"""Branch and bound (verikit.engines.bab.engine) against exact answers on tiny networks, and its contracts:
 determinism, the domain cap, the time budget, replayed counterexamples."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 from onnx_factory import mlp
 from scipy.optimize import linprog
 
-from verikit.engines import bab
-from verikit.engines.crown import ReluMlp, layer_bounds
-from verikit.engines.pwl import Affine, PiecewiseLinear
-from verikit.model import load_network_bytes
+from verikit.engines.bab import engine as bab
+from verikit.engines.crown.propagate import ReluMlp, layer_bounds
+from verikit.core.pwl import Affine, PiecewiseLinear
+from verikit.onnx.load import load_network_bytes
 from verikit.onnx.pwl import to_piecewise_linear
-from verikit.result import Budget, Falsified, Proven, Unknown
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.core.result import Budget, Falsified, Proven, Unknown
+from verikit.core.property import Box, Case, Conjunction
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -186,8 +186,8 @@ def test_float64_working_dtype_decides_too():
 
 
 def test_an_affine_network_is_unknown_to_bab_and_decided_by_the_portfolio():
-    from verikit.spec.property import Property
-    from verikit.verify import Options, verify
+    from verikit.core.property import Property
+    from verikit.portfolio import Options, verify
 
     network = load_network_bytes(mlp((3, 2), seed=1, batch="dynamic"))  # no hidden layer
     box = Box(np.zeros(3), np.ones(3))

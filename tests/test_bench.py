@@ -7,7 +7,7 @@ import shutil
 from click.testing import CliRunner
 
 from tests.conftest import ROOT, SPECS
-from verikit import bench
+from verikit.apps import bench
 from verikit.cli import main
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from onnx_factory import GraphBuilder, mlp, op_model
 
-from verikit.engines import bounds
-from verikit.model import load_network_bytes
-from verikit.network import Network
-from verikit.result import Budget, Proven, Unknown
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.engines.lirpa import engine as bounds
+from verikit.onnx.load import load_network_bytes
+from verikit.core.network import Network
+from verikit.core.result import Budget, Proven, Unknown
+from verikit.core.property import Box, Case, Conjunction
 
 TOL = 1e-4  # float32 bounds plus the engine's slack (REFUTATION_RTOL times small magnitudes)
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense_network(layers: list[tuple[np.ndarray, np.ndarray]], activation: str = "Relu") -> Network:
-    """y = W_k act(... act(W_1 x + b_1)) + b_k as Gemm/activation ONNX nodes, loaded by verikit.model."""
+    """y = W_k act(... act(W_1 x + b_1)) + b_k as Gemm/activation ONNX nodes, loaded by verikit.onnx.load."""
     g = GraphBuilder()
     value = "x"
     for index, (weight, bias) in enumerate(layers):

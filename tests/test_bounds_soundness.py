@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_factory import OP_CASES, GraphBuilder, cnn, mlp, op_model
 
-from verikit.engines import bounds
-from verikit.model import load_network, load_network_bytes
-from verikit.network import Network
-from verikit.result import Budget, Proven
-from verikit.spec.property import Box
+from verikit.engines.lirpa import engine as bounds
+from verikit.onnx.load import load_network, load_network_bytes
+from verikit.core.network import Network
+from verikit.core.result import Budget, Proven
+from verikit.core.property import Box
 from verikit.spec.vnnlib import read_vnnlib
 
 ROOT = Path(__file__).resolve().parents[1]

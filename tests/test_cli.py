@@ -51,7 +51,7 @@ def test_falsified_exits_1_with_a_replayable_witness(tmp_path):
     data = json.loads(result.stdout)
     assert data["verdict"] == "falsified"
     cex = data["counterexample"]
-    from verikit.model import load_network
+    from verikit.onnx.load import load_network
     from verikit.spec.load import load_spec
 
     network = load_network(MLP)

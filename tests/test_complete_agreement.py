@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 from onnx_factory import mlp
-from verikit.engines import bab, smt
-from verikit.engines.pwl import Affine, PiecewiseLinear
-from verikit.model import load_network_bytes
-from verikit.network import Network
+from verikit.engines.bab import engine as bab
+from verikit.engines.smt import engine as smt
+from verikit.core.pwl import Affine, PiecewiseLinear
+from verikit.onnx.load import load_network_bytes
+from verikit.core.network import Network
 from verikit.onnx.pwl import to_piecewise_linear
-from verikit.result import Budget, Falsified, Proven
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.core.result import Budget, Falsified, Proven
+from verikit.core.property import Box, Case, Conjunction
 
 linprog = pytest.importorskip("scipy.optimize").linprog
 

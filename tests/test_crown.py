@@ -1,4 +1,4 @@
-"""Soundness and tightness of the batched CROWN engine (verikit.engines.crown, crown_opt)."""
+"""Soundness and tightness of the batched CROWN engine (verikit.engines.crown.propagate, crown_opt)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx_factory import mlp
 
-from verikit.engines.crown import ACTIVE, FREE, INACTIVE, ReluMlp, layer_bounds, round_outward, spec_bounds
-from verikit.engines.crown_opt import Multipliers, lower_slopes, optimise_spec
-from verikit.engines.lirpa_compat import import_auto_lirpa
-from verikit.engines.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear, Relu
-from verikit.model import load_network_bytes
+from verikit.engines.crown.propagate import ACTIVE, FREE, INACTIVE, ReluMlp, layer_bounds, round_outward, spec_bounds
+from verikit.engines.crown.optimise import Multipliers, lower_slopes, optimise_spec
+from verikit.engines.lirpa.compat import import_auto_lirpa
+from verikit.core.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear, Relu
+from verikit.onnx.load import load_network_bytes
 from verikit.onnx.pwl import to_piecewise_linear
 
 

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from verikit.spec.load import load_spec
-from verikit.witness import check
+from verikit.witness.replay import check
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

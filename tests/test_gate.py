@@ -14,9 +14,9 @@ from conftest import MODELS, ROOT, SPECS
 from onnx import numpy_helper
 
 from verikit.cli import main
-from verikit.errors import PolicyError
-from verikit.gate.policy import load_policy, parse_policy
-from verikit.gate.run import run_gate
+from verikit.core.errors import PolicyError
+from verikit.apps.gate.policy import load_policy, parse_policy
+from verikit.apps.gate.run import run_gate
 
 MLP = MODELS / "digits_mlp.onnx"
 SAMPLE = MODELS / "data" / "digits_test_100.npz"

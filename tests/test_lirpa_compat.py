@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.onnx.symbolic_helper as symbolic_helper
 
-from verikit.engines import lirpa_compat
+from verikit.engines.lirpa import compat as lirpa_compat
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from onnx_factory import (
     op_model,
     unsupported_op_model,
 )
-from verikit.errors import ModelError, UnsupportedOperatorError
-from verikit.model import (
+from verikit.core.errors import ModelError, UnsupportedOperatorError
+from verikit.onnx.load import (
     TRANSLATION_RTOL,
     check_translation,
     crosscheck,
@@ -34,7 +34,7 @@ from verikit.model import (
     load_network_bytes,
 )
 from verikit.onnx import supported_ops
-from verikit.spec.property import Box
+from verikit.core.property import Box
 
 
 
@@ -168,7 +168,7 @@ def test_acasxu_models_match_onnxruntime(name):
 
 
 def _crown_bounds_hold(network, eps: float = 0.05) -> None:
-    from verikit.engines.lirpa_compat import import_auto_lirpa
+    from verikit.engines.lirpa.compat import import_auto_lirpa
 
     auto_lirpa = import_auto_lirpa()
     n = network.n_inputs

@@ -10,8 +10,8 @@ import torch
 
 from tests.conftest import shared_file
 from onnx_factory import BATCH_MODES, OP_CASES, GraphBuilder, case_batch_modes, cnn, mlp, op_model
-from verikit.engines.pwl import Affine, MaxGroups, NotPiecewiseLinear, Relu
-from verikit.model import load_network, load_network_bytes
+from verikit.core.pwl import Affine, MaxGroups, NotPiecewiseLinear, Relu
+from verikit.onnx.load import load_network, load_network_bytes
 from verikit.onnx.pwl import to_piecewise_linear
 
 NOT_PIECEWISE_LINEAR_CASES = {

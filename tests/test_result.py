@@ -2,7 +2,7 @@
 
 import pytest
 
-from verikit.result import Budget, StepTimer
+from verikit.core.result import Budget, StepTimer
 
 
 def test_share_never_outlasts_the_parent_budget():
@@ -13,7 +13,7 @@ def test_share_never_outlasts_the_parent_budget():
 
 def test_step_timer_stops_when_the_longest_step_no_longer_fits(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("verikit.result.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("verikit.core.result.time.monotonic", lambda: clock[0])
     timer = StepTimer(Budget.seconds(0.25))  # deadline 100.25
     assert not timer.out_of_time()  # no step measured yet
     clock[0] += 0.1

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.load import check_sizes, load_spec, spec_format
 from verikit.spec.robustness import FORMAT, read_robustness_spec, robustness_property
 from verikit.spec.vnnlib import parse_vnnlib, write_vnnlib

@@ -1,6 +1,6 @@
 """The VNN-COMP `test` benchmark (../shared): every instance answered as the ground truth says."""
 
-from verikit import bench
+from verikit.apps import bench
 
 
 def test_all_five_instances_match_ground_truth(shared_benchmarks, tmp_path):

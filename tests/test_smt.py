@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from onnx_factory import GraphBuilder, mlp
-from verikit.engines import smt
-from verikit.engines.pwl import MaxGroups, PiecewiseLinear
-from verikit.engines.smt_encoding import Encoding, coarsen, interval_bounds
-from verikit.model import load_network_bytes
-from verikit.network import Network
+from verikit.engines.smt import engine as smt
+from verikit.core.pwl import MaxGroups, PiecewiseLinear
+from verikit.engines.smt.encoding import Encoding, coarsen, interval_bounds
+from verikit.onnx.load import load_network_bytes
+from verikit.core.network import Network
 from verikit.onnx.pwl import to_piecewise_linear
-from verikit.result import Budget, Falsified, Proven, Unknown
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.core.result import Budget, Falsified, Proven, Unknown
+from verikit.core.property import Box, Case, Conjunction
 
 BUDGET_S = 30.0
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense(layers: list[tuple[list, list]], activation: str = "Relu") -> Network:
-    """y = W_k act(... act(W_1 x + b_1)) + b_k as Gemm nodes, loaded through verikit.model."""
+    """y = W_k act(... act(W_1 x + b_1)) + b_k as Gemm nodes, loaded through verikit.onnx.load."""
     g = GraphBuilder()
     value = "x"
     for index, (weight, bias) in enumerate(layers):

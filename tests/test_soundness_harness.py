@@ -18,20 +18,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from verikit.bench import Instance, read_instances
+from verikit.apps.bench import Instance, read_instances
 from verikit.cli import main
-from verikit.engines import attack
-from verikit.model import load_network
-from verikit.result import Budget, Falsified, Verdict
-from verikit.soundness.answers import Answer, read_answers
-from verikit.soundness.generate import GenerateConfig, generate
-from verikit.soundness.harness import Verifier, run_harness
-from verikit.soundness.judge import judge, tally
-from verikit.soundness.training import TrainSettings
+from verikit.engines.attack import engine as attack
+from verikit.onnx.load import load_network
+from verikit.core.result import Budget, Falsified, Verdict
+from verikit.apps.soundness.answers import Answer, read_answers
+from verikit.apps.soundness.generate import GenerateConfig, generate
+from verikit.apps.soundness.harness import Verifier, run_harness
+from verikit.apps.soundness.judge import judge, tally
+from verikit.apps.soundness.training import TrainSettings
 from verikit.spec.load import load_spec
-from verikit.verify import Options, verify
-from verikit.witness_check import check_witness, check_witness_files
-from verikit.witness_io import read_witness
+from verikit.portfolio import Options, verify
+from verikit.witness.check import check_witness, check_witness_files
+from verikit.witness.formats import read_witness
 
 FAULTS = Path(__file__).resolve().parent / "fault_verifiers"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -143,7 +143,7 @@ def test_complete_mode_answers_sat_or_unknown_never_unsat_on_planted(planted, an
 
 def test_checker_agrees_with_independent_check_on_witnesses_verikit_finds(bench, tmp_path):
     """Around each planted x* (a box the attack can search), verikit's witnesses and moved copies."""
-    from verikit.spec.property import Box, Case, Property
+    from verikit.core.property import Box, Case, Property
     from verikit.spec.vnnlib_writer import write_vnnlib
 
     checked = 0
@@ -281,7 +281,7 @@ def test_witness_checker_on_every_sat_instance_of_shared_test(shared_test):
 
 
 def _key(instance: Instance) -> tuple[str, str]:
-    from verikit.bench import file_sha256
+    from verikit.apps.bench import file_sha256
 
     return file_sha256(instance.onnx), file_sha256(instance.vnnlib)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from verikit.model import load_network_bytes
-from verikit.soundness import layers
-from verikit.soundness.planting import DECOY_WEIGHT, Plant, plant, planted_point
+from verikit.onnx.load import load_network_bytes
+from verikit.apps.soundness import layers
+from verikit.apps.soundness.planting import DECOY_WEIGHT, Plant, plant, planted_point
 
 EPS = 0.2
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, SPECS
-from verikit.model import load_network
-from verikit.result import Falsified, Proven, Verdict
+from verikit.onnx.load import load_network
+from verikit.core.result import Falsified, Proven, Verdict
 from verikit.spec.load import load_spec
-from verikit.verify import Options, verify, verify_files
+from verikit.portfolio import Options, verify, verify_files
 
 
 def expected_rows():

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.vnnlib import parse_vnnlib, read_vnnlib
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from tests.conftest import MODELS, ROOT, SPECS
 from verikit.cli import main
-from verikit.errors import ExitCode, SpecError
+from verikit.core.errors import ExitCode, SpecError
 from verikit.spec.load import load_spec, spec_format
 from verikit.spec.vnnlib import parse_vnnlib
-from verikit.verify import Options, verify_files
+from verikit.portfolio import Options, verify_files
 
 vnnlib = pytest.importorskip("vnnlib")
 
@@ -164,7 +164,7 @@ def test_verify_checks_a_2_0_query_against_the_network(tmp_path):
 
 
 def test_the_network_must_fit_the_declaration(tmp_path):
-    from verikit.model import load_network
+    from verikit.onnx.load import load_network
 
     network = load_network(TINY)
     q = parse_vnnlib2(query("(assert (and (>= X[0,0] 0.0) (<= X[0,0] 1.0) (>= X[0,1] 0.0) (<= X[0,1] 1.0)))\n"
@@ -206,7 +206,7 @@ def test_deep_nesting_is_refused_without_crashing_the_process(tmp_path):
     depth = 50_000  # the package's C++ parser overflows its stack around 40,000 levels
     path = tmp_path / "deep.vnnlib"
     path.write_text(query("(assert " + "(and (<= Y[0] 1.0) " * depth + "(<= Y[1] 1.0)" + ")" * (depth + 1)))
-    code = ("import sys\nfrom verikit.errors import SpecError\nfrom verikit.spec.load import load_spec\n"
+    code = ("import sys\nfrom verikit.core.errors import SpecError\nfrom verikit.spec.load import load_spec\n"
             "try:\n    load_spec(sys.argv[1])\nexcept SpecError as error:\n    print(error)\n")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
                           cwd=ROOT)

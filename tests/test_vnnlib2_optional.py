@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.load import load_spec, spec_format
 from verikit.spec.vnnlib2 import INSTALL_HINT, looks_like_vnnlib2
 

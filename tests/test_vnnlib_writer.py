@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.core.property import Box, Case, Conjunction, Property
 from verikit.spec.vnnlib import format_number, parse_vnnlib, read_vnnlib, save_vnnlib, write_vnnlib
 
 FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64)

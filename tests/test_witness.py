@@ -3,9 +3,9 @@
 import numpy as np
 
 from tests.conftest import MODELS
-from verikit.model import load_network
-from verikit.spec.property import Box, Case, Conjunction
-from verikit.witness import Tolerances, check, to_float32_inside, validate, validate_batch
+from verikit.onnx.load import load_network
+from verikit.core.property import Box, Case, Conjunction
+from verikit.witness.replay import Tolerances, check, to_float32_inside, validate, validate_batch
 
 
 def test_float32_rounding_is_nudged_inside_the_box():

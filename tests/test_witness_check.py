@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from onnx_factory import GraphBuilder
 
 from verikit.cli import main
-from verikit.model import load_network_bytes
+from verikit.onnx.load import load_network_bytes
 from verikit.spec.vnnlib import parse_vnnlib
-from verikit.witness_check import check_witness
-from verikit.witness_io import WitnessError, parse_json, parse_vnncomp, read_result_file, read_witness
+from verikit.witness.check import check_witness
+from verikit.witness.formats import WitnessError, parse_json, parse_vnncomp, read_result_file, read_witness
 
 # y = x on two inputs; the spec asks for x in [0, 1]^2 with Y_0 >= Y_1 (i.e. Y_1 - Y_0 <= 0)
 SPEC = """

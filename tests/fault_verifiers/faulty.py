@@ -2,7 +2,7 @@
 
     python faulty.py FAULT v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT
 
-Each fault wraps verikit's VNN-COMP entry (verikit.vnncomp_run.run_instance) and breaks one thing:
+Each fault wraps verikit's VNN-COMP entry (verikit.apps.run_instance.run_instance) and breaks one thing:
 
   drop_row      drops the last disjunct of every case (a parser that loses one `or` branch): it may
                 answer unsat when the only counterexamples satisfy the dropped branch
@@ -20,9 +20,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from verikit.spec.property import Box, Case, Conjunction, Property
-from verikit.verify import Options
-from verikit.vnncomp_run import run_instance
+from verikit.core.property import Box, Case, Conjunction, Property
+from verikit.portfolio import Options
+from verikit.apps.run_instance import run_instance
 
 LOOSEN = 1.0
 SHRINK = 0.4
@@ -51,9 +51,9 @@ def never_attack(onnx: str, vnnlib: str, result_file: str, timeout: float) -> No
 
 
 def fake_witness(onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
-    from verikit.model import load_network
+    from verikit.onnx.load import load_network
     from verikit.spec.load import load_spec
-    from verikit.witness_io import format_vnncomp
+    from verikit.witness.formats import format_vnncomp
 
     network = load_network(onnx)
     prop = load_spec(vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 
 
 def parse_values(text: str | None, name: str) -> float | tuple[float, ...] | None:
@@ -50,9 +50,9 @@ def progress_bar(enabled: bool) -> Iterator:
 def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, device, timeout, restarts, steps,
                    batch_size, check_all):
     """AuditSettings from the command-line values."""
-    from verikit.audit import AuditSettings
-    from verikit.data import Normalization
-    from verikit.engines.batch_attack import PGDSettings
+    from verikit.apps.audit import AuditSettings
+    from verikit.apps.data import Normalization
+    from verikit.engines.attack.pgd import PGDSettings
 
     normalization = Normalization(
         mean=parse_values(mean, "--mean") if mean is not None else 0.0,
@@ -136,7 +136,7 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug
     """
     import torch
 
-    from verikit.audit import audit_files
+    from verikit.apps.audit import audit_files
     from verikit.report import audit as audit_report
 
     if threads is not None:

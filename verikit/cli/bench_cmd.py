@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 
 
@@ -51,7 +51,7 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
     from verikit.cli.options import console as make_console
     from rich.progress import Progress
 
-    from verikit import bench as bench_lib
+    from verikit.apps import bench as bench_lib
 
     rows_in = bench_lib.read_instances(instances)
     truths = bench_lib.read_ground_truth(ground_truth) if ground_truth else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 
 
 def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
@@ -50,8 +50,8 @@ def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug)
     """
     import torch
 
-    from verikit.gate.policy import load_policy
-    from verikit.gate.run import run_gate
+    from verikit.apps.gate.policy import load_policy
+    from verikit.apps.gate.run import run_gate
     from verikit.report import gate as gate_report
     from verikit.report import markdown
 

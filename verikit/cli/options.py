@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from verikit.verify import ENGINES, METHODS, Options
-from verikit.witness import Tolerances
+from verikit.portfolio import ENGINES, METHODS, Options
+from verikit.witness.replay import Tolerances
 
 
 def portfolio_options(command):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 
 
@@ -27,7 +27,7 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     VERSION must be v1 (the VNN-COMP scripts' protocol); CATEGORY is recorded nowhere and may be any
     word. Exit codes as `verikit verify`; 3 (and `error` in the result file) for bad input.
     """
-    from verikit.vnncomp_run import exit_code, run_instance
+    from verikit.apps.run_instance import exit_code, run_instance
 
     result = run_instance(onnx, vnnlib, result_file, timeout, build_options(timeout, **portfolio))
     sys.exit(exit_code(result))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
-from verikit.witness_check import DEFAULT_TOLERANCE
+from verikit.witness.check import DEFAULT_TOLERANCE
 
 
 @main.group()
@@ -53,9 +53,9 @@ def generate(out, arch, activation, count, seed, input_sizes, eps_values, num_cl
     """
     import torch
 
-    from verikit.soundness.generate import GenerateConfig
-    from verikit.soundness.generate import generate as generate_benchmark
-    from verikit.soundness.training import TrainSettings
+    from verikit.apps.soundness.generate import GenerateConfig
+    from verikit.apps.soundness.generate import generate as generate_benchmark
+    from verikit.apps.soundness.training import TrainSettings
 
     torch.set_num_threads(threads)
     config = GenerateConfig(
@@ -127,9 +127,9 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     """
     from verikit.cli.options import console as make_console
 
-    from verikit.bench import read_instances
-    from verikit.soundness.answers import read_answers
-    from verikit.soundness.harness import Verifier, report, run_harness
+    from verikit.apps.bench import read_instances
+    from verikit.apps.soundness.answers import read_answers
+    from verikit.apps.soundness.harness import Verifier, report, run_harness
 
     instances = read_instances(bench)
     answers_file = answers_file or _default_answers(bench)

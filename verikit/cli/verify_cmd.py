@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
+from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 
 
@@ -46,7 +46,7 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
     from verikit.report import json as json_report
     from verikit.report import vnncomp
-    from verikit.verify import verify_files
+    from verikit.portfolio import verify_files
 
     network, result = verify_files(str(model), str(spec), build_options(timeout, **portfolio))
     if report_path is not None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from verikit.cli import handles_errors, main
-from verikit.witness_check import DEFAULT_TOLERANCE, DEFAULT_Y_RTOL
+from verikit.cli.base import handles_errors, main
+from verikit.witness.check import DEFAULT_TOLERANCE, DEFAULT_Y_RTOL
 
 
 @main.command()
@@ -32,7 +32,7 @@ def witness(model, spec, witness, tolerance, y_rtol, as_json, debug):
 
     Exits 0 when valid (strict or within tolerance), 1 when invalid, 3 on bad input.
     """
-    from verikit.witness_check import check_witness_files
+    from verikit.witness.check import check_witness_files
 
     parsed, report = check_witness_files(model, spec, witness, tolerance=tolerance, y_rtol=y_rtol)
     if as_json:

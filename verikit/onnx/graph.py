@@ -11,7 +11,7 @@ import onnx
 import torch
 from torch import nn
 
-from verikit.errors import ModelError, UnsupportedOperatorError
+from verikit.core.errors import ModelError, UnsupportedOperatorError
 from verikit.onnx.layout import Meta, preferred
 from verikit.onnx.ops import REGISTRY, Const, Dyn, Op, Value, supported_ops
 from verikit.onnx.ops.base import NodeInfo

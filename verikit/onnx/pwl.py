@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 import torch
 
-from verikit.engines.pwl import Affine, Layer, NotPiecewiseLinear, PiecewiseLinear, Relu
-from verikit.network import Network
+from verikit.core.pwl import Affine, Layer, NotPiecewiseLinear, PiecewiseLinear, Relu
+from verikit.core.network import Network
 from verikit.onnx.graph import GraphModule, Step, build_graph
 from verikit.onnx.layout import Meta
 from verikit.onnx.ops import Op

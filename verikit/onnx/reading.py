@@ -9,7 +9,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 
-from verikit.errors import ModelError
+from verikit.core.errors import ModelError
 from verikit.onnx.ops.base import NodeInfo
 
 DEFAULT_DOMAINS = ("", "ai.onnx")

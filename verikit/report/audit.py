@@ -7,11 +7,14 @@ import datetime as _dt
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from verikit.audit import AuditResult, EpsResult
 from verikit.report.json import versions
+
+if TYPE_CHECKING:  # renderers only read these results; they do not depend on the audit
+    from verikit.apps.audit import AuditResult, EpsResult
 
 SCHEMA = "verikit-audit/1"
 CSV_FIELDS = ("index", "label", "prediction", "clean_correct", "eps", "status", "certified", "falsified",

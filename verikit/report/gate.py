@@ -6,9 +6,14 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from verikit.gate.baseline import SCHEMA
-from verikit.gate.run import GateResult
+from typing import TYPE_CHECKING
+
 from verikit.report.json import versions
+
+if TYPE_CHECKING:  # renderers only read the result; they do not depend on the gate
+    from verikit.apps.gate.run import GateResult
+
+SCHEMA = "verikit-gate/1"
 
 VERDICTS = ("verified", "falsified", "unknown", "timeout", "error")
 

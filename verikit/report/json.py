@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 import verikit
-from verikit.network import Network
-from verikit.result import Certificate, CaseResult, DisjunctBounds, Falsified, Proven, Result, Unknown
+from verikit.core.network import Network
+from verikit.core.result import Certificate, CaseResult, DisjunctBounds, Falsified, Proven, Result, Unknown
 
 SCHEMA = "verikit-report/1"
 

@@ -1,5 +1,5 @@
 """Properties and the readers/writers of spec files."""
 
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.core.property import Box, Case, Conjunction, Property
 
 __all__ = ["Box", "Case", "Conjunction", "Property"]

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from verikit.spec.property import Box, Case, Conjunction
+from verikit.core.property import Box, Case, Conjunction
 
 MAX_NOTES = 20  # empty-box notes written one by one; the rest are counted
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_TERMS
-from verikit.spec.property import Property
+from verikit.core.property import Property
 from verikit.spec.robustness import read_robustness_spec
 from verikit.spec.vnnlib import parse_vnnlib, read_spec_text
 from verikit.spec.vnnlib2 import looks_like_vnnlib2

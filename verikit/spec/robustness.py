@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.errors import SpecError
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.core.errors import SpecError
+from verikit.core.property import Box, Case, Conjunction, Property
 from verikit.spec.vnnlib import read_spec_text
 
 FORMAT = "verikit-robustness/1"

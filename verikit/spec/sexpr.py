@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 
 # One token per match; whitespace between tokens is skipped by finditer. Quoted symbols and strings
 # come first so that parentheses or `;` inside them are not read as structure.

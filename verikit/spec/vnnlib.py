@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_TERMS, FormulaReader, InputBound
 from verikit.spec.cases import CaseGroups, TermBuilder
-from verikit.spec.property import Case, Property
+from verikit.core.property import Case, Property
 from verikit.spec.sexpr import Atom, SList, SourceText, read_sexprs
 from verikit.spec.vnnlib_writer import format_number, save_vnnlib, write_vnnlib
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.errors import ExitCode, SpecError, VerikitError
+from verikit.core.errors import ExitCode, SpecError, VerikitError
 from verikit.spec import vnnlib2_formula as formula
 from verikit.spec.formula import MAX_TERMS
-from verikit.spec.property import Property
+from verikit.core.property import Property
 from verikit.spec.sexpr import MAX_DEPTH
 
 SUPPORTED_ELEMENT_TYPES = ("float32", "real")

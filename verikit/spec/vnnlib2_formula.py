@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from verikit.errors import SpecError
+from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_ATOM_REFERENCES
 from verikit.spec.cases import CaseGroups, TermBuilder
-from verikit.spec.property import Case
+from verikit.core.property import Case
 
 Var = tuple[str, int]
 Monomial = tuple[Var, ...]  # sorted variables with repetition; () is the constant term

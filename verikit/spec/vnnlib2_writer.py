@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.spec.property import Case, Conjunction, Property
+from verikit.core.property import Case, Conjunction, Property
 
 
 def format_decimal(value: float) -> str:

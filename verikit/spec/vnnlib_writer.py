@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.spec.property import Box, Case, Conjunction, Property
+from verikit.core.property import Box, Case, Conjunction, Property
 
 
 def format_number(value: float) -> str:

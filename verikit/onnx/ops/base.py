@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from verikit.errors import ModelError, UnsupportedOperatorError
+from verikit.core.errors import ModelError, UnsupportedOperatorError
 from verikit.onnx.layout import Meta
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto
 
-from verikit.engines.pwl import Affine, Layer, Relu
+from verikit.core.pwl import Affine, Layer, Relu
 from verikit.onnx.layout import Meta, normalize_axis, to_stacked
 from verikit.onnx.ops.base import (
     Const,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from verikit.engines.pwl import Layer, MaxGroups
+from verikit.core.pwl import Layer, MaxGroups
 from verikit.onnx.ops.base import NodeInfo, Value, register
 from verikit.onnx.ops.spatial import ImageOp, check_floor_mode, explicit_pads, output_size, torch_pad
 

@@ -1,0 +1,247 @@
+"""Run VNN-COMP style instance lists, write results CSV rows and witnesses, score against ground truth.
+
+Instances CSV rows: `onnx,vnnlib,timeout_s` relative to the CSV's folder (the VNN-COMP layout).
+Ground truth CSV: a header with `onnx`, `vnnlib` and `truth` (sat/unsat/unknown) columns; rows are
+matched to instances by the sha256 of the model and spec bytes, never by file name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable
+
+from verikit.core.errors import SpecError, VerikitError
+from verikit.portfolio import Options
+
+RESULT_FIELDS = ("category", "onnx", "vnnlib", "prepare_s", "result", "run_s")
+SCORE = {"correct": 10, "wrong": -150}
+
+
+@dataclass(frozen=True)
+class Instance:
+    category: str
+    onnx: Path
+    vnnlib: Path
+    timeout: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (str(self.onnx), str(self.vnnlib))
+
+
+@dataclass
+class Row:
+    """One results-file row (VNN-COMP results.csv columns) plus where its witness went."""
+
+    category: str
+    onnx: str
+    vnnlib: str
+    prepare_s: float
+    result: str
+    run_s: float
+    witness: str = ""
+    message: str = ""
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)
+    correct: int = 0
+    wrong: list[dict] = field(default_factory=list)
+    unchecked: int = 0
+    score: int = 0
+    total_s: float = 0.0
+    median_s: float = 0.0
+    by_category: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_instances(source: str | Path) -> list[Instance]:
+    """Instances from a CSV file, or from every `*instances*.csv` under a folder."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(source.rglob("*instances*.csv"))
+        if not files:
+            raise SpecError(f"no *instances*.csv file under {source}")
+        return [instance for path in files for instance in read_instances(path)]
+    if not source.is_file():
+        raise SpecError(f"instances file not found: {source}")
+    instances = []
+    with source.open(newline="") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row or row[0].strip().startswith("#"):
+                continue
+            if len(row) < 3:
+                raise SpecError("expected 'onnx,vnnlib,timeout' columns", where=f"{source}:{line_number}")
+            try:
+                timeout = float(row[2])
+            except ValueError:
+                raise SpecError(f"timeout {row[2]!r} is not a number", where=f"{source}:{line_number}") from None
+            instances.append(Instance(source.parent.name, source.parent / row[0].strip(),
+                                      source.parent / row[1].strip(), timeout))
+    return instances
+
+
+def resolve_listed(base: Path, relative: str) -> Path | None:
+    """A path listed in a CSV at `base`: relative to its folder, or to the folder above (VNN-COMP layout)."""
+    for folder in (base, base.parent):
+        candidate = folder / relative
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_ground_truth(path: str | Path) -> dict[tuple[str, str], str]:
+    """{(model sha256, spec sha256): truth} from a ground-truth CSV (paths relative to it or its parent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"ground-truth file not found: {path}")
+    truths: dict[tuple[str, str], str] = {}
+    hashes: dict[Path, str] = {}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"onnx", "vnnlib", "truth"} - set(reader.fieldnames or ())
+        if missing:
+            raise SpecError(f"ground-truth CSV lacks column(s) {sorted(missing)}", where=str(path))
+        for row in reader:
+            onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
+            if onnx is None or vnnlib is None:
+                continue
+            for file in (onnx, vnnlib):
+                hashes.setdefault(file, file_sha256(file))
+            truths[(hashes[onnx], hashes[vnnlib])] = row["truth"].strip().lower()
+    return truths
+
+
+def read_results(path: Path) -> dict[tuple[str, str], Row]:
+    """Rows already in a results file, keyed by (onnx, vnnlib) as written."""
+    if not path.is_file():
+        return {}
+    rows = {}
+    with path.open(newline="") as handle:
+        for record in csv.reader(handle):
+            if len(record) >= 6 and record[0] != "category":
+                row = Row(record[0], record[1], record[2], float(record[3]), record[4], float(record[5]))
+                rows[(row.onnx, row.vnnlib)] = row
+    return rows
+
+
+def run_instance(instance: Instance, witness_dir: Path, options: Options, timeout_scale: float = 1.0) -> Row:
+    """Verify one instance; never raises (bad input or internal errors become an `error` row)."""
+    from verikit.report import vnncomp
+    from verikit.portfolio import verify_files
+
+    options = replace(options, timeout=instance.timeout * timeout_scale)
+    row = Row(instance.category, str(instance.onnx), str(instance.vnnlib), 0.0, "error", 0.0)
+    started = time.monotonic()
+    try:
+        _, result = verify_files(str(instance.onnx), str(instance.vnnlib), options)
+        row.prepare_s = time.monotonic() - started - result.seconds
+    except VerikitError as error:
+        row.prepare_s, row.message = time.monotonic() - started, str(error)
+        return row
+    except Exception as error:  # a bug must not stop the other instances; recorded as `error`, not a verdict
+        row.prepare_s, row.message = time.monotonic() - started, f"internal error: {type(error).__name__}: {error}"
+        return row
+    row.run_s, row.result, row.message = result.seconds, result.verdict.vnncomp, result.reason
+    if result.counterexample is not None:
+        witness = witness_dir / f"{instance.category}_{instance.onnx.stem}_{instance.vnnlib.stem}.counterexample"
+        vnncomp.write(result, witness)
+        row.witness = str(witness)
+    return row
+
+
+def _append(path: Path, row: Row) -> None:
+    new = not path.is_file() or path.stat().st_size == 0
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(RESULT_FIELDS)
+        writer.writerow([row.category, row.onnx, row.vnnlib, f"{row.prepare_s:.4f}", row.result, f"{row.run_s:.4f}"])
+
+
+def run(
+    instances: list[Instance],
+    out_dir: Path,
+    *,
+    options: Options,
+    timeout_scale: float = 1.0,
+    jobs: int = 1,
+    on_row: Callable[[Row], None] = lambda row: None,
+) -> list[Row]:
+    """Run every instance not already in `out_dir/results.csv`; returns all rows (old and new)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.csv"
+    done = read_results(results_path)
+    todo = [i for i in instances if (str(i.onnx), str(i.vnnlib)) not in done]
+    witness_dir = out_dir / "witnesses"
+    rows = [done[i.key] for i in instances if i.key in done]
+    for row in rows:
+        on_row(row)
+    for row in _execute(todo, witness_dir, options, timeout_scale, jobs):
+        _append(results_path, row)
+        rows.append(row)
+        on_row(row)
+    return rows
+
+
+def _execute(todo: list[Instance], witness_dir: Path, options: Options, scale: float, jobs: int) -> Iterable[Row]:
+    if jobs <= 1:
+        for instance in todo:
+            yield run_instance(instance, witness_dir, options, scale)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                             initializer=_limit_threads) as pool:
+        futures = [pool.submit(run_instance, instance, witness_dir, options, scale) for instance in todo]
+        for future in futures:
+            yield future.result()
+
+
+def _limit_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def summarise(rows: list[Row], instances: list[Instance], truths: dict[tuple[str, str], str] | None) -> Summary:
+    """Counts per result, and with ground truth: correct, wrong (each listed) and the VNN-COMP score."""
+    summary = Summary()
+    by_key = {i.key: i for i in instances}
+    hashes: dict[Path, str] = {}
+    for row in rows:
+        summary.counts[row.result] = summary.counts.get(row.result, 0) + 1
+        category = summary.by_category.setdefault(Path(row.onnx).name, {})
+        category[row.result] = category.get(row.result, 0) + 1
+        if truths is None or row.result not in ("sat", "unsat"):
+            continue
+        instance = by_key.get((row.onnx, row.vnnlib))
+        if instance is None:
+            continue
+        for file in (instance.onnx, instance.vnnlib):
+            hashes.setdefault(file, file_sha256(file))
+        truth = truths.get((hashes[instance.onnx], hashes[instance.vnnlib]), "unknown")
+        if truth not in ("sat", "unsat"):
+            summary.unchecked += 1
+        elif truth == row.result:
+            summary.correct += 1
+        else:
+            summary.wrong.append({"onnx": row.onnx, "vnnlib": row.vnnlib, "answer": row.result, "truth": truth})
+    summary.score = SCORE["correct"] * summary.correct + SCORE["wrong"] * len(summary.wrong)
+    times = [row.prepare_s + row.run_s for row in rows]
+    summary.total_s = sum(times)
+    summary.median_s = statistics.median(times) if times else 0.0
+    return summary
+
+
+def summary_dict(summary: Summary) -> dict:
+    return asdict(summary)

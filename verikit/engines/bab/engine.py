@@ -1,0 +1,94 @@
+"""Branch and bound for ReLU MLPs on batched CROWN bounds (verikit.engines.crown.propagate): a complete method.
+
+`run(pwl, network, case, budget)` decides one case:
+
+- input branching (`bab_input`) bisects the input box — chosen for low-dimensional inputs (at most
+  `BabSettings.input_split_max_dims`, e.g. ACAS Xu's 5), where a few bisections per coordinate make the
+  relaxation nearly exact;
+- ReLU branching (`bab_relu`) splits unstable neurons into active/inactive — for high-dimensional inputs
+  (e.g. MNIST's 784), where bisecting coordinates would never end.
+
+A domain is dropped only when every disjunct has a row with a proven lower bound > 0 there. A
+counterexample is reported only after `verikit.witness.replay` replayed it through onnxruntime. The open-domain
+queue is capped (Unknown "domain limit reached") and the budget is polled between batches
+(Unknown timed_out=True). Deterministic: the same seed gives the same outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from verikit.engines.bab import input_split as bab_input
+
+from verikit.engines.bab import relu_split as bab_relu
+from verikit.engines.bab.common import BabSettings, SpecRows
+from verikit.engines.crown.propagate import ReluMlp
+from verikit.core.pwl import PiecewiseLinear, Relu
+from verikit.core.network import Network
+from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
+from verikit.core.property import Case
+from verikit.witness.replay import validate_batch
+
+__all__ = ["BabSettings", "run", "branching_for"]
+
+
+def branching_for(n_inputs: int, settings: BabSettings) -> str:
+    """The branching a case gets: the explicit setting, else input splitting for few inputs."""
+    if settings.branching != "auto":
+        return settings.branching
+    return "input" if n_inputs <= settings.input_split_max_dims else "relu"
+
+
+def run(
+    pwl: PiecewiseLinear,
+    network: Network,
+    case: Case,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    settings: BabSettings | None = None,
+    **overrides,
+) -> Proven | Falsified | Unknown:
+    """Decide `case` on the ReLU MLP `pwl` (the exact translation of `network`).
+
+    `overrides` replace fields of `settings` (e.g. max_domains=..., batch_size=..., branching="relu").
+    """
+    settings = dataclasses.replace(settings or BabSettings(), **overrides)
+    if not pwl.is_relu_mlp:
+        return Unknown("branch and bound needs a ReLU MLP (Affine (Relu Affine)*)")
+    if not any(isinstance(layer, Relu) for layer in pwl.layers):
+        return Unknown("branch and bound needs at least one ReLU layer; this network is affine, so the bound "
+                       "engines bound each output row exactly on it")
+    if pwl.n_inputs != case.box.size:
+        return Unknown(f"case box has {case.box.size} inputs, network {pwl.n_inputs}")
+    trivial = _trivial(network, case, settings)
+    if trivial is not None:
+        return trivial
+    branching = branching_for(pwl.n_inputs, settings)
+    if branching not in ("input", "relu"):
+        return Unknown(f"unknown branching {settings.branching!r}")
+    net = ReluMlp.from_pwl(pwl, settings.dtype)
+    exact = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64)
+    spec = SpecRows.of(case, settings.dtype)
+    search = bab_input.search if branching == "input" else bab_relu.search
+    return search(net, exact, network, case, spec, budget, settings, seed)
+
+
+def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Falsified | Unknown | None:
+    """Outcomes that need no search: empty box, no disjunct, an always-true disjunct, unbounded box."""
+    box = case.box
+    if box.is_empty:
+        return Proven(Certificate(method="bab-input", detail={"reason": "empty input box"}))
+    if not case.disjuncts:
+        return Proven(Certificate(method="bab-input", detail={"reason": "no disjunct can hold"}))
+    if not (np.isfinite(box.lower).all() and np.isfinite(box.upper).all()):
+        return Unknown("branch and bound needs a bounded input box")
+    if any(conjunction.rows == 0 for conjunction in case.disjuncts):
+        found = validate_batch(network, case, box.center[None, :], settings.tolerances)
+        if found is not None:
+            return Falsified(found)
+        return Unknown("an empty disjunct holds everywhere but the replay of the box centre disagreed")
+    return None
