@@ -27,10 +27,18 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     VERSION must be v1 (the VNN-COMP scripts' protocol); CATEGORY is recorded nowhere and may be any
     word. Exit codes as `verikit verify`; 3 (and `error` in the result file) for bad input.
     """
-    from verikit.apps.run_instance import exit_code, run_instance
+    import time
 
-    result = run_instance(onnx, vnnlib, result_file, timeout, build_options(timeout, **portfolio))
-    sys.exit(exit_code(result))
+    started = time.monotonic()
+    options = build_options(timeout, **portfolio)
+    from verikit.report import vnncomp
+    from verikit.run import run_instance
+
+    result = run_instance(onnx, vnnlib, options, started=started, debug=debug)
+    vnncomp.write(result, result_file)
+    if result.verdict.value == "error":
+        click.echo(f"verikit: error: {result.reason}", err=True)
+    sys.exit(int(result.exit_code))
 
 
 main.add_command(run_instance_command)

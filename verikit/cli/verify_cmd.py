@@ -11,7 +11,7 @@ from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 
 
-def _summary(network, result, report_path: Path | None) -> str:
+def _summary(result, report_path: Path | None) -> str:
     verdict = result.verdict
     by = f" by {result.engine}/{result.method}" if result.engine else ""
     lines = [f"{verdict.value.upper()} ({verdict.vnncomp}){by} in {result.seconds:.2f} s"]
@@ -20,6 +20,7 @@ def _summary(network, result, report_path: Path | None) -> str:
     lines.append(f"  model:  {result.model_path} (sha256 {result.model_sha256[:16]}…)")
     lines.append(f"  spec:   {result.spec_path} (sha256 {result.spec_sha256[:16]}…, {len(result.cases)} case(s))")
     lines.extend(f"  note:   {note}" for note in result.spec_notes)
+    lines.extend(f"  note:   {note}" for note in result.settings.get("notes", ()))
     cex = result.counterexample
     if cex is not None:
         preview = ", ".join(f"{v:.6g}" for v in cex.x[:8]) + (", …" if cex.x.size > 8 else "")
@@ -44,17 +45,23 @@ def _summary(network, result, report_path: Path | None) -> str:
 @handles_errors
 def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
+    import time
+
+    started = time.monotonic()
+    options = build_options(timeout, **portfolio)
     from verikit.report import json as json_report
     from verikit.report import vnncomp
-    from verikit.portfolio import verify_files
+    from verikit.run import run_instance
 
-    network, result = verify_files(str(model), str(spec), build_options(timeout, **portfolio))
+    result = run_instance(model, spec, options, started=started, debug=debug)
     if report_path is not None:
-        json_report.write(result, report_path, network)
+        json_report.write(result, report_path)
     if result_file is not None:
         vnncomp.write(result, result_file)
+    if result.verdict.value == "error":
+        click.echo(f"verikit: error: {result.reason}", err=True)
     if as_json:
-        click.echo(json_report.dumps(result, network))
-    else:
-        click.echo(_summary(network, result, report_path))
-    sys.exit(int(result.verdict.exit_code))
+        click.echo(json_report.dumps(result))
+    elif result.verdict.value != "error":
+        click.echo(_summary(result, report_path))
+    sys.exit(int(result.exit_code))
