@@ -10,10 +10,10 @@ from verikit.core.errors import EngineLimitation, ModelError
 from verikit.core.network import Network
 from verikit.core.result import Budget, CaseResult, Falsified, Outcome, Proven, Result, Unknown, Verdict
 from verikit.core.property import Case, Property
+from verikit.engines.lirpa import METHODS
 from verikit.witness.replay import STRICT, Tolerances
 
 ENGINES = ("attack", "bounds", "bab", "smt")
-METHODS = ("ibp", "crown", "alpha-crown")
 
 
 @dataclass(frozen=True)

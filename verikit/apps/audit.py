@@ -26,6 +26,7 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.engines.attack.pgd import NORMS, PGDSettings, pgd_batch
+from verikit.engines.lirpa import METHODS
 from verikit.core.errors import DataError, ExitCode, ModelError, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget
@@ -33,7 +34,6 @@ from verikit.core.property import Box
 from verikit.spec.robustness import robustness_property
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 
-METHODS = ("ibp", "crown", "alpha-crown")
 TRANSLATION_RTOL = 1e-4  # torch vs onnxruntime on the clean samples, relative to the logits' scale
 ALPHA_BATCH = 512  # samples per α-CROWN call
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from verikit.apps.data import Normalization
 from verikit.core.errors import PolicyError
 from verikit.apps.gate.validate import Table, resolve
+from verikit.engines.lirpa import METHODS
 
 VERSION = 1
-METHODS = ("ibp", "crown", "alpha-crown")
 ENGINES = ("attack", "bounds", "bab", "smt")
 UNKNOWN_POLICIES = ("fail", "warn", "ignore")
 
