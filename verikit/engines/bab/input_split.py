@@ -15,9 +15,9 @@ import torch
 
 from verikit.engines.bab import branching
 from verikit.engines.bab.common import (
-    BabSettings, SearchStats, SpecRows, Validator, minimising_corner, pgd_in_boxes, proven,
-    root_disjunct_bounds, unknown,
+    BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
+from verikit.engines.attack.pgd import pgd, uniform_starts
 from verikit.engines.crown.propagate import LayerBounds, ReluMlp, layer_bounds, round_outward, spec_bounds
 from verikit.engines.crown.optimise import optimise_spec
 from verikit.core.network import Network
@@ -175,9 +175,9 @@ def _falsify(net: ReluMlp, spec: SpecRows, validator: Validator, lower: torch.Te
     worst = torch.arange(lower.shape[0] - 1, max(-1, lower.shape[0] - 1 - settings.attack_domains), -1)
     box_lo = lower[worst].repeat_interleave(settings.attack_restarts, dim=0)
     box_hi = upper[worst].repeat_interleave(settings.attack_restarts, dim=0)
-    starts = box_lo + (box_hi - box_lo) * torch.rand(box_lo.shape, generator=generator, dtype=box_lo.dtype)
-    x, loss = pgd_in_boxes(net, spec, box_lo, box_hi, starts, settings.attack_steps)
-    return validator.first(x, loss)
+    search = pgd(lambda x, rows: spec.violation(net.forward(x)), uniform_starts(box_lo, box_hi, generator),
+                 box_lo, box_hi, steps=settings.attack_steps, fraction=0.25, scale=box_hi - box_lo)
+    return validator.first(search.best_x, search.best_loss)
 
 
 def _bound_minimisers(spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor, coeff: torch.Tensor,

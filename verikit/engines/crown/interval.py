@@ -64,12 +64,12 @@ def interval_bounds(pwl: PiecewiseLinear, box: Box,
     affines = [layer for layer in pwl.layers if isinstance(layer, Affine)]
     widest = max((max(a.weight.shape) for a in affines), default=1)
     gamma = rounding_gamma(widest, len(affines), torch.float64)
-    lower = torch.as_tensor(box.lower, dtype=torch.float64).reshape(1, -1)
-    upper = torch.as_tensor(box.upper, dtype=torch.float64).reshape(1, -1)
+    lower = torch.tensor(box.lower, dtype=torch.float64).reshape(1, -1)
+    upper = torch.tensor(box.upper, dtype=torch.float64).reshape(1, -1)
     result: list[Interval] = []
     for index, layer in enumerate(pwl.layers):
         if isinstance(layer, Affine):
-            weight_t = torch.as_tensor(layer.weight, dtype=torch.float64).T
+            weight_t = torch.as_tensor(layer.weight, dtype=torch.float64).T.contiguous()
             bias = torch.as_tensor(layer.bias, dtype=torch.float64)
             lower, upper, _ = affine_interval(lower, upper, weight_t, weight_t.abs(), bias, bias.abs(), gamma)
         elif isinstance(layer, Relu):
