@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-MAX_HEIGHT = 3000  # px of a full-page screenshot kept (long sample tables are cut)
+MAX_HEIGHT = 2000  # px of a full-page screenshot kept (long sample tables are cut)
 
 
 def find_browser() -> str | None:
@@ -63,7 +63,7 @@ class _DevTools:
 
 
 def check_page(html_file: Path, screenshot: Path, *, click_sortable: bool = True) -> PageCheck:
-    """Load `html_file`, click the first sortable header, save a full-page PNG; what went wrong on the page."""
+    """Load `html_file`, save a full-page PNG, click a sortable header twice; what went wrong on the page."""
     browser = find_browser()
     if browser is None:
         raise FileNotFoundError("no Chromium found")
@@ -80,9 +80,6 @@ def check_page(html_file: Path, screenshot: Path, *, click_sortable: bool = True
                 tools.call(f"{domain}.enable")
             tools.call("Page.navigate", url=Path(html_file).resolve().as_uri())
             tools.wait_for("Page.loadEventFired")
-            if click_sortable:
-                tools.call("Runtime.evaluate", expression="var h = document.querySelector('table.sortable th');"
-                           " if (h) { h.click(); h.click(); }")
             time.sleep(0.3)
             metrics = tools.call("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
@@ -92,6 +89,10 @@ def check_page(html_file: Path, screenshot: Path, *, click_sortable: bool = True
                                     "scale": 1})
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
+            if click_sortable:  # after the picture: sorting must run without errors, both ways
+                tools.call("Runtime.evaluate", expression="var h = document.querySelector('table.sortable th');"
+                           " if (h) { h.click(); h.click(); }")
+                time.sleep(0.3)
             title = tools.call("Runtime.evaluate", expression="document.title")["result"].get("value", "")
             tools.socket.close()
         finally:

@@ -22,7 +22,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 INSTANCES = [("tiny_relu.onnx", "tiny_relu_max_below_1.5_sat.vnnlib", "sat"),
              ("tiny_relu.onnx", "tiny_relu_min_above_neg0.75_unsat.vnnlib", "unsat"),
              ("tiny_relu.onnx", "tiny_relu_min_above_neg0.25_unsat.vnnlib", "unsat"),
-             ("digits_mlp.onnx", "digits_mlp_robust_eps0.01_idx1_unsat.vnnlib", "unsat"),
              ("digits_mlp.onnx", "digits_mlp_robust_eps0.3_idx1_sat.vnnlib", "sat")]
 DIGITS = MODELS / "data" / "digits_test_100.npz"
 
@@ -147,7 +146,8 @@ def test_gate_on_ray_decides_as_in_process(ray_executor, tmp_path):
 name = "specs"
 kind = "vnnlib"
 timeout = 30
-specs = ["{SPECS / 'digits_mlp_robust_eps0.3_idx1_sat.vnnlib'}", "{SPECS / 'digits_mlp_robust_eps0.01_idx1_unsat.vnnlib'}"]
+specs = ["{SPECS / 'digits_mlp_robust_eps0.3_idx1_sat.vnnlib'}",
+         "{SPECS / 'digits_mlp_robust_eps0.01_idx1_unsat.vnnlib'}"]
 """
     policy = load_policy(write_policy(tmp_path, policy_text(extra=extra)))
     here = run_gate(policy, use_baseline=False)
@@ -169,3 +169,28 @@ def test_soundness_run_on_ray_judges_as_in_process(ray_executor, tmp_path):
     there = run_harness(instances, Verifier(), known, tmp_path / "there", executor=ray_executor)
     assert [(j.vnnlib, j.answer, j.judgement) for j in there] == [(j.vnnlib, j.answer, j.judgement) for j in here]
     assert {j.judgement for j in there} == {"correct"}
+
+
+def test_bench_command_on_ray_writes_results_and_html(ray_executor, tmp_path):
+    from click.testing import CliRunner
+
+    from verikit.cli import main
+
+    small_family(tmp_path)
+    out, page = tmp_path / "out", tmp_path / "bench.html"
+    result = CliRunner().invoke(main, ["bench", str(tmp_path / "family"), "--executor", "ray", "--jobs", "2",
+                                       "--out", str(out), "--html", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    assert answers(out) == {spec: [truth] for _, spec, truth in INSTANCES}
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_ray_address_needs_the_ray_executor(tmp_path):
+    from click.testing import CliRunner
+
+    from verikit.cli import main
+
+    small_family(tmp_path)
+    result = CliRunner().invoke(main, ["bench", str(tmp_path / "family"), "--ray-address", "localhost:6379",
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output

@@ -84,7 +84,7 @@ def bench_html(out_dir: Path, compare: Sequence[Path] = (), ground_truth: Path |
 
 def _image_shape(n_inputs: int, input_shape: Sequence[int]) -> tuple[int, ...] | None:
     """(H, W) or (3, H, W) when the model's input looks like an image, else None."""
-    dims = [d for d in input_shape if d != 1] if input_shape else []
+    dims = [d for d in input_shape if isinstance(d, int) and d > 1]  # symbolic (batch) and unit axes dropped
     if len(dims) == 2:
         return tuple(dims)
     if len(dims) == 3 and dims[0] == 3:

@@ -13,7 +13,7 @@ def executor_options(command):
     """--executor, --ray-address, --task-threads (with the command's own --jobs, the worker count)."""
     decorators = [
         click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS), default="local", show_default=True,
-                     help="local: a process pool of --jobs workers; ray: Ray tasks (pip install 'verikit[ray]').",),
+                     help="local: a process pool of --jobs workers; ray: Ray tasks (pip install 'verikit[ray]')."),
         click.option("--ray-address", help="Join this Ray cluster (e.g. HEAD:6379) instead of starting a local "
                      "Ray with --jobs CPUs; see docs/scale-out.md."),
         click.option("--task-threads", type=click.IntRange(min=1),
@@ -32,7 +32,8 @@ def html_option(command):
 def open_executor(executor_kind: str, jobs: int, ray_address: str | None):
     """The executor the options ask for (a context manager that frees its workers)."""
     from verikit.apps.executors import make_executor
+    from verikit.core.errors import UsageError
 
     if ray_address and executor_kind != "ray":
-        raise click.UsageError("--ray-address needs --executor ray")
+        raise UsageError("--ray-address needs --executor ray")
     return make_executor(executor_kind, jobs=jobs, address=ray_address)

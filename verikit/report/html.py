@@ -205,7 +205,7 @@ def gate_page(report: dict) -> str:
                                                       "error", "regressions")])
     for title, lines, tone in (("Failures", report["failures"], "bad"), ("Warnings", report["warnings"], "warn")):
         if lines:
-            body += f"<h2>{title}</h2><ul>" + "".join(f"<li>{pill(tone, tone)} {escape(line)}</li>"
+            body += f"<h2>{title}</h2><ul>" + "".join(f"<li>{pill(title[:-1].lower(), tone)} {escape(line)}</li>"
                                                       for line in lines) + "</ul>"
     thresholds = report["thresholds"]
     body += ("<h2>Checks</h2><p>Thresholds: " + ", ".join(f"{escape(k)} = <code>{escape(str(v))}</code>"

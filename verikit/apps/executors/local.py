@@ -45,7 +45,8 @@ class _Worker:
 
 
 class LocalExecutor(Executor):
-    """`jobs` worker processes on this machine (spawned, so torch starts clean in each)."""
+    """`jobs` worker processes on this machine (spawned, so torch starts clean in each), kept between runs
+    until `close()`."""
 
     def __init__(self, jobs: int = 1, *, retries: int = DEFAULT_RETRIES):
         self.jobs = max(1, int(jobs))
@@ -78,6 +79,7 @@ class LocalExecutor(Executor):
 
     def _run_pool(self, pending: deque) -> Iterator[tuple[Task, Any]]:
         attempts: dict[str, int] = {}
+        self._workers = [w for w in self._workers if w.process.is_alive()]
         while len(self._workers) < min(self.jobs, len(pending)):
             self._workers.append(self._start())
         try:
@@ -114,8 +116,10 @@ class LocalExecutor(Executor):
                                            f"{task.timeout:g} s + grace)", timed_out=True, attempts=tries)
                     else:
                         yield task, outcome
-        finally:
-            self.close()
+        finally:  # stopped early (an interrupt, an error): abandon running tasks, keep idle workers for reuse
+            for worker in [w for w in self._workers if w.task is not None]:
+                self._stop(worker)
+                self._workers.remove(worker)
 
     def _collect(self, worker: _Worker, tries: int):
         """The finished task's value or Failed, "died", "killed" (past its deadline), or None (still running)."""
