@@ -2,9 +2,10 @@
 
     python benchmarks/bench_executors.py acasxu --jobs 2 [--every 6]
 
-Runs the local process pool first, then a local Ray with the same worker count (each from an empty
---out folder, so nothing is resumed), and writes both wall times (Ray's includes starting Ray) and
-whether every instance got the same answer to benchmarks/results/executors_FAMILY.json.
+Runs the local process pool, then a local Ray with the same worker count (--ray-first: the other way
+round), each from an empty --out folder (nothing is resumed), and writes both wall times (Ray's
+includes starting Ray) and whether every instance got the same answer to
+benchmarks/results/executors_FAMILY[TAG].json.
 """
 
 from __future__ import annotations
@@ -59,22 +60,26 @@ def main() -> None:
     parser.add_argument("family")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--every", type=int, default=1, help="Run every N-th instance only.")
+    parser.add_argument("--ray-first", action="store_true", help="Run Ray before local (order bias check).")
+    parser.add_argument("--tag", default="", help="Suffix of the JSON file name (several runs side by side).")
     args = parser.parse_args()
     family = SHARED / args.family
     results = ROOT / "benchmarks" / "results"
     with tempfile.TemporaryDirectory() as scratch:
         instances = family if args.every == 1 else subset(family, args.every, Path(scratch))
         runs = {kind: run(kind, instances, SHARED / "ground_truth" / f"{args.family}.csv",
-                          results / f"executors_{args.family}_{kind}", args.jobs) for kind in ("local", "ray")}
+                          results / f"executors_{args.family}_{kind}", args.jobs)
+                for kind in (("ray", "local") if args.ray_first else ("local", "ray"))}
     local, ray = runs["local"]["answers"], runs["ray"]["answers"]
     differ = sorted(f"{Path(k[0]).name} {Path(k[1]).name}: {local.get(k)} vs {ray.get(k)}"
                     for k in set(local) | set(ray) if local.get(k) != ray.get(k))
     record = {"family": args.family, "every": args.every, "instances": len(local), "jobs": args.jobs,
+              "order": list(runs),
               "nproc": os.cpu_count(), **{kind: {k: v for k, v in r.items() if k != "answers"}
                                           for kind, r in runs.items()},
               "ray_over_local": round(runs["ray"]["wall_s"] / runs["local"]["wall_s"], 3),
               "same_answers": not differ, "differences": differ}
-    path = results / f"executors_{args.family}.json"
+    path = results / f"executors_{args.family}{args.tag}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

@@ -31,6 +31,7 @@ def check_faults(results: dict, retries: int) -> None:
     assert results["threads"] == 1
 
 
+@pytest.mark.slow  # restarts worker processes several times
 def test_local_pool_survives_killed_workers_and_overruns(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "GRACE_S", 1.0)
     with make_executor("local", jobs=2, retries=1) as executor:
@@ -59,6 +60,7 @@ def test_unknown_executor_is_a_usage_error():
         make_executor("slurm")
 
 
+@pytest.mark.slow  # restarts worker processes several times
 def test_ray_survives_killed_workers_and_overruns(ray_executor, tmp_path, monkeypatch):
     monkeypatch.setattr(base, "GRACE_S", 1.0)
     results = {task.key: value for task, value in ray_executor.run(fault_tasks(tmp_path))}

@@ -48,6 +48,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow  # worker processes import torch: seconds each
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_interrupted_bench_resumes_without_losing_or_repeating_rows(kind, tmp_path, request):
     instances = small_family(tmp_path)
@@ -71,6 +72,7 @@ def test_interrupted_bench_resumes_without_losing_or_repeating_rows(kind, tmp_pa
         executor.close()
 
 
+@pytest.mark.slow  # worker processes import torch: seconds each
 def test_bench_worker_killed_mid_task_is_retried(tmp_path):
     instances = small_family(tmp_path)
     executor = make_executor("local", jobs=2, retries=2)
@@ -110,6 +112,20 @@ def test_bench_records_a_task_that_keeps_dying_as_error_with_the_reason(tmp_path
     assert "WorkerCrashedError" in (tmp_path / "out" / bench.DETAILS).read_text()
 
 
+def test_a_row_cut_short_by_a_crash_is_rerun_not_glued_to(tmp_path):
+    instances = small_family(tmp_path)[:2]
+    out = tmp_path / "out"
+    out.mkdir()
+    first = instances[0]
+    cut = f"family,{first.onnx},{first.vnnlib},0.1,un"  # no run_s, no newline: the writer was killed here
+    (out / "results.csv").write_text("category,onnx,vnnlib,prepare_s,result,run_s\n" + cut)
+    rows = bench.run(instances, out, options=bench.Options(), executor=FailingExecutor())
+    assert len(rows) == 2  # the cut row did not count as done
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[-2].endswith(",error,0.0000") and lines[-1].endswith(",error,0.0000")
+    assert set(bench.read_results(out / "results.csv")) == {i.key for i in instances}
+
+
 def audit_settings() -> AuditSettings:
     return AuditSettings(eps=(0.01, 0.05), normalization=Normalization(clip_min=0.0, clip_max=1.0))
 
@@ -119,6 +135,7 @@ def per_sample(result) -> list[tuple]:
             for o in result.per_eps for i in range(result.samples)]
 
 
+@pytest.mark.slow  # worker processes import torch: seconds each
 def test_sharded_audit_gives_the_same_samples_locally_and_on_ray(ray_executor, tmp_path):
     model = str(MODELS / "digits_mlp.onnx")
     with make_executor("local", jobs=2) as local:
@@ -171,6 +188,7 @@ def test_soundness_run_on_ray_judges_as_in_process(ray_executor, tmp_path):
     assert {j.judgement for j in there} == {"correct"}
 
 
+@pytest.mark.slow  # worker processes import torch: seconds each
 def test_bench_command_on_ray_writes_results_and_html(ray_executor, tmp_path):
     from click.testing import CliRunner
 

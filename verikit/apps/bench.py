@@ -182,8 +182,10 @@ def _append(path: Path, row: Row) -> None:
         data = line.encode()
         with target.open("ab+") as handle:
             size = handle.seek(0, 2)
-            if size and (handle.seek(size - 1), handle.read(1))[1] != b"\n":
-                data = b"\n" + data  # the last run died mid-line: never glue a row onto its remains
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    data = b"\n" + data  # the last run died mid-line: never glue a row onto its remains
             handle.write(data)
 
 

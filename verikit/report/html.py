@@ -171,10 +171,11 @@ def audit_page(report: dict, pictures: list[dict]) -> str:
         body += ('<p>Each pair: the sample and the attack point that breaks it, both replayed through '
                  'onnxruntime, with the labels it predicts.</p><div class="pairs">')
         for p in pictures:
+            both = (min(p["original"].min(), p["witness"].min()), max(p["original"].max(), p["witness"].max()))
             body += (f'<div class="pair">sample {p["index"]} at ε={p["eps"]:g} (label {p["label"]})<br>'
-                     f'<figure>{image(p["original"], label="original")}<figcaption>original → '
+                     f'<figure>{image(p["original"], label="original", value_range=both)}<figcaption>original → '
                      f'{p["original_prediction"]}</figcaption></figure><figure>'
-                     f'{image(p["witness"], label="counterexample")}<figcaption>counterexample → '
+                     f'{image(p["witness"], label="counterexample", value_range=both)}<figcaption>counterexample → '
                      f'<b>{p["witness_prediction"]}</b></figcaption></figure></div>')
         body += "</div>"
     else:

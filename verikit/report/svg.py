@@ -98,12 +98,14 @@ def line_chart(series: Sequence[Series], *, x_label: str, y_label: str, log_x: b
     return "".join(parts)
 
 
-def image(pixels: np.ndarray, *, scale: int = 8, label: str = "") -> str:
-    """A grey-scale (H, W) or RGB (3, H, W) image as SVG rectangles; values are scaled to their own range."""
+def image(pixels: np.ndarray, *, scale: int = 8, label: str = "",
+          value_range: tuple[float, float] | None = None) -> str:
+    """A grey-scale (H, W) or RGB (3, H, W) image as SVG rectangles, values mapped from `value_range`
+    (default: the image's own range; give two images one range to compare them pixel by pixel)."""
     pixels = np.asarray(pixels, dtype=np.float64)
     rgb = pixels.ndim == 3 and pixels.shape[0] == 3
-    low, high = float(pixels.min()), float(pixels.max())
-    norm = (pixels - low) / ((high - low) or 1.0)
+    low, high = value_range if value_range is not None else (float(pixels.min()), float(pixels.max()))
+    norm = np.clip((pixels - low) / ((high - low) or 1.0), 0.0, 1.0)
     height, width = norm.shape[-2:]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width * scale}" '
              f'height="{height * scale}" shape-rendering="crispEdges" class="digit">'
