@@ -1,6 +1,6 @@
 """`verikit bench` on one VNN-COMP family through the local executor and through Ray, same instances.
 
-    python benchmarks/bench_executors.py acasxu --jobs 2 [--every 6]
+    python benchmarks/bench_executors.py acasxu --jobs 2 [--every 6 [--offset 3]] [--ray-first]
 
 Runs the local process pool, then a local Ray with the same worker count (--ray-first: the other way
 round), each from an empty --out folder (nothing is resumed), and writes both wall times (Ray's
@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_BENCHMARKS", ROOT.parent / "shared" / "benchmarks"))
 
 
-def subset(family: Path, every: int, folder: Path) -> Path:
-    """Every `every`-th row of the family's instances CSV(s), paths made absolute."""
+def subset(family: Path, every: int, offset: int, folder: Path) -> Path:
+    """Every `every`-th row of the family's instances CSV(s) from row `offset`, paths made absolute."""
     rows = []
     for listing in sorted(family.rglob("*instances*.csv")):
         with listing.open(newline="") as handle:
@@ -35,7 +35,7 @@ def subset(family: Path, every: int, folder: Path) -> Path:
     target = folder / family.name / "instances.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows[::every])
+        csv.writer(handle).writerows(rows[offset::every])
     return target
 
 
@@ -60,20 +60,22 @@ def main() -> None:
     parser.add_argument("family")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--every", type=int, default=1, help="Run every N-th instance only.")
+    parser.add_argument("--offset", type=int, default=0, help="With --every: start at this row.")
     parser.add_argument("--ray-first", action="store_true", help="Run Ray before local (order bias check).")
     parser.add_argument("--tag", default="", help="Suffix of the JSON file name (several runs side by side).")
     args = parser.parse_args()
     family = SHARED / args.family
     results = ROOT / "benchmarks" / "results"
     with tempfile.TemporaryDirectory() as scratch:
-        instances = family if args.every == 1 else subset(family, args.every, Path(scratch))
+        instances = family if args.every == 1 else subset(family, args.every, args.offset, Path(scratch))
         runs = {kind: run(kind, instances, SHARED / "ground_truth" / f"{args.family}.csv",
                           results / f"executors_{args.family}_{kind}", args.jobs)
                 for kind in (("ray", "local") if args.ray_first else ("local", "ray"))}
     local, ray = runs["local"]["answers"], runs["ray"]["answers"]
     differ = sorted(f"{Path(k[0]).name} {Path(k[1]).name}: {local.get(k)} vs {ray.get(k)}"
                     for k in set(local) | set(ray) if local.get(k) != ray.get(k))
-    record = {"family": args.family, "every": args.every, "instances": len(local), "jobs": args.jobs,
+    record = {"family": args.family, "every": args.every, "offset": args.offset, "instances": len(local),
+              "jobs": args.jobs,
               "order": list(runs),
               "nproc": os.cpu_count(), **{kind: {k: v for k, v in r.items() if k != "answers"}
                                           for kind, r in runs.items()},

@@ -38,9 +38,11 @@ class RayExecutor(Executor):
             settings = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             if address:
                 ray.init(address=address, **settings)
-            else:  # workers on this machine import what this process imports (as spawned processes do)
+            else:
+                # address="local": a new Ray on this machine, never a cluster found through RAY_ADDRESS or
+                # `ray start`; its workers import what this process imports (as spawned processes do)
                 path = os.pathsep.join(entry for entry in sys.path if entry)
-                ray.init(num_cpus=max(1, int(jobs)), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                ray.init(address="local", num_cpus=max(1, int(jobs)), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                          runtime_env={"env_vars": {"PYTHONPATH": path}}, **settings)
         self.capacity = max(1, int(ray.cluster_resources().get("CPU", jobs)))
         self._remote = ray.remote(_call)
