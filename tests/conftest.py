@@ -37,3 +37,14 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found (../shared/benchmarks is optional)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray with 2 CPUs for the whole session (starting Ray takes seconds); skips without Ray."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'verikit[ray]'")
+    from verikit.apps.executors import make_executor
+
+    executor = make_executor("ray", jobs=2, retries=1)
+    yield executor
+    executor.close()

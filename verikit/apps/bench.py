@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import json
 import statistics
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
 
+from verikit.apps.executors import Executor, Failed, FileRef, Task, make_executor
 from verikit.core.errors import SpecError, VerikitError
 from verikit.portfolio.options import Options
 
@@ -48,6 +50,7 @@ class Row:
     run_s: float
     witness: str = ""
     message: str = ""
+    engine: str = ""  # the engine that decided (empty when undecided)
 
 
 @dataclass
@@ -131,7 +134,10 @@ def read_results(path: Path) -> dict[tuple[str, str], Row]:
     with path.open(newline="") as handle:
         for record in csv.reader(handle):
             if len(record) >= 6 and record[0] != "category":
-                row = Row(record[0], record[1], record[2], float(record[3]), record[4], float(record[5]))
+                try:
+                    row = Row(record[0], record[1], record[2], float(record[3]), record[4], float(record[5]))
+                except ValueError:
+                    continue  # a line cut short by an interruption: its instance runs again
                 rows[(row.onnx, row.vnnlib)] = row
     return rows
 
@@ -150,7 +156,7 @@ def run_row(instance: Instance, witness_dir: Path, options: Options, timeout_sca
         return Row(instance.category, str(instance.onnx), str(instance.vnnlib), elapsed, "error", 0.0,
                    message=result.reason)
     row = Row(instance.category, str(instance.onnx), str(instance.vnnlib), elapsed - result.seconds,
-              result.verdict.vnncomp, result.seconds, message=result.reason)
+              result.verdict.vnncomp, result.seconds, message=result.reason, engine=result.engine or "")
     if result.counterexample is not None:
         witness = witness_dir / f"{instance.category}_{instance.onnx.stem}_{instance.vnnlib.stem}.counterexample"
         vnncomp.write(result, witness)
@@ -158,13 +164,39 @@ def run_row(instance: Instance, witness_dir: Path, options: Options, timeout_sca
     return row
 
 
+DETAILS = "details.jsonl"  # beside results.csv: what its VNN-COMP columns cannot hold (engine, message, witness)
+
+
 def _append(path: Path, row: Row) -> None:
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(RESULT_FIELDS)
-        writer.writerow([row.category, row.onnx, row.vnnlib, f"{row.prepare_s:.4f}", row.result, f"{row.run_s:.4f}"])
+    """One results.csv line (and its details line), each written whole, so an interrupted run loses no row."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if not path.is_file() or path.stat().st_size == 0:
+        writer.writerow(RESULT_FIELDS)
+    writer.writerow([row.category, row.onnx, row.vnnlib, f"{row.prepare_s:.4f}", row.result, f"{row.run_s:.4f}"])
+    for target, line in ((path, text.getvalue()), (path.with_name(DETAILS), json.dumps(asdict(row)) + "\n")):
+        data = line.encode()
+        with target.open("ab+") as handle:
+            size = handle.seek(0, 2)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    data = b"\n" + data  # the last run died mid-line: never glue a row onto its remains
+            handle.write(data)
+
+
+def read_details(out_dir: Path) -> dict[tuple[str, str], dict]:
+    """{(onnx, vnnlib): row as a dict} from details.jsonl (the last line per instance wins)."""
+    details = {}
+    path = Path(out_dir) / DETAILS
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                details[(record["onnx"], record["vnnlib"])] = record
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by an interruption; its instance reruns
+    return details
 
 
 def run(
@@ -175,8 +207,14 @@ def run(
     timeout_scale: float = 1.0,
     jobs: int = 1,
     on_row: Callable[[Row], None] = lambda row: None,
+    executor: Executor | None = None,
+    threads: int | None = None,
 ) -> list[Row]:
-    """Run every instance not already in `out_dir/results.csv`; returns all rows (old and new)."""
+    """Run every instance not already in `out_dir/results.csv`; returns all rows (old and new).
+
+    Instances run on `executor` (default: the local pool of `jobs` workers), each with a hard limit of its
+    timeout (plus grace) and `threads` torch threads; rows are appended as they arrive, in any order.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.csv"
     done = read_results(results_path)
@@ -185,29 +223,48 @@ def run(
     rows = [done[i.key] for i in instances if i.key in done]
     for row in rows:
         on_row(row)
-    for row in _execute(todo, witness_dir, options, timeout_scale, jobs):
-        _append(results_path, row)
-        rows.append(row)
-        on_row(row)
+    owned = executor is None
+    executor = executor or make_executor("local", jobs=jobs)
+    try:
+        for row in _execute(todo, witness_dir, options, timeout_scale, executor, threads):
+            _append(results_path, row)
+            rows.append(row)
+            on_row(row)
+    finally:
+        if owned:
+            executor.close()
     return rows
 
 
-def _execute(todo: list[Instance], witness_dir: Path, options: Options, scale: float, jobs: int) -> Iterable[Row]:
-    if jobs <= 1:
-        for instance in todo:
-            yield run_row(instance, witness_dir, options, scale)
-        return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                             initializer=_limit_threads) as pool:
-        futures = [pool.submit(run_row, instance, witness_dir, options, scale) for instance in todo]
-        for future in futures:
-            yield future.result()
+def instance_task(instance: Instance, model: FileRef, spec: FileRef, options: Options,
+                  scale: float) -> tuple[Row, str]:
+    """One instance on any worker: the row (named by the instance's own paths) and its witness text."""
+    local = replace(instance, onnx=model.local_path(), vnnlib=spec.local_path())
+    with tempfile.TemporaryDirectory(prefix="verikit-witness-") as scratch:
+        row = run_row(local, Path(scratch), options, scale)
+        witness = Path(row.witness).read_text() if row.witness else ""
+    row.onnx, row.vnnlib = str(instance.onnx), str(instance.vnnlib)
+    return row, witness
 
 
-def _limit_threads() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+def _execute(todo: list[Instance], witness_dir: Path, options: Options, scale: float, executor: Executor,
+             threads: int | None) -> Iterable[Row]:
+    tasks = [Task(f"{i.onnx}|{i.vnnlib}", instance_task,
+                  (i, executor.ship(i.onnx), executor.ship(i.vnnlib), options, scale),
+                  timeout=i.timeout * scale, threads=threads) for i in todo]
+    for task, value in executor.run(tasks):
+        instance = task.args[0]
+        if isinstance(value, Failed):
+            yield Row(instance.category, str(instance.onnx), str(instance.vnnlib), 0.0,
+                      "timeout" if value.timed_out else "error", 0.0, message=value.reason)
+            continue
+        row, witness = value
+        if witness:
+            witness_dir.mkdir(parents=True, exist_ok=True)
+            path = witness_dir / Path(row.witness).name
+            path.write_text(witness)
+            row.witness = str(path)
+        yield row
 
 
 def summarise(rows: list[Row], instances: list[Instance], truths: dict[tuple[str, str], str] | None) -> Summary:

@@ -11,6 +11,7 @@ from typing import Iterator
 import click
 
 from verikit.cli.base import handles_errors, main
+from verikit.cli.scale import executor_options, html_option, open_executor
 
 
 def parse_values(text: str | None, name: str) -> float | tuple[float, ...] | None:
@@ -124,11 +125,20 @@ def print_summary(result, written: dict, console) -> None:
 @click.option("--self-check", "check_all", is_flag=True,
               help="Certify and attack every sample (also decided ones) to cross-check soundness; slower.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write audit.json, samples.csv, witnesses.npz and (several ε) curve.png here.")
+              help="Write audit.json, samples.csv, witnesses.npz and (several ε) curve.png here "
+                   "(and, when sharded, each finished shard under shards/, so a rerun resumes).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shards audited in parallel (local workers, or the CPUs of a local Ray).")
+@click.option("--shard-size", type=click.IntRange(min=1),
+              help=f"Samples per task; shards the audit (default {100} when --jobs > 1 or --executor ray). "
+                   "Results depend on the shard size, not on the executor. --timeout then bounds each shard.")
+@executor_options
+@html_option
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout (no progress bar).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug, **options):
+def audit(model, data_path, labels_path, limit, threads, out_dir, jobs, shard_size, executor_kind, ray_address,
+          task_threads, html_path, as_json, debug, **options):
     """Audit MODEL's robustness on a labelled dataset at one or more ε.
 
     Prints clean accuracy, empirical robust accuracy (upper bound: correct and not broken by a PGD attack
@@ -142,10 +152,26 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug
     if threads is not None:
         torch.set_num_threads(threads)
     settings = audit_settings(**options)
+    labels = str(labels_path) if labels_path else None
+    sharded = shard_size is not None or jobs > 1 or executor_kind != "local"
     with progress_bar(enabled=sys.stderr.isatty() and not as_json) as progress:
-        result = audit_files(str(model), str(data_path), settings,
-                             labels_path=str(labels_path) if labels_path else None, limit=limit, progress=progress)
+        if sharded:
+            from verikit.apps.audit_shards import SHARD_SIZE, audit_sharded
+
+            with open_executor(executor_kind, jobs, ray_address) as executor:
+                result = audit_sharded(str(model), str(data_path), settings, executor, labels_path=labels,
+                                       limit=limit, shard_size=shard_size or SHARD_SIZE, out_dir=out_dir,
+                                       threads=task_threads, progress=progress)
+        else:
+            result = audit_files(str(model), str(data_path), settings, labels_path=labels, limit=limit,
+                                 progress=progress)
     written = audit_report.write_all(result, out_dir) if out_dir is not None else {}
+    if html_path is not None:
+        from verikit.apps.html_inputs import audit_html
+        from verikit.report.html import write
+
+        witnesses = [(i, o.eps, x) for o in result.per_eps for i, x in sorted(o.witnesses.items())]
+        written["html"] = write(audit_html(audit_report.to_dict(result), witnesses), html_path)
     if as_json:
         click.echo(json.dumps(audit_report.to_dict(result), indent=2))
     else:

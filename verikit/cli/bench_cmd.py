@@ -10,6 +10,7 @@ import click
 
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.scale import executor_options, html_option, open_executor
 
 
 def print_summary(summary, console) -> None:
@@ -36,14 +37,20 @@ def print_summary(summary, console) -> None:
               help="CSV with onnx, vnnlib, truth columns; rows matched by content hash.")
 @click.option("--timeout-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
               help="Multiply every instance's timeout by this factor.")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Instances run in parallel.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Instances run in parallel (local workers, or the CPUs of a local Ray).")
+@executor_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/bench"),
               show_default=True, help="Folder for results.csv, witnesses/ and summary.json (resumable).")
 @portfolio_options
+@html_option
+@click.option("--compare", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Another tool's VNN-COMP results CSV for the HTML cactus plot (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug, **portfolio):
+def bench(instances, ground_truth, timeout_scale, jobs, executor_kind, ray_address, task_threads, out_dir, html_path,
+          compare, as_json, debug, **portfolio):
     """Run every (onnx, vnnlib, timeout) row of INSTANCES (a CSV, or a folder of *instances*.csv).
 
     Exits 1 when any answer contradicts the ground truth, else 0.
@@ -57,12 +64,18 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
     truths = bench_lib.read_ground_truth(ground_truth) if ground_truth else None
     options = build_options(0.0, **portfolio)
     console = make_console(stderr=True)
-    with Progress(console=console, disable=as_json or not console.is_terminal) as progress:
+    with open_executor(executor_kind, jobs, ray_address) as executor, \
+            Progress(console=console, disable=as_json or not console.is_terminal) as progress:
         task = progress.add_task("verifying", total=len(rows_in))
-        rows = bench_lib.run(rows_in, out_dir, options=options, timeout_scale=timeout_scale, jobs=jobs,
-                             on_row=lambda row: progress.advance(task))
+        rows = bench_lib.run(rows_in, out_dir, options=options, timeout_scale=timeout_scale, executor=executor,
+                             threads=task_threads, on_row=lambda row: progress.advance(task))
     summary = bench_lib.summarise(rows, rows_in, truths)
     (out_dir / "summary.json").write_text(json.dumps(bench_lib.summary_dict(summary), indent=2) + "\n")
+    if html_path is not None:
+        from verikit.apps.html_inputs import bench_html
+        from verikit.report.html import write
+
+        write(bench_html(out_dir, compare, ground_truth), html_path)
     if as_json:
         click.echo(json.dumps(bench_lib.summary_dict(summary), indent=2))
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from verikit.cli.base import handles_errors, main
+from verikit.cli.scale import executor_options, html_option, open_executor
 
 
 def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
@@ -37,11 +38,16 @@ def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
               help="Compare with this gate.json instead of the policy's baseline.")
 @click.option("--no-baseline", is_flag=True, help="Skip the baseline comparison.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="(property, model) pairs checked in parallel (local workers, or the CPUs of a local Ray).")
+@executor_options
+@html_option
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of the summary.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug):
+def gate(policy, out_dir, baseline, no_baseline, threads, jobs, executor_kind, ray_address, task_threads, html_path,
+         as_json, quiet, debug):
     """Check every property of POLICY (default ./verikit.toml) and decide pass or fail.
 
     Writes the JSON report (schema verikit-gate/1, usable as the next baseline), JUnit XML and a Markdown
@@ -63,10 +69,19 @@ def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug)
         if not quiet and not as_json:
             click.echo(f"verikit gate: {message}", err=True)
 
-    result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say)
+    if jobs > 1 or executor_kind != "local":
+        with open_executor(executor_kind, jobs, ray_address) as executor:
+            result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say,
+                              executor=executor, threads=task_threads)
+    else:
+        result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say)
     report = gate_report.to_dict(result)
     target = out_dir or loaded.out or Path("reports/gate")
     written = write_reports(result, report, target)
+    if html_path is not None:
+        from verikit.report.html import gate_page, write
+
+        written["html"] = write(gate_page(report), html_path)
     summary = markdown.to_markdown(report)
     step_summary = markdown.append_step_summary(summary)
     if as_json:

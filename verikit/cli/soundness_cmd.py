@@ -11,6 +11,7 @@ import click
 
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.scale import executor_options, html_option, open_executor
 from verikit.witness.check import DEFAULT_TOLERANCE
 
 
@@ -110,16 +111,19 @@ def print_report(data: dict, console) -> None:
 @click.option("--grace", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
               help="Seconds past the timeout before an external tool is killed.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@executor_options
 @click.option("--tolerance", type=click.FloatRange(min=0.0), default=DEFAULT_TOLERANCE, show_default=True,
               help="Absolute tolerance when validating sat witnesses.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/soundness"), show_default=True,
               help="Folder for result files and soundness.json.")
 @portfolio_options
+@html_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out_dir, as_json, debug, **portfolio):
+def run(bench, command, answers_file, timeout_scale, grace, jobs, executor_kind, ray_address, task_threads, tolerance,
+        out_dir, html_path, as_json, debug, **portfolio):
     """Run a verifier on every instance of BENCH (folder or instances CSV) and judge its answers.
 
     unsat where a counterexample is known is a soundness bug (exit 1); sat without a valid witness is a
@@ -137,15 +141,24 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     verifier = Verifier.external(command, grace) if command else Verifier(options=build_options(0.0, **portfolio))
     console = make_console(stderr=True)
     started = time.monotonic()
-    judgements = run_harness(
-        instances, verifier, answers, out_dir, timeout_scale=timeout_scale, jobs=jobs, tolerance=tolerance,
-        on_judgement=lambda j: console.print(f"{Path(j.vnnlib).name}: {j.answer} → {j.judgement}",
-                                             highlight=False) if not as_json else None,
-    )
+    say = (lambda j: console.print(f"{Path(j.vnnlib).name}: {j.answer} → {j.judgement}", highlight=False)
+           if not as_json else None)
+    if executor_kind == "local" and task_threads is None:  # the harness's own pool (threads for external tools)
+        judgements = run_harness(instances, verifier, answers, out_dir, timeout_scale=timeout_scale, jobs=jobs,
+                                 tolerance=tolerance, on_judgement=say)
+    else:
+        with open_executor(executor_kind, jobs, ray_address) as executor:
+            judgements = run_harness(instances, verifier, answers, out_dir, timeout_scale=timeout_scale,
+                                     tolerance=tolerance, on_judgement=say, executor=executor,
+                                     threads=task_threads)
     data = report(judgements, benchmark=str(bench), verifier=verifier,
                   answers_file=str(answers_file) if answers_file else None, tolerance=tolerance,
                   timeout_scale=timeout_scale, seconds=time.monotonic() - started)
     (out_dir / "soundness.json").write_text(json.dumps(data, indent=2) + "\n")
+    if html_path is not None:
+        from verikit.report.html import soundness_page, write
+
+        write(soundness_page(data), html_path)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -57,3 +57,9 @@ class DataError(VerikitError):
 
 class EngineLimitation(VerikitError):
     """An engine cannot handle this network or case; the portfolio records `unknown` with the reason."""
+
+
+class UsageError(VerikitError):
+    """A request verikit cannot serve as asked (an option that needs a missing optional extra)."""
+
+    exit_code = ExitCode.USAGE

@@ -92,16 +92,21 @@ def decide(checks: list[CheckResult], policy: Policy, comparison: Comparison | N
 
 
 def run_gate(policy: Policy, *, baseline: Path | None = None, use_baseline: bool = True,
-             progress: Callable[[str], None] | None = None) -> GateResult:
+             progress: Callable[[str], None] | None = None, executor=None, threads: int | None = None) -> GateResult:
     """Check every property of `policy`; `baseline` overrides the policy's baseline path.
 
+    With an `executor` (verikit.apps.executors), each (property, model) runs as one task there.
     Raises ModelError / DataError / SpecError / PolicyError (exit 3) for inputs that cannot be read.
     """
     started = time.monotonic()
     networks, datasets = _load(policy, progress)
     results: list[CheckResult] = []
     audits = {}
-    for prop in policy.properties:
+    if executor is not None:
+        from verikit.apps.gate.distributed import run_checks_on
+
+        results, audits = run_checks_on(executor, policy, datasets, networks, threads, progress)
+    for prop in policy.properties if executor is None else ():
         for model_name in prop.models:
             if progress:
                 progress(f"checking {prop.name} ({prop.kind}) on {model_name}")

@@ -13,14 +13,16 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
 from verikit.apps.bench import Instance, file_sha256
+from verikit.apps.executors import Executor, Failed, FileRef, Task
 from verikit.core.errors import VerikitError
 from verikit.apps.soundness.answers import Answer
 from verikit.apps.soundness.judge import Judgement, judge
@@ -135,7 +137,41 @@ class _Loaded:
             return None, None
 
 
-def _executor(verifier: Verifier, jobs: int) -> Executor:
+def ask_task(verifier: Verifier, instance: Instance, model: FileRef, spec: FileRef, name: str,
+             timeout_scale: float) -> tuple[Answered, str]:
+    """One instance on any worker (files from their bytes): the answer and the text of its result file."""
+    from dataclasses import replace
+
+    local = replace(instance, onnx=model.local_path(), vnnlib=spec.local_path())
+    with tempfile.TemporaryDirectory(prefix="verikit-soundness-") as scratch:
+        reply = _ask(verifier, local, Path(scratch) / name, timeout_scale)
+        written = Path(reply.result_file) if reply.result_file else None
+        text = written.read_text() if written is not None and written.is_file() else ""
+    return reply, text
+
+
+def _replies(executor: Executor, verifier: Verifier, instances: list[Instance], files: list[Path],
+             timeout_scale: float, threads: int | None):
+    """(position, Answered) as tasks finish; result files land where the local run would write them."""
+    tasks = [Task(str(k), ask_task, (verifier, instance, executor.ship(instance.onnx),
+                                     executor.ship(instance.vnnlib), file.name, timeout_scale),
+                  timeout=instance.timeout * timeout_scale + verifier.grace, threads=threads)
+             for k, (instance, file) in enumerate(zip(instances, files))]
+    for task, value in executor.run(tasks):
+        position = int(task.key)
+        if isinstance(value, Failed):
+            yield position, Answered("timeout" if value.timed_out else "error", None, 0.0, value.reason)
+            continue
+        reply, text = value
+        reply.result_file = ""
+        if text:
+            files[position].parent.mkdir(parents=True, exist_ok=True)
+            files[position].write_text(text)
+            reply.result_file = str(files[position])
+        yield position, reply
+
+
+def _executor(verifier: Verifier, jobs: int):
     if verifier.command:
         return ThreadPoolExecutor(max_workers=jobs)
     return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
@@ -151,11 +187,23 @@ def run_harness(
     jobs: int = 1,
     tolerance: float = DEFAULT_TOLERANCE,
     on_judgement: Callable[[Judgement], None] = lambda judgement: None,
+    executor: Executor | None = None,
+    threads: int | None = None,
 ) -> list[Judgement]:
-    """Ask `verifier` about every instance and judge each answer against `answers` (by content hash)."""
+    """Ask `verifier` about every instance and judge each answer against `answers` (by content hash).
+
+    With an `executor`, instances run there as tasks (in any order; the judgements keep the instances'
+    order), each on `threads` torch threads, and `jobs` is ignored.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = _Loaded()
     files = [_result_file(out_dir, i, instance) for i, instance in enumerate(instances)]
+    if executor is not None:
+        found: dict[int, Judgement] = {}
+        for position, reply in _replies(executor, verifier, instances, files, timeout_scale, threads):
+            found[position] = _judge(instances[position], reply, answers, loaded, tolerance)
+            on_judgement(found[position])
+        return [found[k] for k in sorted(found)]
     if jobs <= 1:
         replies = (_ask(verifier, i, f, timeout_scale) for i, f in zip(instances, files))
     else:
@@ -165,18 +213,23 @@ def run_harness(
     judgements = []
     try:
         for instance, reply in zip(instances, replies):
-            network, prop = loaded.load(instance) if reply.answer == "sat" else (None, None)
-            item = judge(str(instance.onnx), str(instance.vnnlib), reply.answer,
-                         answers.get(loaded.key(instance)), witness=reply.witness, network=network, prop=prop,
-                         tolerance=tolerance, seconds=reply.seconds)
-            if reply.message and item.judgement == "undecided":
-                item.reason += f": {reply.message}"
+            item = _judge(instance, reply, answers, loaded, tolerance)
             judgements.append(item)
             on_judgement(item)
     finally:
         if jobs > 1:
             pool.shutdown(cancel_futures=True)
     return judgements
+
+
+def _judge(instance: Instance, reply: Answered, answers: dict[tuple[str, str], Answer], loaded: _Loaded,
+           tolerance: float) -> Judgement:
+    network, prop = loaded.load(instance) if reply.answer == "sat" else (None, None)
+    item = judge(str(instance.onnx), str(instance.vnnlib), reply.answer, answers.get(loaded.key(instance)),
+                 witness=reply.witness, network=network, prop=prop, tolerance=tolerance, seconds=reply.seconds)
+    if reply.message and item.judgement == "undecided":
+        item.reason += f": {reply.message}"
+    return item
 
 
 def report(judgements: list[Judgement], *, benchmark: str, verifier: Verifier, answers_file: str | None,
