@@ -190,12 +190,13 @@ def _run_stage(stage: Stage, progress: _Progress, total: Budget) -> Falsified | 
     return None
 
 
-def verify(network: Network, prop: Property, options: Options = Options()) -> Result:
-    """Decide `prop` on `network` within `options.timeout` seconds; never raises for engine limits."""
+def verify(network: Network, prop: Property, options: Options = Options(), budget: Budget | None = None) -> Result:
+    """Decide `prop` on `network` within `options.timeout` seconds (or by `budget`'s deadline, when given:
+    the CLI counts from the process start); never raises for engine limits."""
     from verikit.onnx.load import check_translation
 
     started = time.monotonic()
-    total = Budget.seconds(options.timeout)
+    total = budget if budget is not None else Budget.seconds(options.timeout)
     result = Result(
         verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
         model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
@@ -238,7 +239,8 @@ def _summarise(cases: list[CaseResult], total: Budget) -> dict:
 
 
 def verify_files(model_path: str, spec_path: str, options: Options = Options(),
-                 transform: Callable[[Property], Property] | None = None) -> tuple[Network, Result]:
+                 transform: Callable[[Property], Property] | None = None,
+                 budget: Budget | None = None) -> tuple[Network, Result]:
     """Load an ONNX model and a spec file (raising ModelError/SpecError on bad input) and verify.
 
     A well-formed VNN-LIB 2.0 query verikit cannot answer gives an `unknown` Result with the reason.
@@ -259,4 +261,4 @@ def verify_files(model_path: str, spec_path: str, options: Options = Options(),
             seed=options.seed, settings=options.as_dict())
     if transform is not None:
         prop = transform(prop)
-    return network, verify(network, prop, options)
+    return network, verify(network, prop, options, budget)

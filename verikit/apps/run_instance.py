@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from verikit.core.errors import VerikitError
-from verikit.core.result import Result
+from verikit.core.result import Budget, Result
 from verikit.core.property import Property
 from verikit.portfolio import Options
 
@@ -26,10 +26,14 @@ def run_instance(
     timeout: float,
     options: Options = Options(),
     transform: Callable[[Property], Property] | None = None,
+    budget: Budget | None = None,
+    before_write: Callable[[], None] = lambda: None,
 ) -> Result | None:
     """Verify and write `result_file`; returns the Result, or None after writing `error` for bad input.
 
-    `transform` (for tests of the harness) may rewrite the property before verification.
+    `transform` (for tests of the harness) may rewrite the property before verification. `budget`, when
+    given, is when the engines must stop; `before_write` is called just before the file is written (the
+    CLI's deadline watchdog is claimed there, so that only one of the two writes the file).
     """
     from dataclasses import replace
 
@@ -39,10 +43,12 @@ def run_instance(
     result_file = Path(result_file)
     result_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _, result = verify_files(str(onnx), str(vnnlib), replace(options, timeout=timeout), transform)
+        _, result = verify_files(str(onnx), str(vnnlib), replace(options, timeout=timeout), transform, budget)
     except VerikitError as error:
+        before_write()
         result_file.write_text(f"error\n; {error}\n")
         return None
+    before_write()
     vnncomp.write(result, result_file)
     return result
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+from pathlib import Path
+
 import click
 
+from verikit.core.result import Result, Verdict
 from verikit.portfolio import ENGINES, METHODS, Options
 from verikit.witness.replay import Tolerances
 
@@ -45,3 +50,19 @@ def console(*, stderr: bool = False):
 
     screen = Console(stderr=stderr)
     return screen if screen.is_terminal else Console(stderr=stderr, width=160, soft_wrap=True)
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def deadline_result(model: Path, spec: Path, options: Options, started: float) -> Result:
+    """The `timeout` Result the deadline watchdog reports when the run itself did not answer in time."""
+    return Result(
+        verdict=Verdict.TIMEOUT, model_sha256=_sha256(model), spec_sha256=_sha256(spec), model_path=str(model),
+        spec_path=str(spec), seconds=time.monotonic() - started, seed=options.seed, settings=options.as_dict(),
+        reason=f"the {options.timeout:g} s deadline (counted from the command's start) passed before an "
+               "answer: the watchdog ended the run")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import handles_errors, main
-from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.options import build_options, deadline_result, portfolio_options
 
 
 @click.command("run-instance")
@@ -27,10 +27,25 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     VERSION must be v1 (the VNN-COMP scripts' protocol); CATEGORY is recorded nowhere and may be any
     word. Exit codes as `verikit verify`; 3 (and `error` in the result file) for bad input.
     """
+    started = command_started()  # VNN-COMP times the whole command, start-up included
     from verikit.apps.run_instance import exit_code, run_instance
+    from verikit.core.result import Budget
+    from verikit.report import vnncomp
 
-    result = run_instance(onnx, vnnlib, result_file, timeout, build_options(timeout, **portfolio))
-    sys.exit(exit_code(result))
+    options = build_options(timeout, **portfolio)
+
+    def answer_timeout() -> int:
+        result = deadline_result(onnx, vnnlib, options, started)
+        vnncomp.write(result, result_file)
+        return exit_code(result)
+
+    watchdog = hard_deadline(started, timeout, answer_timeout)
+    try:
+        result = run_instance(onnx, vnnlib, result_file, timeout, options,
+                              budget=Budget(engine_budget_end(started, timeout)), before_write=watchdog.claim)
+    finally:
+        watchdog.cancel()
+    exit_now(exit_code(result))
 
 
 main.add_command(run_instance_command)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import handles_errors, main
-from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.options import build_options, deadline_result, portfolio_options
 
 
 def _summary(network, result, report_path: Path | None) -> str:
@@ -44,11 +44,32 @@ def _summary(network, result, report_path: Path | None) -> str:
 @handles_errors
 def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
-    from verikit.report import json as json_report
-    from verikit.report import vnncomp
+    started = command_started()  # the budget covers the whole command: start-up, parsing, engines, report
+    from verikit.core.result import Budget
     from verikit.portfolio import verify_files
 
-    network, result = verify_files(str(model), str(spec), build_options(timeout, **portfolio))
+    options = build_options(timeout, **portfolio)
+
+    def answer_timeout() -> int:
+        result = deadline_result(model, spec, options, started)
+        _write(None, result, report_path, result_file, as_json)
+        return int(result.verdict.exit_code)
+
+    watchdog = hard_deadline(started, timeout, answer_timeout)
+    try:
+        network, result = verify_files(str(model), str(spec), options,
+                                       budget=Budget(engine_budget_end(started, timeout)))
+        watchdog.claim()
+        _write(network, result, report_path, result_file, as_json)
+    finally:
+        watchdog.cancel()
+    exit_now(result.verdict.exit_code)
+
+
+def _write(network, result, report_path: Path | None, result_file: Path | None, as_json: bool) -> None:
+    from verikit.report import json as json_report
+    from verikit.report import vnncomp
+
     if report_path is not None:
         json_report.write(result, report_path, network)
     if result_file is not None:
@@ -57,4 +78,3 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
         click.echo(json_report.dumps(result, network))
     else:
         click.echo(_summary(network, result, report_path))
-    sys.exit(int(result.verdict.exit_code))
