@@ -66,3 +66,17 @@ def deadline_result(model: Path, spec: Path, options: Options, started: float) -
         spec_path=str(spec), seconds=time.monotonic() - started, seed=options.seed, settings=options.as_dict(),
         reason=f"the {options.timeout:g} s deadline (counted from the command's start) passed before an "
                "answer: the watchdog ended the run")
+
+
+def choose_torch_threads(*model_paths: Path | str) -> int:
+    """Set torch's thread count once at the start of a run, from the models' size (ONNX bytes / 4 estimates
+    the float32 parameters: this runs before the model is parsed) and the CPUs free now."""
+    from verikit.core.threads import apply_threads
+
+    size = 0
+    for path in model_paths:
+        try:
+            size += Path(path).stat().st_size
+        except OSError:
+            pass  # a missing model is reported by the loader, with its exit code
+    return apply_threads(size // 4)

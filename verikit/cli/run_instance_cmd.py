@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
-from verikit.cli.options import build_options, deadline_result, portfolio_options
+from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
 @click.command("run-instance")
@@ -33,6 +33,7 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     from verikit.report import vnncomp
 
     options = build_options(timeout, **portfolio)
+    choose_torch_threads(onnx)
 
     def answer_timeout() -> int:
         result = deadline_result(onnx, vnnlib, options, started)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
-from verikit.cli.options import build_options, deadline_result, portfolio_options
+from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
 def _summary(network, result, report_path: Path | None) -> str:
@@ -49,6 +49,7 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
     from verikit.portfolio import verify_files
 
     options = build_options(timeout, **portfolio)
+    choose_torch_threads(model)
 
     def answer_timeout() -> int:
         result = deadline_result(model, spec, options, started)

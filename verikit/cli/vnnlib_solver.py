@@ -130,8 +130,10 @@ def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path |
     """Decide whether QUERY has a satisfying assignment (sat = a counterexample)."""
     started = command_started()  # the budget covers the whole command, interpreter start-up included
     from verikit.apps.vnnlib_solver import format_tensor_assignment, serialise_assignment, verify_query
+    from verikit.cli.options import choose_torch_threads
 
     watchdog = hard_deadline(started, timeout, _timed_out_answer(started))
+    choose_torch_threads(*networks.values())
     try:
         with _stdout_to_stderr():
             answer = verify_query(query, networks, timeout=timeout, seed=seed, started=started)
