@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def main() -> int:
     ours_env = {**peer_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
 
     runs: dict[str, list[Run]] = {name: [] for name in tools}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed harness still stops its burner
     burning = burner() if args.burn else None
     started = time.monotonic()
     try:
