@@ -187,7 +187,8 @@ def test_float64_working_dtype_decides_too():
 
 def test_an_affine_network_is_unknown_to_bab_and_decided_by_the_portfolio():
     from verikit.core.property import Property
-    from verikit.portfolio import Options, verify
+    from verikit.portfolio.options import Options
+    from verikit.portfolio.runner import verify
 
     network = load_network_bytes(mlp((3, 2), seed=1, batch="dynamic"))  # no hidden layer
     box = Box(np.zeros(3), np.ones(3))

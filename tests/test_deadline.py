@@ -75,33 +75,45 @@ def test_vnnlib_solver_ends_within_timeout_plus_one_second(hard_instance):
     assert done.returncode == 0 and done.stdout == "timed-out\n", done.stdout + done.stderr
 
 
-WATCHDOG = """
-import sys, time
-from verikit.core.deadline import Watchdog
+GUARDS = """
+import os, signal, sys, time
+from verikit.core.deadline import Watchdog, supervise
 
 def answer():
     print("timeout")
     return 5
 
-watchdog = Watchdog(time.monotonic() + 0.3, answer).start()
-if sys.argv[1] == "claim":
-    watchdog.claim()
+form, what = sys.argv[1:3]
+deadline = time.monotonic() + 0.5
+guard = supervise(deadline, answer) if form == "fork" else Watchdog(deadline, answer).start()
+if what == "claim":
+    guard.claim()
     print("answered")
     sys.stdout.flush()
-    time.sleep(1.0)  # past the deadline: a claimed watchdog stays quiet
+    time.sleep(1.0)  # past the deadline: once claimed, the answer is this process's to write
     sys.exit(0)
+if what == "crash":
+    os.kill(os.getpid(), signal.SIGSEGV)
 time.sleep(30)  # stands for a stage that cannot be interrupted
 """
 
 
-def test_the_watchdog_writes_the_timeout_answer_and_ends_a_stuck_process():
-    done, wall = run_timed(["-c", WATCHDOG, "stuck"], 1)
+@pytest.mark.parametrize("form", ["fork", "thread"])
+def test_at_the_deadline_the_timeout_answer_is_written_and_the_process_ends(form):
+    done, wall = run_timed(["-c", GUARDS, form, "stuck"], 1)
     assert wall < 10 and done.returncode == 5 and done.stdout == "timeout\n", done.stdout + done.stderr
 
 
-def test_a_claimed_watchdog_stays_quiet():
-    done, _ = run_timed(["-c", WATCHDOG, "claim"], 2)
+@pytest.mark.parametrize("form", ["fork", "thread"])
+def test_a_claimed_answer_is_never_overwritten(form):
+    done, _ = run_timed(["-c", GUARDS, form, "claim"], 2)
     assert done.returncode == 0 and done.stdout == "answered\n", done.stdout + done.stderr
+
+
+def test_a_crashed_verifying_process_is_one_line_and_exit_code_4():
+    done, _ = run_timed(["-c", GUARDS, "fork", "crash"], 1)
+    assert done.returncode == 4 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == ["verikit: error: internal error: the verifying process ended by signal 11"]
 
 
 def test_the_clock_starts_at_the_process_start():

@@ -133,6 +133,10 @@ def weaker_mlp(path: Path, sigma: float = 0.5) -> Path:
      "property[2].max: give 'min', 'max' or both"),
     (lambda t: t + '\n[[property]]\nkind = "vnnlib"\nspec = "absent.vnnlib"', "property[2].spec: file not found"),
     (lambda t: t + "\n[[property]\n", "not valid TOML"),
+    (lambda t: t + '\n[[property]]\nkind = "output-range"\ninput_lower = 0\ninput_upper = 1\nmax = 5\n'
+     'settings = { "bab.batchsize" = 8 }', "property[2].settings: unknown setting 'bab.batchsize'"),
+    (lambda t: t + '\n[defaults]\nsettings = { "attack.restarts" = "many" }',
+     "defaults.settings: setting attack.restarts: cannot use 'many'"),
 ])  # fmt: skip
 def test_invalid_policy_names_the_key_and_the_problem(tmp_path, change, message):
     path = write_policy(tmp_path, change(policy_text()))
@@ -140,6 +144,19 @@ def test_invalid_policy_names_the_key_and_the_problem(tmp_path, change, message)
         load_policy(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+def test_policy_settings_reach_the_options_of_its_checks(tmp_path):
+    from verikit.apps.gate.checks import _options
+
+    text = policy_text() + ('\n[defaults]\nsettings = { "attack.restarts" = 16 }\n[[property]]\nname = "range"\n'
+                            'kind = "output-range"\ninput_lower = 0\ninput_upper = 1\nmax = 5\n'
+                            'settings = { "bab.batch_size" = 256, "smt.use_crown" = false }')
+    policy = load_policy(write_policy(tmp_path, text))
+    prop = next(p for p in policy.properties if p.kind == "output-range")
+    options = _options(prop, seed=3)
+    assert (options.attack.restarts, options.bab.batch_size, options.smt.use_crown) == (16, 256, False)
+    assert options.as_dict()["bab"]["batch_size"] == 256
 
 
 def test_missing_or_invalid_policy_exits_3(tmp_path):

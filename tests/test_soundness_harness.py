@@ -29,7 +29,8 @@ from verikit.apps.soundness.harness import Verifier, run_harness
 from verikit.apps.soundness.judge import judge, tally
 from verikit.apps.soundness.training import TrainSettings
 from verikit.spec.load import load_spec
-from verikit.portfolio import Options, verify
+from verikit.portfolio.options import Options
+from verikit.portfolio.runner import verify
 from verikit.witness.check import check_witness, check_witness_files
 from verikit.witness.formats import read_witness
 

@@ -11,7 +11,9 @@ from tests.conftest import ROOT, SPECS
 from verikit.onnx.load import load_network
 from verikit.core.result import Falsified, Proven, Verdict
 from verikit.spec.load import load_spec
-from verikit.portfolio import Options, verify, verify_files
+from verikit.portfolio.options import Options
+from verikit.portfolio.runner import verify
+from verikit.run import run_instance
 
 
 def expected_rows():
@@ -21,7 +23,8 @@ def expected_rows():
 
 @pytest.mark.parametrize("row", expected_rows(), ids=lambda row: row["vnnlib"].split("/")[-1])
 def test_examples_get_their_expected_answer(row):
-    network, result = verify_files(str(ROOT / row["onnx"]), str(ROOT / row["vnnlib"]), Options(timeout=60))
+    result = run_instance(ROOT / row["onnx"], ROOT / row["vnnlib"], Options(timeout=60))
+    network = load_network(ROOT / row["onnx"])
     assert result.verdict.vnncomp == row["truth"], result.reason
     if result.verdict is Verdict.FALSIFIED:
         cex = result.counterexample
@@ -35,16 +38,16 @@ def test_examples_get_their_expected_answer(row):
 
 def test_attack_alone_cannot_verify():
     row = next(r for r in expected_rows() if r["truth"] == "unsat")
-    _, result = verify_files(str(ROOT / row["onnx"]), str(ROOT / row["vnnlib"]),
-                             Options(timeout=2, engines=("attack",)))
+    result = run_instance(ROOT / row["onnx"], ROOT / row["vnnlib"],
+                          Options(timeout=2, engines=("attack",)))
     assert result.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT)
     assert result.seconds > 1.8  # alone, the attack searches for the whole budget, not just its portfolio share
 
 
 def test_bounds_alone_cannot_falsify():
     row = next(r for r in expected_rows() if r["truth"] == "sat" and "digits" in r["onnx"])
-    _, result = verify_files(str(ROOT / row["onnx"]), str(ROOT / row["vnnlib"]),
-                             Options(timeout=10, engines=("bounds",)))
+    result = run_instance(ROOT / row["onnx"], ROOT / row["vnnlib"],
+                          Options(timeout=10, engines=("bounds",)))
     assert result.verdict is Verdict.UNKNOWN
 
 
@@ -68,9 +71,9 @@ def test_translation_mismatch_is_an_error_verdict_not_an_answer():
 
 def test_timeout_is_honoured_within_ten_percent():
     row = next(r for r in expected_rows() if r["truth"] == "unsat" and "mlp" in r["onnx"])
-    options = Options(timeout=3.0, engines=("attack",), attack_share=1.0)
+    options = Options(timeout=3.0, engines=("attack",))
     started = time.monotonic()
-    _, result = verify_files(str(ROOT / row["onnx"]), str(ROOT / row["vnnlib"]), options)
+    result = run_instance(ROOT / row["onnx"], ROOT / row["vnnlib"], options)
     assert result.verdict is Verdict.TIMEOUT
     assert time.monotonic() - started < 3.0 * 1.1 + 1.0  # + model and spec loading
     assert result.seconds < 3.0 * 1.1

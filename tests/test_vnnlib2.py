@@ -15,7 +15,8 @@ from verikit.cli import main
 from verikit.core.errors import ExitCode, SpecError
 from verikit.spec.load import load_spec, spec_format
 from verikit.spec.vnnlib import parse_vnnlib
-from verikit.portfolio import Options, verify_files
+from verikit.portfolio.options import Options
+from verikit.run import run_instance
 
 vnnlib = pytest.importorskip("vnnlib")
 
@@ -78,8 +79,8 @@ def test_same_verdict_in_1_0_and_2_0(spec, tmp_path):
     path = tmp_path / "q.vnnlib"
     path.write_text(write_vnnlib2(load_spec(SPECS / spec), input_shape=(1, 2) if model == TINY else (1, 64)))
     options = Options(timeout=60, seed=0)
-    _, first = verify_files(str(model), str(SPECS / spec), options)
-    _, second = verify_files(str(model), str(path), options)
+    first = run_instance(model, SPECS / spec, options)
+    second = run_instance(model, path, options)
     assert first.verdict == second.verdict
     assert first.verdict.vnncomp == spec.rsplit("_", 1)[1].removesuffix(".vnnlib")
 
@@ -149,7 +150,7 @@ def test_queries_verikit_cannot_answer_are_unknown_with_a_reason(text, kind, tmp
     result = CliRunner().invoke(main, ["verify", str(TINY), str(path)])
     assert result.exit_code == ExitCode.UNKNOWN, result.output
     assert "error" not in result.output.lower() and "UNKNOWN" in result.output.upper()
-    _, answer = verify_files(str(TINY), str(path))
+    answer = run_instance(TINY, path)
     assert answer.verdict.value == "unknown" and answer.reason.startswith(str(path))
 
 

@@ -2,7 +2,7 @@
 
     python faulty.py FAULT v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT
 
-Each fault wraps verikit's VNN-COMP entry (verikit.apps.run_instance.run_instance) and breaks one thing:
+Each fault wraps verikit's one run path (verikit.run) and breaks one thing:
 
   drop_row      drops the last disjunct of every case (a parser that loses one `or` branch): it may
                 answer unsat when the only counterexamples satisfy the dropped branch
@@ -21,8 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from verikit.core.property import Box, Case, Conjunction, Property
-from verikit.portfolio import Options
-from verikit.apps.run_instance import run_instance
+from verikit.portfolio.options import Options
+from verikit.report import vnncomp
+from verikit.run import run_instance, run_loaded
 
 LOOSEN = 1.0
 SHRINK = 0.4
@@ -45,8 +46,9 @@ def shrink_box(prop: Property) -> Property:
 
 
 def never_attack(onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
-    result = run_instance(onnx, vnnlib, result_file, timeout, Options(engines=("bounds",)))
-    if result is not None and result.verdict.vnncomp in ("unknown", "timeout"):
+    result = run_instance(onnx, vnnlib, Options(timeout=timeout, engines=("bounds",)))
+    vnncomp.write(result, result_file)
+    if result.verdict.vnncomp in ("unknown", "timeout"):
         Path(result_file).write_text("unsat\n")  # the fault: "no counterexample found" read as "none exists"
 
 
@@ -66,6 +68,17 @@ RUNNERS = {"never_attack": never_attack, "fake_witness": fake_witness}
 OPTIONS = {"loosen": Options(engines=("bounds", "bab"))}  # no attack: it cannot find a violation by LOOSEN
 
 
+def transformed(fault: str, onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
+    """verikit on the property as the fault rewrites it (the run path itself stays unmodified)."""
+    from verikit.onnx.load import load_network
+    from verikit.spec.load import load_spec
+
+    network = load_network(onnx)
+    prop = load_spec(vnnlib, n_inputs=network.n_inputs, n_outputs=network.n_outputs)
+    options = replace(OPTIONS.get(fault, Options()), timeout=timeout)
+    vnncomp.write(run_loaded(network, TRANSFORMS[fault](prop), options), result_file)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 7 or argv[1] != "v1" or argv[0] not in {*TRANSFORMS, *RUNNERS}:
         print(__doc__, file=sys.stderr)
@@ -74,8 +87,7 @@ def main(argv: list[str]) -> int:
     if fault in RUNNERS:
         RUNNERS[fault](onnx, vnnlib, result_file, float(timeout))
     else:
-        run_instance(onnx, vnnlib, result_file, float(timeout), OPTIONS.get(fault, Options()),
-                     transform=TRANSFORMS[fault])
+        transformed(fault, onnx, vnnlib, result_file, float(timeout))
     return 0
 
 

@@ -32,8 +32,8 @@ from verikit.core.result import Budget
 from verikit.core.property import Box
 from verikit.spec.robustness import robustness_property
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
+from verikit.engines.lirpa import METHODS
 
-METHODS = ("ibp", "crown", "alpha-crown")
 TRANSLATION_RTOL = 1e-4  # torch vs onnxruntime on the clean samples, relative to the logits' scale
 ALPHA_BATCH = 512  # samples per α-CROWN call
 

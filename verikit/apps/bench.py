@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from verikit.core.errors import SpecError, VerikitError
-from verikit.portfolio import Options
+from verikit.portfolio.options import Options
 
 RESULT_FIELDS = ("category", "onnx", "vnnlib", "prepare_s", "result", "run_s")
 SCORE = {"correct": 10, "wrong": -150}
@@ -136,24 +136,21 @@ def read_results(path: Path) -> dict[tuple[str, str], Row]:
     return rows
 
 
-def run_instance(instance: Instance, witness_dir: Path, options: Options, timeout_scale: float = 1.0) -> Row:
-    """Verify one instance; never raises (bad input or internal errors become an `error` row)."""
+def run_row(instance: Instance, witness_dir: Path, options: Options, timeout_scale: float = 1.0,
+            started: float | None = None) -> Row:
+    """Verify one instance through the one run path (verikit.run) and record it; never raises."""
     from verikit.report import vnncomp
-    from verikit.portfolio import verify_files
+    from verikit.run import run_instance
 
     options = replace(options, timeout=instance.timeout * timeout_scale)
-    row = Row(instance.category, str(instance.onnx), str(instance.vnnlib), 0.0, "error", 0.0)
-    started = time.monotonic()
-    try:
-        _, result = verify_files(str(instance.onnx), str(instance.vnnlib), options)
-        row.prepare_s = time.monotonic() - started - result.seconds
-    except VerikitError as error:
-        row.prepare_s, row.message = time.monotonic() - started, str(error)
-        return row
-    except Exception as error:  # a bug must not stop the other instances; recorded as `error`, not a verdict
-        row.prepare_s, row.message = time.monotonic() - started, f"internal error: {type(error).__name__}: {error}"
-        return row
-    row.run_s, row.result, row.message = result.seconds, result.verdict.vnncomp, result.reason
+    started = time.monotonic() if started is None else started
+    result = run_instance(instance.onnx, instance.vnnlib, options, started=started)
+    elapsed = time.monotonic() - started
+    if result.verdict.value == "error":
+        return Row(instance.category, str(instance.onnx), str(instance.vnnlib), elapsed, "error", 0.0,
+                   message=result.reason)
+    row = Row(instance.category, str(instance.onnx), str(instance.vnnlib), elapsed - result.seconds,
+              result.verdict.vnncomp, result.seconds, message=result.reason)
     if result.counterexample is not None:
         witness = witness_dir / f"{instance.category}_{instance.onnx.stem}_{instance.vnnlib.stem}.counterexample"
         vnncomp.write(result, witness)
@@ -198,11 +195,11 @@ def run(
 def _execute(todo: list[Instance], witness_dir: Path, options: Options, scale: float, jobs: int) -> Iterable[Row]:
     if jobs <= 1:
         for instance in todo:
-            yield run_instance(instance, witness_dir, options, scale)
+            yield run_row(instance, witness_dir, options, scale)
         return
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
                              initializer=_limit_threads) as pool:
-        futures = [pool.submit(run_instance, instance, witness_dir, options, scale) for instance in todo]
+        futures = [pool.submit(run_row, instance, witness_dir, options, scale) for instance in todo]
         for future in futures:
             yield future.result()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.core.errors import ModelError, SpecError
+from verikit.core.errors import VerikitError, ModelError, SpecError
 from verikit.spec.vnnlib2 import SUPPORTED_ELEMENT_TYPES, Tensor, UnsupportedQuery
 
 NAME = "verikit"
@@ -147,7 +147,8 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
     Raises SpecError/ModelError for bad input (the standard's error cases, element types included).
     """
     from verikit.onnx.load import load_network
-    from verikit.portfolio import Options, verify
+    from verikit.portfolio.options import Options
+    from verikit.run import run_loaded
 
     started = time.monotonic() if started is None else started
     query = load_query(query_path)
@@ -174,9 +175,11 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
     if remaining <= 0:
         return Answer("timed-out", "the time ran out while reading the query and the model",
                       seconds=time.monotonic() - started)
-    result = verify(network, prop, Options(timeout=remaining, seed=seed))
+    result = run_loaded(network, prop, Options(timeout=remaining, seed=seed))
     seconds = time.monotonic() - started
     if result.verdict.value == "error":
+        if result.error_kind == "internal":
+            raise VerikitError(result.reason)  # a bug: exit 4, never an answer
         raise ModelError(result.reason, where=str(model_path))
     status = STATUS[result.verdict.value]
     by = f"{result.engine}/{result.method}: " if result.engine else ""

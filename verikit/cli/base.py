@@ -12,7 +12,7 @@ from typing import Callable
 import click
 
 import verikit
-from verikit.core.deadline import Watchdog, process_started
+from verikit.core.deadline import Guard, Watchdog, process_started, supervise
 from verikit.core.errors import ExitCode, VerikitError
 
 DEADLINE_GRACE = 0.3  # s after --timeout at which the watchdog answers `timeout` and ends the process
@@ -54,14 +54,19 @@ def command_started() -> float:
     return process_started() if owns_process() else time.monotonic()
 
 
-def hard_deadline(started: float, timeout: float, on_expiry: Callable[[], int]) -> Watchdog:
-    """A watchdog ending the process at `started + timeout` (+ grace) with `on_expiry`'s answer.
+def hard_deadline(started: float, timeout: float, on_expiry: Callable[[], int]) -> Watchdog | Guard:
+    """Ends the command at `started + timeout` (+ grace) with `on_expiry`'s answer, whatever runs then.
 
-    Armed only when the command owns the process: under click's CliRunner or a library caller, os._exit
-    would end the caller too, so it stays unarmed (claim/cancel are then no-ops).
+    Call it before torch is imported: it forks (verikit.core.deadline.supervise) where it can, else it
+    starts a watchdog thread. Armed only when the command owns the process: under click's CliRunner or a
+    library caller, ending the process would end the caller too, so it stays unarmed (claim/cancel: no-ops).
     """
-    watchdog = Watchdog(started + timeout + DEADLINE_GRACE, on_expiry)
-    return watchdog.start() if owns_process() else watchdog
+    deadline = started + timeout + DEADLINE_GRACE
+    if not owns_process():
+        return Watchdog(deadline, on_expiry)
+    if hasattr(os, "fork"):
+        return supervise(deadline, on_expiry)
+    return Watchdog(deadline, on_expiry).start()
 
 
 def exit_now(code: int) -> None:
@@ -72,11 +77,6 @@ def exit_now(code: int) -> None:
             stream.flush()
         os._exit(int(code))
     sys.exit(int(code))
-
-
-def engine_budget_end(started: float, timeout: float) -> float:
-    """When the engines must stop (time.monotonic()), leaving time to write the answer before the deadline."""
-    return started + timeout - min(0.3, 0.05 * timeout)
 
 
 # torch and auto_LiRPA announce deprecations of their own internals; they are not the user's business

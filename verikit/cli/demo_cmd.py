@@ -8,13 +8,7 @@ from pathlib import Path
 
 import click
 
-from verikit.apps import bench
 from verikit.cli.base import handles_errors, main
-from verikit.cli.bench_cmd import print_summary
-from verikit.cli.options import console as make_console
-from verikit.report import json as json_report
-from verikit.report import vnncomp
-from verikit.portfolio import Options, verify_files
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: the bundled examples are not installed
 INSTANCES = ROOT / "specs" / "instances.csv"
@@ -24,11 +18,19 @@ OUT = ROOT / "reports" / "demo"
 
 def run_demo() -> int:
     """Run the demo; 0 when every bundled instance gets its expected answer."""
+    from verikit.apps import bench
+    from verikit.cli.bench_cmd import print_summary
+    from verikit.cli.options import console as make_console
+    from verikit.portfolio.options import Options
+    from verikit.report import json as json_report
+    from verikit.report import vnncomp
+    from verikit.run import run_instance
+
     console = make_console()
     first = bench.read_instances(INSTANCES)[0]
     console.rule(f"verikit verify {first.onnx.relative_to(ROOT)} {first.vnnlib.relative_to(ROOT)}")
-    network, result = verify_files(str(first.onnx), str(first.vnnlib), Options(timeout=first.timeout))
-    report = json_report.write(result, OUT / "run.json", network)
+    result = run_instance(first.onnx, first.vnnlib, Options(timeout=first.timeout))
+    report = json_report.write(result, OUT / "run.json")
     console.print(f"{result.verdict.value} ({result.verdict.vnncomp}) by {result.engine}/{result.method} "
                   f"in {result.seconds:.2f} s; report: {report.relative_to(ROOT)}")
 

@@ -9,12 +9,11 @@ from pathlib import Path
 import click
 
 from verikit.core.result import Result, Verdict
-from verikit.portfolio import ENGINES, METHODS, Options
-from verikit.witness.replay import Tolerances
+from verikit.portfolio import ENGINES, METHODS
 
 
 def portfolio_options(command):
-    """--engine, --method, --seed, --device, --box-tolerance, --formula-tolerance."""
+    """--engine, --method, --seed, --device, --box-tolerance, --formula-tolerance, --set."""
     decorators = [
         click.option("--engine", "engines", multiple=True, default=("auto",), show_default=True,
                      type=click.Choice(["auto", *ENGINES]),
@@ -27,13 +26,21 @@ def portfolio_options(command):
                      help="Slack allowed for a witness outside the input box (absolute)."),
         click.option("--formula-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
                      help="Slack allowed for a witness's output constraints (absolute)."),
+        click.option("--set", "settings", multiple=True, metavar="GROUP.FIELD=VALUE",
+                     help="Set an engine or portfolio setting (repeatable), e.g. bab.batch_size=512, "
+                          "attack.restarts=16, smt.max_relus=200; `verikit settings` lists them all."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
 
 
-def build_options(timeout: float, engines, methods, seed, device, box_tolerance, formula_tolerance) -> Options:
+def build_options(timeout: float, engines, methods, seed, device, box_tolerance, formula_tolerance,
+                  settings=()):
+    """The Options the portfolio flags ask for (a SettingError, exit 2, for an unknown or invalid --set)."""
+    from verikit.portfolio.options import Options
+    from verikit.witness.replay import Tolerances
+
     return Options(
         timeout=timeout,
         engines=ENGINES if "auto" in engines else tuple(engines),
@@ -41,7 +48,7 @@ def build_options(timeout: float, engines, methods, seed, device, box_tolerance,
         seed=seed,
         device=device,
         tolerances=Tolerances(box=box_tolerance, formula=formula_tolerance),
-    )
+    ).with_settings(settings)
 
 
 def console(*, stderr: bool = False):
@@ -59,13 +66,15 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def deadline_result(model: Path, spec: Path, options: Options, started: float) -> Result:
-    """The `timeout` Result the deadline watchdog reports when the run itself did not answer in time."""
+def deadline_result(model: Path, spec: Path, timeout: float, seed: int, started: float) -> Result:
+    """The `timeout` Result the deadline watchdog reports when the run itself did not answer in time.
+    Its settings hold only the timeout and seed: building Options imports torch, too slow at a deadline."""
     return Result(
         verdict=Verdict.TIMEOUT, model_sha256=_sha256(model), spec_sha256=_sha256(spec), model_path=str(model),
-        spec_path=str(spec), seconds=time.monotonic() - started, seed=options.seed, settings=options.as_dict(),
-        reason=f"the {options.timeout:g} s deadline (counted from the command's start) passed before an "
-               "answer: the watchdog ended the run")
+        spec_path=str(spec), seconds=time.monotonic() - started, seed=seed,
+        settings={"timeout_s": timeout, "seed": seed},
+        reason=f"the {timeout:g} s deadline (counted from the command's start) passed before an answer: "
+               "the watchdog ended the run")
 
 
 def choose_torch_threads(*model_paths: Path | str) -> int:

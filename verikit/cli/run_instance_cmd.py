@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
 from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
@@ -28,25 +28,27 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     word. Exit codes as `verikit verify`; 3 (and `error` in the result file) for bad input.
     """
     started = command_started()  # VNN-COMP times the whole command, start-up included
-    from verikit.apps.run_instance import exit_code, run_instance
-    from verikit.core.result import Budget
     from verikit.report import vnncomp
 
-    options = build_options(timeout, **portfolio)
-    choose_torch_threads(onnx)
-
     def answer_timeout() -> int:
-        result = deadline_result(onnx, vnnlib, options, started)
+        result = deadline_result(onnx, vnnlib, timeout, portfolio["seed"], started)
         vnncomp.write(result, result_file)
-        return exit_code(result)
+        return int(result.exit_code)
 
-    watchdog = hard_deadline(started, timeout, answer_timeout)
+    watchdog = hard_deadline(started, timeout, answer_timeout)  # forks: before torch is imported
     try:
-        result = run_instance(onnx, vnnlib, result_file, timeout, options,
-                              budget=Budget(engine_budget_end(started, timeout)), before_write=watchdog.claim)
+        options = build_options(timeout, **portfolio)  # imports torch (engine settings)
+        choose_torch_threads(onnx)
+        from verikit.run import run_instance
+
+        result = run_instance(onnx, vnnlib, options, started=started, debug=debug)
+        watchdog.claim()
+        vnncomp.write(result, result_file)
+        if result.verdict.value == "error":
+            click.echo(f"verikit: error: {result.reason}", err=True)
     finally:
         watchdog.cancel()
-    exit_now(exit_code(result))
+    exit_now(result.exit_code)
 
 
 main.add_command(run_instance_command)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import command_started, engine_budget_end, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
 from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
-def _summary(network, result, report_path: Path | None) -> str:
+def _summary(result, report_path: Path | None) -> str:
     verdict = result.verdict
     by = f" by {result.engine}/{result.method}" if result.engine else ""
     lines = [f"{verdict.value.upper()} ({verdict.vnncomp}){by} in {result.seconds:.2f} s"]
@@ -20,6 +20,7 @@ def _summary(network, result, report_path: Path | None) -> str:
     lines.append(f"  model:  {result.model_path} (sha256 {result.model_sha256[:16]}…)")
     lines.append(f"  spec:   {result.spec_path} (sha256 {result.spec_sha256[:16]}…, {len(result.cases)} case(s))")
     lines.extend(f"  note:   {note}" for note in result.spec_notes)
+    lines.extend(f"  note:   {note}" for note in result.settings.get("notes", ()))
     cex = result.counterexample
     if cex is not None:
         preview = ", ".join(f"{v:.6g}" for v in cex.x[:8]) + (", …" if cex.x.size > 8 else "")
@@ -45,37 +46,38 @@ def _summary(network, result, report_path: Path | None) -> str:
 def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
     started = command_started()  # the budget covers the whole command: start-up, parsing, engines, report
-    from verikit.core.result import Budget
-    from verikit.portfolio import verify_files
-
-    options = build_options(timeout, **portfolio)
-    choose_torch_threads(model)
+    import verikit.report.json, verikit.report.vnncomp  # noqa: F401, E401  (ready before the deadline, not at it)
 
     def answer_timeout() -> int:
-        result = deadline_result(model, spec, options, started)
-        _write(None, result, report_path, result_file, as_json)
-        return int(result.verdict.exit_code)
+        result = deadline_result(model, spec, timeout, portfolio["seed"], started)
+        _write(result, report_path, result_file, as_json)
+        return int(result.exit_code)
 
-    watchdog = hard_deadline(started, timeout, answer_timeout)
+    watchdog = hard_deadline(started, timeout, answer_timeout)  # forks: before torch is imported
     try:
-        network, result = verify_files(str(model), str(spec), options,
-                                       budget=Budget(engine_budget_end(started, timeout)))
+        options = build_options(timeout, **portfolio)  # imports torch (engine settings)
+        choose_torch_threads(model)
+        from verikit.run import run_instance
+
+        result = run_instance(model, spec, options, started=started, debug=debug)
         watchdog.claim()
-        _write(network, result, report_path, result_file, as_json)
+        _write(result, report_path, result_file, as_json)
     finally:
         watchdog.cancel()
-    exit_now(result.verdict.exit_code)
+    exit_now(result.exit_code)
 
 
-def _write(network, result, report_path: Path | None, result_file: Path | None, as_json: bool) -> None:
+def _write(result, report_path: Path | None, result_file: Path | None, as_json: bool) -> None:
     from verikit.report import json as json_report
     from verikit.report import vnncomp
 
     if report_path is not None:
-        json_report.write(result, report_path, network)
+        json_report.write(result, report_path)
     if result_file is not None:
         vnncomp.write(result, result_file)
+    if result.verdict.value == "error":
+        click.echo(f"verikit: error: {result.reason}", err=True)
     if as_json:
-        click.echo(json_report.dumps(result, network))
-    else:
-        click.echo(_summary(network, result, report_path))
+        click.echo(json_report.dumps(result))
+    elif result.verdict.value != "error":
+        click.echo(_summary(result, report_path))

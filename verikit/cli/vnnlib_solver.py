@@ -132,7 +132,7 @@ def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path |
     from verikit.apps.vnnlib_solver import format_tensor_assignment, serialise_assignment, verify_query
     from verikit.cli.options import choose_torch_threads
 
-    watchdog = hard_deadline(started, timeout, _timed_out_answer(started))
+    watchdog = hard_deadline(started, timeout, _timed_out_answer(started))  # forks: before torch is imported
     choose_torch_threads(*networks.values())
     try:
         with _stdout_to_stderr():

@@ -160,6 +160,16 @@ class Result:
     seed: int = 0
     settings: dict = field(default_factory=dict)
     spec_notes: tuple[str, ...] = ()  # what the spec reader noted (strict comparisons, dropped empty terms, ...)
+    schedule: list[dict] = field(default_factory=list)  # the stages planned, their budgets and seconds spent
+    model_info: dict = field(default_factory=dict)  # inputs, outputs, input_shape, op_types of the model read
+    error_kind: str = ""  # for verdict ERROR: "bad-input" (exit 3), "usage" (exit 2) or "internal" (a bug, exit 4)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The process exit code this result gives (verikit.core.errors.ExitCode)."""
+        if self.verdict is Verdict.ERROR:
+            return {"internal": ExitCode.INTERNAL, "usage": ExitCode.USAGE}.get(self.error_kind, ExitCode.BAD_INPUT)
+        return self.verdict.exit_code
 
     @property
     def counterexample(self) -> Counterexample | None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 import verikit
-from verikit.core.network import Network
 from verikit.core.result import Certificate, CaseResult, DisjunctBounds, Falsified, Proven, Result, Unknown
 
 SCHEMA = "verikit-report/1"
@@ -69,12 +68,9 @@ def counterexample_to_dict(result: Result) -> dict | None:
     return None
 
 
-def to_dict(result: Result, network: Network | None = None) -> dict:
+def to_dict(result: Result) -> dict:
     """The report as plain JSON-ready data."""
-    model = {"path": result.model_path, "sha256": result.model_sha256}
-    if network is not None:
-        model.update(inputs=network.n_inputs, outputs=network.n_outputs, input_shape=list(network.input_shape),
-                     op_types=sorted(network.op_types))
+    model = {"path": result.model_path, "sha256": result.model_sha256, **result.model_info}
     return {
         "schema": SCHEMA,
         "verdict": result.verdict.value,
@@ -88,6 +84,8 @@ def to_dict(result: Result, network: Network | None = None) -> dict:
                  "notes": list(result.spec_notes)},
         "seed": result.seed,
         "settings": result.settings,
+        "schedule": result.schedule,
+        "error_kind": result.error_kind,
         "cases": [case_to_dict(case) for case in result.cases],
         "counterexample": counterexample_to_dict(result),
         "versions": versions(),
@@ -95,12 +93,12 @@ def to_dict(result: Result, network: Network | None = None) -> dict:
     }
 
 
-def dumps(result: Result, network: Network | None = None) -> str:
-    return json.dumps(to_dict(result, network), indent=2, default=str)
+def dumps(result: Result) -> str:
+    return json.dumps(to_dict(result), indent=2, default=str)
 
 
-def write(result: Result, path: str | Path, network: Network | None = None) -> Path:
+def write(result: Result, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(result, network) + "\n")
+    path.write_text(dumps(result) + "\n")
     return path

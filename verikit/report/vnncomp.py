@@ -10,6 +10,8 @@ from verikit.witness.formats import format_vnncomp_assignment
 
 def format_result(result: Result) -> str:
     text = result.verdict.vnncomp + "\n"
+    if result.verdict.value == "error" and result.reason:
+        text += "; " + " ".join(result.reason.split()) + "\n"  # why, as a comment line
     cex = result.counterexample
     if cex is not None:
         text += format_vnncomp_assignment(cex.x, cex.y) + "\n"

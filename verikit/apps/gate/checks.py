@@ -92,9 +92,10 @@ def robustness_checks(prop: Robustness, model_name: str, network: Network, datas
 
 
 def _options(prop: SpecFiles | OutputRange, seed: int):
-    from verikit.portfolio import Options
+    from verikit.portfolio.options import Options
 
-    return Options(timeout=prop.timeout, engines=prop.engines, methods=prop.methods, seed=seed)
+    return Options(timeout=prop.timeout, engines=prop.engines, methods=prop.methods,
+                   seed=seed).with_settings(prop.settings)
 
 
 def _from_result(check_id: str, prop: SpecFiles | OutputRange, model_name: str, network: Network,
@@ -110,13 +111,13 @@ def _from_result(check_id: str, prop: SpecFiles | OutputRange, model_name: str, 
 def spec_checks(prop: SpecFiles, model_name: str, network: Network, seed: int) -> list[CheckResult]:
     """Verify every spec file of the property on the model."""
     from verikit.spec.load import load_spec
-    from verikit.portfolio import verify
+    from verikit.run import run_loaded
 
     checks = []
     for path in prop.specs:
         spec = load_spec(path, n_inputs=network.n_inputs, n_outputs=network.n_outputs,
                          model_name=network.source or model_name)
-        result = verify(network, spec, _options(prop, seed))
+        result = run_loaded(network, spec, _options(prop, seed))
         info = {"path": str(path), "sha256": spec.sha256}
         checks.append(_from_result(f"{prop.name}/{model_name}/{path.name}", prop, model_name, network, info,
                                    definition_hash("vnnlib", spec.sha256), result))
@@ -159,10 +160,10 @@ def output_range_property(prop: OutputRange, network: Network) -> Property:
 
 
 def output_range_check(prop: OutputRange, model_name: str, network: Network, seed: int) -> CheckResult:
-    from verikit.portfolio import verify
+    from verikit.run import run_loaded
 
     spec = output_range_property(prop, network)
-    result = verify(network, spec, _options(prop, seed))
+    result = run_loaded(network, spec, _options(prop, seed))
     check = _from_result(f"{prop.name}/{model_name}", prop, model_name, network, None, spec.sha256, result)
     witness = result.counterexample
     if witness is not None:

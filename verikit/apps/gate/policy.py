@@ -15,10 +15,9 @@ from pathlib import Path
 from verikit.apps.data import Normalization
 from verikit.core.errors import PolicyError
 from verikit.apps.gate.validate import Table, resolve
+from verikit.portfolio import ENGINES, METHODS
 
 VERSION = 1
-METHODS = ("ibp", "crown", "alpha-crown")
-ENGINES = ("attack", "bounds", "bab", "smt")
 UNKNOWN_POLICIES = ("fail", "warn", "ignore")
 
 
@@ -65,6 +64,7 @@ class SpecFiles:
     timeout: float
     engines: tuple[str, ...]
     methods: tuple[str, ...]
+    settings: tuple[str, ...] = ()  # "GROUP.FIELD=VALUE", as `verikit verify --set`
     kind: str = "vnnlib"
 
 
@@ -82,6 +82,7 @@ class OutputRange:
     timeout: float
     engines: tuple[str, ...]
     methods: tuple[str, ...]
+    settings: tuple[str, ...] = ()  # "GROUP.FIELD=VALUE", as `verikit verify --set`
     kind: str = "output-range"
 
 
@@ -172,7 +173,25 @@ def _common(table: Table, defaults: Table) -> dict:
         "timeout": table.number("timeout", defaults.number("timeout", 60.0, positive=True), positive=True),
         "engines": table.strings("engines", defaults.strings("engines", list(ENGINES), ENGINES), ENGINES),
         "methods": table.strings("methods", defaults.strings("methods", list(METHODS), METHODS), METHODS),
+        "settings": _settings(defaults) + _settings(table),
     }
+
+
+def _settings(table: Table) -> tuple[str, ...]:
+    """A `settings = { "bab.batch_size" = 512, ... }` table as GROUP.FIELD=VALUE strings, checked now."""
+    from verikit.core.settings import SettingError
+    from verikit.portfolio.options import Options
+
+    raw = table.data.get("settings", {})
+    if not isinstance(raw, dict):
+        table.fail("settings", 'must be a table, e.g. settings = { "bab.batch_size" = 512 }')
+    assignments = tuple(f"{name}={str(value).lower() if isinstance(value, bool) else value}"
+                        for name, value in raw.items())
+    try:
+        Options().with_settings(assignments)
+    except SettingError as error:
+        table.fail("settings", error.message)
+    return assignments
 
 
 def _robustness(table: Table, name: str, models: tuple[str, ...], datasets: set[str],
@@ -228,9 +247,9 @@ def _output_range(table: Table, name: str, models: tuple[str, ...], defaults: Ta
 PROPERTY_KEYS = {
     "robustness": ("name", "kind", "models", "dataset", "eps", "norm", "method", "min_certified_accuracy",
                    "min_clean_accuracy", "timeout", "restarts", "steps"),
-    "vnnlib": ("name", "kind", "models", "spec", "specs", "timeout", "engines", "methods"),
+    "vnnlib": ("name", "kind", "models", "spec", "specs", "timeout", "engines", "methods", "settings"),
     "output-range": ("name", "kind", "models", "input_lower", "input_upper", "outputs", "min", "max", "timeout",
-                     "engines", "methods"),
+                     "engines", "methods", "settings"),
 }
 
 
@@ -271,7 +290,8 @@ def parse_policy(text: str, path: str | Path = "verikit.toml") -> Policy:
     thresholds = Thresholds(thresholds_table.string("unknown", "fail", UNKNOWN_POLICIES),
                             thresholds_table.integer("max_falsified", 0, minimum=0))
     defaults = Table(data.get("defaults", {}), "defaults", source, base,
-                      ("timeout", "method", "methods", "engines", "restarts", "steps"))
+                      ("timeout", "method", "methods", "engines", "restarts", "steps", "settings"))
+    _settings(defaults)  # checked even when no property uses them
     baseline = None
     if "baseline" in data:
         table = Table(data["baseline"], "baseline", source, base,

@@ -1,6 +1,6 @@
 """Run a verifier on every instance of a benchmark and judge each answer (verikit.apps.soundness.judge).
 
-The verifier is verikit itself, in process (through `verikit.apps.bench.run_instance`), or any external
+The verifier is verikit itself, in process (through `verikit.apps.bench.run_row` and the one run path `verikit.run.run_instance`), or any external
 tool called the VNN-COMP way: `CMD v1 CATEGORY ONNX VNNLIB RESULT_FILE TIMEOUT`, whose result file
 starts with sat / unsat / unknown / timeout / error and, for sat, holds the witness. A tool that runs
 past its timeout (plus a grace period) is killed and answers `timeout`; one that leaves no result file
@@ -24,7 +24,7 @@ from verikit.apps.bench import Instance, file_sha256
 from verikit.core.errors import VerikitError
 from verikit.apps.soundness.answers import Answer
 from verikit.apps.soundness.judge import Judgement, judge
-from verikit.portfolio import Options
+from verikit.portfolio.options import Options
 from verikit.witness.check import DEFAULT_TOLERANCE
 from verikit.witness.formats import Witness, read_result_file
 
@@ -86,10 +86,10 @@ def run_external(command: tuple[str, ...], instance: Instance, result_file: Path
 
 
 def run_verikit(instance: Instance, result_file: Path, options: Options, timeout_scale: float) -> Answered:
-    """verikit in process, through verikit.apps.bench.run_instance (its witness file read back)."""
-    from verikit.apps.bench import run_instance
+    """verikit in process, through verikit.apps.bench.run_row (its witness file read back)."""
+    from verikit.apps.bench import run_row
 
-    row = run_instance(instance, result_file.parent / "witnesses", options, timeout_scale)
+    row = run_row(instance, result_file.parent / "witnesses", options, timeout_scale)
     witness = None
     if row.result == "sat" and row.witness:
         _, witness = read_result_file(row.witness)

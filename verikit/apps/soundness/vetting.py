@@ -74,7 +74,8 @@ def vet_planted(network: Network, prop: Property, point: np.ndarray, *, min_marg
 def vet_clean(network: Network, prop: Property, *, attack_seconds: float, prove_seconds: float,
               seed: int) -> Vetting:
     """Reject a clean instance the strong attack breaks; try to prove it with the complete engines."""
-    from verikit.portfolio import Options, verify
+    from verikit.portfolio.options import Options
+    from verikit.portfolio.runner import verify
 
     found = strong_attack(network, prop, seconds=attack_seconds, seed=seed)
     if found is not None:

@@ -15,6 +15,7 @@ import torch
 
 from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
+from verikit.core.settings import settings_dict
 from verikit.core.property import Case
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 
@@ -99,3 +100,22 @@ def run(
                 fraction = settings.step_fraction * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
                 x = torch.minimum(torch.maximum(x - fraction * width * gradient.sign(), lower), upper)
     return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})")
+
+
+@dataclass(frozen=True)
+class AttackEngine:
+    """PGD falsification behind the Engine protocol (verikit.engines.base)."""
+
+    settings: AttackSettings = AttackSettings()
+    name = "attack"
+    method = "pgd"
+
+    def supports(self, problem) -> str | None:
+        return None
+
+    def run(self, problem, case: Case, budget: Budget) -> Falsified | Unknown:
+        return run(problem.network, case, budget, seed=problem.seed, settings=self.settings,
+                   tolerances=problem.tolerances)
+
+    def settings_dict(self) -> dict:
+        return settings_dict(self.settings)

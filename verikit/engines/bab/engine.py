@@ -17,6 +17,7 @@ queue is capped (Unknown "domain limit reached") and the budget is polled betwee
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from verikit.engines.crown.propagate import ReluMlp
 from verikit.core.pwl import PiecewiseLinear, Relu
 from verikit.core.network import Network
 from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
+from verikit.core.settings import settings_dict
 from verikit.core.property import Case
 from verikit.witness.replay import validate_batch
 
@@ -92,3 +94,31 @@ def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Fa
             return Falsified(found)
         return Unknown("an empty disjunct holds everywhere but the replay of the box centre disagreed")
     return None
+
+
+@dataclass(frozen=True)
+class BabEngine:
+    """Branch and bound behind the Engine protocol: ReLU MLPs only (see `supports`)."""
+
+    settings: BabSettings = BabSettings()
+    name = "bab"
+    method = "crown"
+
+    def supports(self, problem) -> str | None:
+        reason = problem.piecewise_linear_reason()
+        if reason is not None:
+            return reason
+        pwl = problem.piecewise_linear()
+        if not pwl.is_relu_mlp:
+            return "branch-and-bound handles affine/ReLU chains only (this network has max-pooling)"
+        if not any(isinstance(layer, Relu) for layer in pwl.layers):
+            return ("branch and bound needs at least one ReLU layer; this network is affine, so the bound "
+                    "engines bound each output row exactly on it")
+        return None
+
+    def run(self, problem, case: Case, budget: Budget) -> Proven | Falsified | Unknown:
+        settings = dataclasses.replace(self.settings, tolerances=problem.tolerances)
+        return run(problem.piecewise_linear(), problem.network, case, budget, seed=problem.seed, settings=settings)
+
+    def settings_dict(self) -> dict:
+        return settings_dict(self.settings)

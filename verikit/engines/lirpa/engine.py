@@ -20,13 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verikit.engines.lirpa import support
+from verikit.engines.lirpa import METHODS, support
 from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
 from verikit.core.errors import ExitCode, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget, Certificate, DisjunctBounds, Proven, StepTimer, Unknown
+from verikit.core.settings import settings_dict
 from verikit.core.property import Box, Case
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "DeviceUnavailableError", "prepare", "margin_lower_bounds", "output_bounds", "run", "bound_case",
 ]
 
-METHODS = ("ibp", "crown", "alpha-crown")
 _LIRPA_METHOD = {"ibp": "IBP", "crown": "CROWN", "alpha-crown": "CROWN-Optimized"}
 
 REFUTATION_RTOL = 1e-5
@@ -326,3 +326,37 @@ def bound_case(
     except BoundsError as error:
         return Unknown(f"bounds engine cannot handle this network: {error}")
     return run(bounded, case, budget, method=method)
+
+
+@dataclass(frozen=True)
+class BoundsSettings:
+    """α-CROWN's optimisation: at most `alpha_iterations` steps of size `alpha_lr` (stops once proven)."""
+
+    alpha_iterations: int = ALPHA_ITERATIONS
+    alpha_lr: float = ALPHA_LR
+
+
+@dataclass(frozen=True)
+class BoundsEngine:
+    """IBP, CROWN or α-CROWN (auto_LiRPA) behind the Engine protocol; `method` picks which."""
+
+    method: str = "crown"
+    settings: BoundsSettings = BoundsSettings()
+    name = "bounds"
+
+    def __post_init__(self) -> None:
+        _check_method(self.method)
+
+    def supports(self, problem) -> str | None:
+        try:
+            problem.lirpa()
+        except BoundsError as limitation:
+            return f"bounds engine cannot handle this network: {limitation}"
+        return None
+
+    def run(self, problem, case: Case, budget: Budget) -> Proven | Unknown:
+        return run(problem.lirpa(), case, budget, method=self.method, iterations=self.settings.alpha_iterations,
+                   lr=self.settings.alpha_lr)
+
+    def settings_dict(self) -> dict:
+        return settings_dict(self.settings)

@@ -26,7 +26,7 @@ from verikit.engines.crown import propagate as crown
 from verikit.core.pwl import Affine, MaxGroups, PiecewiseLinear, Relu
 from verikit.core.property import Box, Case
 
-RELU_ENCODINGS = ("if", "if-triangle", "bool-triangle")
+from verikit.engines.smt.settings import RELU_ENCODINGS  # noqa: E402  (one list, kept light for the scheduler)
 
 # Own float64 interval arithmetic: a dot product of n terms errs by at most about n * 1.1e-16 times the
 # sum of the magnitudes of its products, so 1e-10 of that sum covers n up to ~10^5.

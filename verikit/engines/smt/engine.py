@@ -46,7 +46,7 @@ SEMANTICS = (
     "exact over the reals for the float64 weights (each float as its exact rational); "
     "the ONNX network computes in float32, so unsat is proven for the real-valued network"
 )
-DEFAULT_RELU_ENCODING = "if-triangle"
+from verikit.engines.smt.settings import DEFAULT_RELU_ENCODING  # noqa: E402
 BOUND_BITS = 6  # significant bits bounds keep after outward rounding (see smt_encoding.coarsen)
 # Caller bounds may come from float32 (CROWN on a GPU): widened by 1e-5 relative plus 1e-6 absolute.
 # Our own float64 CROWN bounds already carry a rounding allowance; widened by 1e-9 relative on top.

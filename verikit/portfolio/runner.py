@@ -1,0 +1,128 @@
+"""Run the schedule: every stage on every open case, under one budget, until each case is decided."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from verikit.core.errors import EngineLimitation, ModelError
+from verikit.core.network import Network
+from verikit.core.property import Case, Property
+from verikit.core.result import Budget, CaseResult, Falsified, Outcome, Proven, Result, Unknown, Verdict
+from verikit.engines.problem import Problem
+from verikit.portfolio.options import Options
+from verikit.portfolio.schedule import Stage, notes, plan
+
+
+@dataclass
+class _Progress:
+    open_cases: dict[int, Case]
+    results: dict[int, CaseResult] = field(default_factory=dict)
+    attempts: dict[int, list[dict]] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _stage_budget(stage: Stage, total: Budget, open_count: int) -> Budget:
+    if stage.per_case:
+        return total.share(1.0 / max(1, open_count))
+    return total.share(stage.share)
+
+
+def _attempt(stage: Stage, problem: Problem, case: Case, budget: Budget) -> Outcome:
+    """One engine on one case; what it cannot handle becomes Unknown with the reason."""
+    reason = stage.engine.supports(problem)
+    if reason is not None:
+        return Unknown(f"{stage.label}: {reason}")
+    try:
+        return stage.engine.run(problem, case, budget)
+    except EngineLimitation as limitation:
+        return Unknown(f"{stage.label}: {limitation}")
+
+
+def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budget) -> Falsified | None:
+    for index in sorted(progress.open_cases):
+        if total.expired():
+            return None
+        case = progress.open_cases[index]
+        started = time.monotonic()
+        outcome = _attempt(stage, problem, case, _stage_budget(stage, total, len(progress.open_cases)))
+        seconds = time.monotonic() - started
+        progress.stage_seconds[stage.label] = progress.stage_seconds.get(stage.label, 0.0) + seconds
+        attempt = {"engine": stage.engine.name, "method": stage.engine.method, "seconds": round(seconds, 4),
+                   "outcome": type(outcome).__name__.lower()}
+        if isinstance(outcome, Unknown):
+            attempt["reason"] = outcome.reason
+            if outcome.bounds:
+                attempt["best_lower_bounds"] = [round(b.best, 6) for b in outcome.bounds]
+        progress.attempts.setdefault(index, []).append(attempt)
+        previous = progress.results.get(index)
+        if isinstance(outcome, Unknown) and not outcome.bounds and previous and previous.outcome.bounds:
+            outcome = replace(outcome, bounds=previous.outcome.bounds)  # keep the latest bounds computed
+        progress.results[index] = CaseResult(index, outcome, stage.engine.name, stage.engine.method, seconds)
+        if isinstance(outcome, Unknown):
+            continue
+        del progress.open_cases[index]
+        if isinstance(outcome, Falsified):
+            return outcome
+    return None
+
+
+def verify(network: Network, prop: Property, options: Options = Options(), *,
+           budget: Budget | None = None) -> Result:
+    """Decide `prop` on `network` within `budget` (default: `options.timeout` seconds from now); engine
+    limits become `unknown`.
+
+    The torch translation is checked against onnxruntime on every case's box first (a mismatch is an
+    `error` verdict). Internal errors (bugs) propagate; verikit.run turns them into results.
+    """
+    from verikit.onnx.load import check_translation
+
+    started = time.monotonic()
+    total = budget or Budget.seconds(options.timeout)
+    stages = plan(options)
+    settings = options.as_dict()
+    settings["notes"] = notes(options)
+    result = Result(
+        verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
+        model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
+        settings=settings, spec_notes=tuple(prop.notes),
+    )
+    try:
+        for case in prop.cases:
+            check_translation(network, case.box, seed=options.seed)
+    except ModelError as error:
+        return replace(result, verdict=Verdict.ERROR, reason=str(error), error_kind="bad-input",
+                       seconds=time.monotonic() - started)
+
+    problem = Problem(network, seed=options.seed, tolerances=options.tolerances, device=options.device)
+    progress = _Progress(open_cases=dict(enumerate(prop.cases)))
+    for stage in stages:
+        if not progress.open_cases or total.expired():
+            break
+        if _run_stage(stage, problem, progress, total) is not None:
+            break
+
+    cases = [progress.results.get(i) or CaseResult(i, Unknown("no engine ran on this case"), "", "", 0.0)
+             for i in range(len(prop.cases))]
+    for case_result in cases:
+        case_result.attempts = progress.attempts.get(case_result.index, [])
+    schedule = [{**stage.as_dict(), "seconds": round(progress.stage_seconds.get(stage.label, 0.0), 4)}
+                for stage in stages]
+    return replace(result, cases=cases, seconds=time.monotonic() - started, schedule=schedule,
+                   **_summarise(cases, total))
+
+
+def _summarise(cases: list[CaseResult], total: Budget) -> dict:
+    falsified = [c for c in cases if isinstance(c.outcome, Falsified)]
+    if falsified:
+        return {"verdict": Verdict.FALSIFIED, "engine": falsified[0].engine, "method": falsified[0].method,
+                "reason": f"counterexample in case {falsified[0].index}, replayed through onnxruntime"}
+    if all(isinstance(c.outcome, Proven) for c in cases):
+        engines = sorted({c.engine for c in cases})
+        methods = sorted({c.method for c in cases})
+        return {"verdict": Verdict.VERIFIED, "engine": "+".join(engines), "method": "+".join(methods),
+                "reason": f"all {len(cases)} case(s) proven ({', '.join(methods)})"}
+    open_reasons = [f"case {c.index}: {c.outcome.reason}" for c in cases if isinstance(c.outcome, Unknown)]
+    timed_out = total.expired() or any(c.outcome.timed_out for c in cases if isinstance(c.outcome, Unknown))
+    return {"verdict": Verdict.TIMEOUT if timed_out else Verdict.UNKNOWN, "engine": "", "method": "",
+            "reason": "; ".join(open_reasons[:3])}

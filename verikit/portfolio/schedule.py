@@ -1,0 +1,74 @@
+"""The schedule: the stages an Options asks for, cheapest first, each an engine and its share of the budget.
+
+Engine policy (what an engine can handle, its limits) lives in the engines' `supports`; this module only
+says which engine runs next and with how much time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from verikit.engines.attack.engine import AttackEngine
+from verikit.engines.bab.engine import BabEngine
+from verikit.engines.base import Engine
+from verikit.engines.lirpa.engine import BoundsEngine
+from verikit.engines.smt import SmtEngine
+from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
+from verikit.portfolio import METHODS
+from verikit.portfolio.options import Options
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One engine run on every open case. `share`: the fraction of the remaining budget one case may use;
+    `per_case`: split the remaining budget evenly over the open cases instead."""
+
+    engine: Engine
+    share: float = 1.0
+    per_case: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine.name}/{self.engine.method}"
+
+    def as_dict(self) -> dict:
+        budget = "even split over open cases" if self.per_case else f"{self.share:g} of the remaining time"
+        return {"stage": self.label, "budget": budget, "settings": self.engine.settings_dict()}
+
+
+def plan(options: Options) -> list[Stage]:
+    """The stages `options` asks for: attack, bounds (each method), branch and bound, SMT."""
+    alone = len(options.engines) == 1
+    stages: list[Stage] = []
+    if "attack" in options.engines:
+        if alone:
+            stages.append(Stage(AttackEngine(options.attack)))
+        else:
+            rounds = min(options.attack.rounds, options.portfolio.attack_rounds)
+            stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
+                                share=options.portfolio.attack_share))
+    if "bounds" in options.engines:
+        stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods)
+    if "bab" in options.engines:
+        stages.append(Stage(BabEngine(options.bab), per_case=True))
+    if "smt" in options.engines:
+        limit = options.smt.max_relus
+        if limit is None and not alone:
+            limit = AUTOMATIC_MAX_RELUS
+        stages.append(Stage(SmtEngine(options.smt, limit), per_case=True))
+    return stages
+
+
+def notes(options: Options) -> list[str]:
+    """Options some scheduled engine does not honour, said out loud (they go into the report)."""
+    said = []
+    cpu_only = [name for name in ("attack", "bab", "smt") if name in options.engines]
+    if options.device != "cpu" and cpu_only:
+        said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA); "
+                    f"{', '.join(cpu_only)} run on the CPU")
+    if "bab" in options.engines and tuple(options.methods) != METHODS:
+        said.append("--method selects the bounds engine's stages; branch and bound always uses its own "
+                    "CROWN with α optimisation")
+    if options.device != "cpu" and "bounds" not in options.engines:
+        said.append(f"--device {options.device} has no effect: the bounds engine does not run")
+    return said
