@@ -151,10 +151,6 @@ def _wait(child: int, deadline: float, ask: int, reply: int, on_expiry: Callable
     signal.signal(signal.SIGTERM, end_child)
     signal.signal(signal.SIGHUP, end_child)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child too; it answers `interrupted`
-    try:  # this process sleeps until the deadline: where allowed, let it run as soon as it wakes
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
-    except (AttributeError, OSError):
-        pass
     while (remaining := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([ask], [], [], remaining)
         if not ready:
