@@ -88,6 +88,9 @@ def run_tool(command: list[str], instance: Instance, timeout: float, result: Pat
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, 9)  # the tool's own process group (nnenum starts workers)
         code = process.wait()
+    except BaseException:  # the harness itself is stopped: take the running tool along
+        os.killpg(process.pid, 9)
+        raise
     return time.monotonic() - started, code
 
 
