@@ -110,3 +110,25 @@ def test_the_schedule_follows_the_options():
 def test_options_validate_themselves(bad):
     with pytest.raises(SettingError):
         Options(**bad)
+
+
+def test_adaptive_schedule_goes_straight_to_branch_and_bound_on_few_inputs():
+    from verikit.engines.problem import Problem
+    from verikit.onnx.load import load_network
+
+    problem = Problem(load_network(TINY))
+    labels = [stage.label for stage in plan(Options(), problem)]
+    assert labels == ["attack/pgd", "bab/crown", "smt/z3"]
+    assert any("adaptive schedule" in note for note in notes(Options(), problem))
+    full = Options().with_settings(["portfolio.schedule=full"])
+    assert [stage.label for stage in plan(full, problem)][1:4] == ["bounds/ibp", "bounds/crown", "bounds/alpha-crown"]
+    chosen = Options(methods=("crown",))  # the user chose bound methods: they run
+    assert "bounds/crown" in [stage.label for stage in plan(chosen, problem)]
+
+
+def test_adaptive_schedule_keeps_bounds_for_many_inputs():
+    from verikit.engines.problem import Problem
+    from verikit.onnx.load import load_network
+
+    problem = Problem(load_network(ROOT / "models" / "digits_mlp.onnx"))
+    assert "bounds/crown" in [stage.label for stage in plan(Options(), problem)]

@@ -10,7 +10,8 @@ import pytest
 from onnx_factory import GraphBuilder, mlp
 from verikit.engines.smt import engine as smt
 from verikit.core.pwl import MaxGroups, PiecewiseLinear
-from verikit.engines.smt.encoding import Encoding, coarsen, interval_bounds
+from verikit.engines.crown.interval import interval_bounds
+from verikit.engines.smt.encoding import Encoding, coarsen
 from verikit.onnx.load import load_network_bytes
 from verikit.core.network import Network
 from verikit.onnx.pwl import to_piecewise_linear

@@ -26,6 +26,7 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.engines.attack.pgd import NORMS, PGDSettings, pgd_batch
+from verikit.engines.lirpa import METHODS
 from verikit.core.errors import DataError, ExitCode, ModelError, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget

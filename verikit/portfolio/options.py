@@ -28,10 +28,13 @@ class PortfolioSettings:
 
     attack_share: float = 0.1
     attack_rounds: int = 2
+    schedule: str = "adaptive"  # "adaptive": skip stages this problem does not need (schedule.py); "full": all
 
     def __post_init__(self) -> None:
         if not 0.0 < self.attack_share <= 1.0:
             raise SettingError(f"setting portfolio.attack_share must be in (0, 1], got {self.attack_share}")
+        if self.schedule not in ("adaptive", "full"):
+            raise SettingError(f"setting portfolio.schedule must be adaptive or full, got {self.schedule!r}")
 
 
 #: The settings groups `--set GROUP.FIELD=VALUE` reaches, by the Options field that holds each.

@@ -79,9 +79,10 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
 
     started = time.monotonic()
     total = budget or Budget.seconds(options.timeout)
-    stages = plan(options)
+    problem = Problem(network, seed=options.seed, tolerances=options.tolerances, device=options.device)
+    stages = plan(options, problem)
     settings = options.as_dict()
-    settings["notes"] = notes(options)
+    settings["notes"] = notes(options, problem)
     result = Result(
         verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
         model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
@@ -94,7 +95,6 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
         return replace(result, verdict=Verdict.ERROR, reason=str(error), error_kind="bad-input",
                        seconds=time.monotonic() - started)
 
-    problem = Problem(network, seed=options.seed, tolerances=options.tolerances, device=options.device)
     progress = _Progress(open_cases=dict(enumerate(prop.cases)))
     for stage in stages:
         if not progress.open_cases or total.expired():

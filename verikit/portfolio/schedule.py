@@ -12,6 +12,7 @@ from verikit.engines.attack.engine import AttackEngine
 from verikit.engines.bab.engine import BabEngine
 from verikit.engines.base import Engine
 from verikit.engines.lirpa.engine import BoundsEngine
+from verikit.engines.problem import Problem
 from verikit.engines.smt import SmtEngine
 from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
 from verikit.portfolio import METHODS
@@ -36,8 +37,28 @@ class Stage:
         return {"stage": self.label, "budget": budget, "settings": self.engine.settings_dict()}
 
 
-def plan(options: Options) -> list[Stage]:
-    """The stages `options` asks for: attack, bounds (each method), branch and bound, SMT."""
+def bab_first(options: Options, problem: Problem | None) -> str | None:
+    """Why the bounds stages can be skipped on this problem, or None.
+
+    With few inputs and a ReLU MLP, branch and bound splits the input box and bounds every box with its
+    own float-safe CROWN, so its root bound decides what IBP/CROWN would, and α is applied inside the
+    search where it pays (BabSettings.input_alpha_after); auto_LiRPA's tracing and its all-or-nothing
+    α-CROWN stage in front of the search only cost time (measured: benchmarks/README.md).
+    """
+    if options.portfolio.schedule != "adaptive" or problem is None or "bab" not in options.engines:
+        return None
+    if tuple(options.methods) != METHODS or options.bab.branching == "relu":
+        return None  # the user chose bound methods or a branching: run what was asked
+    inputs = problem.network.n_inputs
+    if inputs > options.bab.input_split_max_dims or BabEngine(options.bab).supports(problem) is not None:
+        return None
+    return (f"adaptive schedule: {inputs} inputs and a ReLU MLP, so branch and bound (input splitting) runs "
+            "right after the attack and the auto_LiRPA bounds stages are skipped "
+            "(--set portfolio.schedule=full runs them)")
+
+
+def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
+    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound, SMT."""
     alone = len(options.engines) == 1
     stages: list[Stage] = []
     if "attack" in options.engines:
@@ -47,7 +68,7 @@ def plan(options: Options) -> list[Stage]:
             rounds = min(options.attack.rounds, options.portfolio.attack_rounds)
             stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
                                 share=options.portfolio.attack_share))
-    if "bounds" in options.engines:
+    if "bounds" in options.engines and bab_first(options, problem) is None:
         stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))
@@ -59,9 +80,9 @@ def plan(options: Options) -> list[Stage]:
     return stages
 
 
-def notes(options: Options) -> list[str]:
-    """Options some scheduled engine does not honour, said out loud (they go into the report)."""
-    said = []
+def notes(options: Options, problem: Problem | None = None) -> list[str]:
+    """Options some scheduled engine does not honour, and stages skipped, said out loud (for the report)."""
+    said = [reason for reason in [bab_first(options, problem)] if reason]
     cpu_only = [name for name in ("attack", "bab", "smt") if name in options.engines]
     if options.device != "cpu" and cpu_only:
         said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA); "

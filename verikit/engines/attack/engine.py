@@ -1,7 +1,8 @@
 """PGD falsification: search the box for an input whose output satisfies some disjunct.
 
-The loss of a point is `min over disjuncts of max over rows of (C y - d)`: it is <= 0 exactly when some
-conjunction holds. Restarts run as one batch; candidates become counterexamples only through
+The loss of a point is `min over disjuncts of max over rows of (C y - d)` (SpecRows.violation): it is
+<= 0 exactly when some conjunction holds. Each round runs its restarts as one batch through the PGD loop
+(verikit.engines.attack.pgd.pgd); candidates become counterexamples only through
 `verikit.witness.replay` (onnxruntime replay).
 """
 
@@ -17,6 +18,8 @@ from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
 from verikit.core.settings import settings_dict
 from verikit.core.property import Case
+from verikit.engines.attack.pgd import PGDState, pgd, uniform_starts
+from verikit.engines.spec_rows import SpecRows
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 
 
@@ -31,23 +34,6 @@ class AttackSettings:
     check_every: int = 10
     candidates_per_check: int = 4
     max_batch_elements: int = 4_000_000  # restarts x n_inputs cap, keeps memory bounded
-
-
-def _spec_tensors(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stacked rows C (R, m), d (R,) and the disjunct id of each row (R,)."""
-    rows = [(c.C, c.d, index) for index, c in enumerate(case.disjuncts)]
-    C = torch.as_tensor(np.concatenate([r[0] for r in rows]), dtype=torch.float32)
-    d = torch.as_tensor(np.concatenate([r[1] for r in rows]), dtype=torch.float32)
-    owner = torch.as_tensor(np.concatenate([np.full(r[1].size, r[2]) for r in rows]), dtype=torch.long)
-    return C, d, owner
-
-
-def disjunction_loss(y: torch.Tensor, C: torch.Tensor, d: torch.Tensor, owner: torch.Tensor, count: int) -> torch.Tensor:
-    """min_k max_{r in k} (C y - d)_r for outputs y (B, m) → (B,); <= 0 iff some disjunct holds."""
-    margins = y @ C.T - d  # (B, R)
-    per_disjunct = torch.full((y.shape[0], count), -math.inf, dtype=y.dtype)
-    per_disjunct = per_disjunct.scatter_reduce(1, owner.expand_as(margins), margins, reduce="amax")
-    return per_disjunct.min(dim=1).values
 
 
 def run(
@@ -67,38 +53,43 @@ def run(
             return Falsified(found)
     if not case.disjuncts:
         return Unknown("case has no disjunct: nothing can violate it")
-    C, d, owner = _spec_tensors(case)
-    count = len(case.disjuncts)
-    lower = torch.tensor(box.lower, dtype=torch.float32)
-    upper = torch.tensor(box.upper, dtype=torch.float32)
-    width = upper - lower
+    spec = SpecRows.of(case, torch.float32)
     generator = torch.Generator().manual_seed(seed)
     restarts = max(1, min(settings.restarts, settings.max_batch_elements // max(1, box.size)))
+    lower = torch.tensor(box.lower, dtype=torch.float32).expand(restarts, -1)
+    upper = torch.tensor(box.upper, dtype=torch.float32).expand(restarts, -1)
+    width = upper - lower
     best_loss = math.inf
 
     found = validate_batch(network, case, np.stack([box.center, box.lower, box.upper]), tolerances)
     if found is not None:
         return Falsified(found)
 
+    def violation(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        return spec.violation(network.module(x))
+
+    def replay_promising(state: PGDState) -> bool:
+        """Every `check_every` steps and at the last, replay the few best points that violate in torch."""
+        nonlocal found
+        if state.step % settings.check_every and state.step != settings.steps - 1:
+            return False
+        order = torch.argsort(state.loss)[: settings.candidates_per_check]
+        promising = order[state.loss[order] <= 1e-4 * (1 + state.loss.abs()[order])]
+        if promising.numel():
+            found = validate_batch(network, case, state.x[promising].double().numpy(), tolerances)
+        return found is not None
+
     for _ in range(settings.rounds):
-        x = lower + width * torch.rand((restarts, box.size), generator=generator)
-        for step in range(settings.steps):
-            if budget.expired():
-                return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})", timed_out=True)
-            x.requires_grad_(True)
-            loss = disjunction_loss(network.module(x), C, d, owner, count)
-            (gradient,) = torch.autograd.grad(loss.sum(), x)
-            with torch.no_grad():
-                best_loss = min(best_loss, float(loss.min()))
-                if step % settings.check_every == 0 or step == settings.steps - 1:
-                    order = torch.argsort(loss)[: settings.candidates_per_check]
-                    promising = order[loss[order] <= 1e-4 * (1 + loss.abs()[order])]
-                    if promising.numel():
-                        found = validate_batch(network, case, x[promising].double().numpy(), tolerances)
-                        if found is not None:
-                            return Falsified(found)
-                fraction = settings.step_fraction * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-                x = torch.minimum(torch.maximum(x - fraction * width * gradient.sign(), lower), upper)
+        # `steps` moves of which the last is never evaluated, so the loop evaluates steps - 1 of them
+        search = pgd(violation, uniform_starts(lower, upper, generator), lower, upper, steps=settings.steps - 1,
+                     horizon=settings.steps, fraction=settings.step_fraction, scale=width, budget=budget,
+                     check=replay_promising)
+        if search.best_loss.numel():
+            best_loss = min(best_loss, float(search.best_loss.min()))
+        if found is not None:
+            return Falsified(found)
+        if search.timed_out:
+            return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})", timed_out=True)
     return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})")
 
 

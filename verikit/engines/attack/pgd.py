@@ -1,15 +1,21 @@
-"""Batched PGD on many labelled samples at once, under an L∞ box or an L2 ball (raw input units).
+"""The one PGD loop (`pgd`), and its batched use on labelled samples (`pgd_batch`, the dataset audit).
 
-The search runs in raw units: the model sees `(x - mean) / std`. Each sample gets `restarts` starts
-(the first at the clean point, the rest random), all advanced together in one batch. The loss is the
-classification margin `y_label - max_{j != label} y_j`; a sample is broken (in torch) once it is < 0,
-and then stops moving. The result is only a candidate per sample: callers must replay it through
-onnxruntime (verikit.witness.replay) before counting it.
+`pgd` minimises a loss of the network output from a batch of start points, each row inside its own box
+(and, optionally, its own L2 ball): signed-gradient steps in a box, normalised-gradient steps in a ball,
+on a cosine schedule. The attack engine (the spec's disjunction loss, verikit.engines.spec_rows), branch
+and bound (the same loss inside open boxes) and `pgd_batch` (the classification margin) call it; each
+keeps only its own setup and its early-exit check. Whatever it finds is only a candidate: callers
+replay it through onnxruntime (verikit.witness.replay) before calling it a counterexample.
+
+`pgd_batch` runs in raw units (the model sees `(x - mean) / std`). Each sample gets `restarts` starts
+(the first at the clean point, the rest random), all advanced together. The loss is the margin
+`y_label - max_{j != label} y_j`; a sample is broken (in torch) once it is < 0, and then stops moving.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +48,114 @@ class Candidates:
     timed_out: bool = False
 
 
+@dataclass(eq=False)
+class PGDState:
+    """What an early-exit check sees after each evaluation (step 0..steps): the current points x (N, n)
+    and their loss (N,) (+inf on rows not searched), the best point (N, n) and loss (N,) per row so far,
+    and the rows still searched, `active` (N,) bool."""
+
+    step: int
+    x: torch.Tensor
+    loss: torch.Tensor
+    best_x: torch.Tensor
+    best_loss: torch.Tensor
+    active: torch.Tensor
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Search from now on only the active rows that `rows` (N,) bool marks."""
+        self.active = self.active & rows
+
+
+@dataclass(frozen=True, eq=False)
+class Search:
+    """The best point (N, n) and loss (N,) per row, the step that first reached it (N,) (steps + 1 where
+    none did); whether the budget ran out or the check stopped the search."""
+
+    best_x: torch.Tensor
+    best_loss: torch.Tensor
+    best_step: torch.Tensor
+    timed_out: bool = False
+    stopped: bool = False
+
+
+Loss = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+"""(points (M, n), their row indices (M,) or None for all rows) -> loss (M,) to minimise."""
+
+
+def uniform_starts(lower: torch.Tensor, upper: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Points drawn uniformly in the boxes [lower, upper] (N, n), one per row."""
+    return lower + (upper - lower) * torch.rand(lower.shape, generator=generator, dtype=lower.dtype)
+
+
+def pgd(
+    loss_of: Loss,
+    starts: torch.Tensor,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    *,
+    steps: int,
+    fraction: float,
+    scale: torch.Tensor | float = 1.0,
+    horizon: int | None = None,
+    ball: tuple[torch.Tensor, float] | None = None,
+    budget: Budget | None = None,
+    check: Callable[[PGDState], bool] | None = None,
+) -> Search:
+    """Minimise `loss_of` from starts (N, n), each row kept in its box [lower, upper] (N, n).
+
+    The loss is evaluated at steps 0..steps, with `steps` moves between: step t moves by
+    `fraction * ½(1 + cos(π t / horizon)) * scale` (horizon defaults to steps; scale is a scalar or per
+    coordinate (N, n)) along -sign(gradient) or, with `ball` = (centres (N, n), radius), along the
+    normalised -gradient, then projects into the ball ∩ box. Stops early when the budget runs out
+    (timed_out), when `check` returns True (stopped), or when `check` kept no row (PGDState.keep).
+    """
+    x = starts.detach().clone()
+    rows_total = x.shape[0]
+    best_x = x.clone()
+    best = torch.full((rows_total,), math.inf, dtype=x.dtype)
+    best_step = torch.full((rows_total,), steps + 1, dtype=torch.long)
+    active, all_active = torch.ones(rows_total, dtype=torch.bool), True
+    horizon = steps if horizon is None else horizon
+    for step in range(steps + 1):
+        if budget is not None and budget.expired():
+            return Search(best_x, best, best_step, timed_out=True)
+        rows = None if all_active else active.nonzero()[:, 0]
+        if rows is not None and rows.numel() == 0:
+            break
+        with torch.enable_grad():
+            xs = (x if rows is None else x[rows]).detach().requires_grad_(step < steps)
+            loss = loss_of(xs, rows)
+            gradient = torch.autograd.grad(loss.sum(), xs)[0] if step < steps else None
+        with torch.no_grad():
+            loss = loss.detach()
+            if rows is not None:
+                loss = torch.full((rows_total,), math.inf, dtype=loss.dtype).index_copy(0, rows, loss)
+            better = loss < best
+            best_x = torch.where(better.unsqueeze(1), x, best_x)
+            best = torch.where(better, loss, best)
+            best_step = torch.where(better, step, best_step)
+            if check is not None:
+                state = PGDState(step, x, loss, best_x, best, active)
+                if check(state):
+                    return Search(best_x, best, best_step, stopped=True)
+                if state.active is not active:
+                    active, all_active = state.active, bool(state.active.all())
+            if gradient is None:
+                break
+            size = fraction * 0.5 * (1 + math.cos(math.pi * step / horizon))
+            if ball is None:
+                moved = xs.detach() - size * scale * gradient.sign()
+            else:
+                length = torch.clamp(gradient.norm(dim=1, keepdim=True), min=1e-30)
+                moved = xs.detach() - size * scale * gradient / length
+            if rows is None:
+                x = _project(moved, lower, upper, ball)
+            else:
+                x[rows] = _project(moved, lower[rows], upper[rows],
+                                   None if ball is None else (ball[0][rows], ball[1]))
+    return Search(best_x, best, best_step)
+
+
 def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """y_label - max_{j != label} y_j for logits (B, K) → (B,)."""
     own = logits.gather(1, labels[:, None])[:, 0]
@@ -49,31 +163,31 @@ def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return own - others.max(dim=1).values
 
 
-def _project(x: torch.Tensor, x0: torch.Tensor, low: torch.Tensor, high: torch.Tensor, norm: str,
-             eps: float) -> torch.Tensor:
-    """Into the L∞ box [low, high] (already ∩ ball), or the L2 ball of radius ε around x0 ∩ [low, high]."""
-    if norm == "2":
-        delta = x - x0
+def _project(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+             ball: tuple[torch.Tensor, float] | None) -> torch.Tensor:
+    """Into the box [lower, upper], after the L2 ball (centres, radius) when given."""
+    if ball is not None:
+        center, radius = ball
+        delta = x - center
         length = delta.norm(dim=1, keepdim=True)
-        radius = eps * (1.0 - L2_SHRINK)
-        x = x0 + delta * torch.clamp(radius / torch.clamp(length, min=1e-30), max=1.0)
-    # x0 lies in [low, high], so clipping moves every coordinate towards x0: still inside the ball
-    return torch.minimum(torch.maximum(x, low), high)
+        x = center + delta * torch.clamp(radius / torch.clamp(length, min=1e-30), max=1.0)
+    # the centre lies in [lower, upper], so clipping moves every coordinate towards it: still in the ball
+    return torch.minimum(torch.maximum(x, lower), upper)
 
 
-def _starts(x0: torch.Tensor, low: torch.Tensor, high: torch.Tensor, norm: str, eps: float,
-            restarts: int, generator: torch.Generator) -> torch.Tensor:
-    """(B * restarts, n): restart 0 at the clean point, the others uniform in the box / ball."""
+def _starts(x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, restarts: int,
+            ball: bool, generator: torch.Generator) -> torch.Tensor:
+    """(B * restarts, n): restart 0 at the clean point x0 (B, n), the others uniform in the box / ball;
+    lo, hi are the boxes already repeated per restart (B * restarts, n)."""
     batch, n = x0.shape
     x = x0.repeat_interleave(restarts, dim=0)
-    lo, hi = low.repeat_interleave(restarts, dim=0), high.repeat_interleave(restarts, dim=0)
-    if norm == "inf":
-        start = lo + (hi - lo) * torch.rand(x.shape, generator=generator, dtype=x.dtype)
+    if not ball:
+        start = uniform_starts(lo, hi, generator)
     else:
         direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         direction = direction / torch.clamp(direction.norm(dim=1, keepdim=True), min=1e-30)
         radius = eps * torch.rand((x.shape[0], 1), generator=generator, dtype=x.dtype) ** (1.0 / n)
-        start = _project(x + direction * radius, x, lo, hi, norm, eps)
+        start = _project(x + direction * radius, lo, hi, (x, eps * (1.0 - L2_SHRINK)))
     first = torch.arange(batch) * restarts
     start[first] = x0
     return start
@@ -84,46 +198,30 @@ def _chunk(module: torch.nn.Module, x0: np.ndarray, labels: np.ndarray, low: np.
            generator: torch.Generator, budget: Budget | None) -> Candidates:
     restarts = settings.restarts
     base = torch.as_tensor(x0, dtype=torch.float32)
-    lab = torch.as_tensor(labels, dtype=torch.long)
-    lo, hi = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
-    x = _starts(base, lo, hi, norm, eps, restarts, generator)
-    rows_x0, rows_lab = base.repeat_interleave(restarts, 0), lab.repeat_interleave(restarts, 0)
-    rows_lo, rows_hi = lo.repeat_interleave(restarts, 0), hi.repeat_interleave(restarts, 0)
-    owner = torch.arange(base.shape[0]).repeat_interleave(restarts)
-    best_x, best_margin = base.clone(), torch.full((base.shape[0],), math.inf)
-    active = torch.ones(x.shape[0], dtype=torch.bool)
-    timed_out = False
-    for step in range(settings.steps + 1):
-        if budget is not None and budget.expired():
-            timed_out = True
-            break
-        rows = active.nonzero()[:, 0]
-        if rows.numel() == 0:
-            break
-        xs = x[rows].clone().requires_grad_(step < settings.steps)
-        margin = _margins(module((xs - mean) / std), rows_lab[rows])
-        with torch.no_grad():
-            # samples are active or not as a whole, so the active rows form blocks of `restarts`
-            samples = owner[rows[::restarts]]
-            lowest, which = margin.reshape(-1, restarts).min(dim=1)
-            better = lowest < best_margin[samples]
-            picked = xs.detach().reshape(-1, restarts, xs.shape[1])[torch.arange(samples.numel()), which]
-            best_margin[samples[better]] = lowest[better]
-            best_x[samples[better]] = picked[better]
-        if step == settings.steps:
-            break
-        (gradient,) = torch.autograd.grad(margin.sum(), xs)
-        with torch.no_grad():
-            size = settings.step_fraction * 2.0 * eps * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-            if norm == "inf":
-                moved = xs - size * gradient.sign()
-            else:
-                length = torch.clamp(gradient.norm(dim=1, keepdim=True), min=1e-30)
-                moved = xs - size * gradient / length
-            x[rows] = _project(moved, rows_x0[rows], rows_lo[rows], rows_hi[rows], norm, eps)
-            if step % settings.check_every == settings.check_every - 1:
-                active &= best_margin[owner] >= 0  # a sample broken in torch stops searching
-    return Candidates(best_x.double().numpy(), best_margin.double().numpy(), timed_out)
+    lo = torch.as_tensor(low, dtype=torch.float32).repeat_interleave(restarts, 0)
+    hi = torch.as_tensor(high, dtype=torch.float32).repeat_interleave(restarts, 0)
+    rows_label = torch.as_tensor(labels, dtype=torch.long).repeat_interleave(restarts, 0)
+    ball = (base.repeat_interleave(restarts, 0), eps * (1.0 - L2_SHRINK)) if norm == "2" else None
+    starts = _starts(base, lo, hi, eps, restarts, ball is not None, generator)
+
+    def margins(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        return _margins(module((x - mean) / std), rows_label if rows is None else rows_label[rows])
+
+    def stop_broken_samples(state: PGDState) -> bool:
+        if state.step % settings.check_every == settings.check_every - 1:
+            per_sample = state.best_loss.reshape(-1, restarts).amin(dim=1)
+            state.keep((per_sample >= 0).repeat_interleave(restarts))  # broken in torch: stop searching
+        return False
+
+    search = pgd(margins, starts, lo, hi, steps=settings.steps, fraction=settings.step_fraction * 2.0 * eps,
+                 ball=ball, budget=budget, check=stop_broken_samples)
+    # per sample the lowest margin; on a tie the earliest step, then the first restart
+    loss = search.best_loss.reshape(-1, restarts)
+    margin = loss.min(dim=1).values
+    tied = loss == margin.unsqueeze(1)
+    which = torch.where(tied, search.best_step.reshape(-1, restarts), settings.steps + 2).argmin(dim=1)
+    best_x = search.best_x.reshape(-1, restarts, base.shape[1])[torch.arange(base.shape[0]), which]
+    return Candidates(best_x.double().numpy(), margin.double().numpy(), search.timed_out)
 
 
 def pgd_batch(

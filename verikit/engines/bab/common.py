@@ -1,15 +1,16 @@
-"""Pieces shared by the branch-and-bound loops: settings, the stacked spec, in-domain search for
-counterexamples, and the bookkeeping that turns a finished search into an Outcome."""
+"""Pieces shared by the branch-and-bound loops: settings, candidate replay, and the bookkeeping that
+turns a finished search into an Outcome. The stacked spec is verikit.engines.spec_rows.SpecRows; the
+in-box search is verikit.engines.attack.pgd.pgd."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from verikit.engines.crown.propagate import SpecBounds
+from verikit.engines.spec_rows import SpecRows
 from verikit.core.network import Network
 from verikit.core.result import Certificate, DisjunctBounds, Falsified, Proven, Unknown
 from verikit.core.property import Case
@@ -47,74 +48,9 @@ class BabSettings:
     tolerances: Tolerances = field(default=STRICT)
 
 
-@dataclass(eq=False)
-class SpecRows:
-    """The disjuncts of a case stacked: C (R, n_out), d (R,), owner (R,) = disjunct index of each row."""
-
-    C: torch.Tensor
-    d: torch.Tensor
-    owner: torch.Tensor
-    count: int
-
-    @classmethod
-    def of(cls, case: Case, dtype: torch.dtype) -> "SpecRows":
-        C = np.concatenate([c.C for c in case.disjuncts])
-        d = np.concatenate([c.d for c in case.disjuncts])
-        owner = np.concatenate([np.full(c.rows, k) for k, c in enumerate(case.disjuncts)])
-        return cls(torch.as_tensor(C, dtype=dtype), torch.as_tensor(d, dtype=dtype),
-                   torch.as_tensor(owner, dtype=torch.long), len(case.disjuncts))
-
-    def subset(self, keep: torch.Tensor, dtype: torch.dtype | None = None) -> "SpecRows":
-        """The rows `keep` (R,) bool, disjunct ids renumbered from 0."""
-        owner = torch.unique(self.owner[keep], sorted=True, return_inverse=True)[1]
-        dtype = dtype or self.C.dtype
-        return SpecRows(self.C[keep].to(dtype), self.d[keep].to(dtype), owner, int(owner.max()) + 1 if owner.numel() else 0)
-
-    def per_disjunct(self, rows: torch.Tensor, reduce: str = "amax") -> torch.Tensor:
-        """Reduce row values (B, R) to one value per disjunct (B, K) (max or min over its rows)."""
-        fill = -math.inf if reduce == "amax" else math.inf
-        out = torch.full((rows.shape[0], self.count), fill, dtype=rows.dtype)
-        return out.scatter_reduce(1, self.owner.expand_as(rows), rows, reduce=reduce)
-
-    def violation(self, y: torch.Tensor) -> torch.Tensor:
-        """min over disjuncts of max over its rows of C y - d, for outputs (B, n_out) → (B,); <= 0 iff
-        some disjunct holds."""
-        return self.per_disjunct(y @ self.C.T - self.d).min(dim=1).values
-
-    def best_row_of_worst_disjunct(self, lower_bounds: torch.Tensor) -> torch.Tensor:
-        """Per domain (B,): the row with the highest bound within the disjunct with the lowest such bound
-        (the disjunct closest to holding, and the row that keeps it from holding)."""
-        worst = self.per_disjunct(lower_bounds).argmin(dim=1)
-        in_worst = self.owner.unsqueeze(0) == worst.unsqueeze(1)
-        return torch.where(in_worst, lower_bounds, torch.full_like(lower_bounds, -math.inf)).argmax(dim=1)
-
-
 def minimising_corner(coeff: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """Corner of each box (B, n) minimising the linear functions coeff (B, n)."""
     return torch.where(coeff > 0, lower, upper)
-
-
-def pgd_in_boxes(net, spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor, starts: torch.Tensor,
-                 steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A few signed-gradient steps on `spec.violation(net.forward(x))` from starts (B, n) inside boxes
-    (B, n). Returns the best point seen per start (B, n) and its violation (B,)."""
-    x = starts.clone()
-    width = upper - lower
-    best_x, best = x.clone(), torch.full((x.shape[0],), math.inf, dtype=x.dtype)
-    for step in range(steps + 1):
-        with torch.enable_grad():
-            x.requires_grad_(True)
-            loss = spec.violation(net.forward(x))
-            gradient = torch.autograd.grad(loss.sum(), x)[0] if step < steps else None
-        with torch.no_grad():
-            better = loss < best
-            best_x[better] = x[better]
-            best = torch.minimum(best, loss)
-            if gradient is None:
-                break
-            size = 0.25 * 0.5 * (1 + math.cos(math.pi * step / steps))
-            x = torch.minimum(torch.maximum(x - size * width * gradient.sign(), lower), upper)
-    return best_x.detach(), best.detach()
 
 
 @dataclass

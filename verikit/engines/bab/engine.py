@@ -73,10 +73,10 @@ def run(
     if branching not in ("input", "relu"):
         return Unknown(f"unknown branching {settings.branching!r}")
     net = ReluMlp.from_pwl(pwl, settings.dtype)
-    exact = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64)
+    net64 = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64)
     spec = SpecRows.of(case, settings.dtype)
     search = bab_input.search if branching == "input" else bab_relu.search
-    return search(net, exact, network, case, spec, budget, settings, seed)
+    return search(net, net64, network, case, spec, budget, settings, seed)
 
 
 def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Falsified | Unknown | None:

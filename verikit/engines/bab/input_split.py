@@ -15,9 +15,9 @@ import torch
 
 from verikit.engines.bab import branching
 from verikit.engines.bab.common import (
-    BabSettings, SearchStats, SpecRows, Validator, minimising_corner, pgd_in_boxes, proven,
-    root_disjunct_bounds, unknown,
+    BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
+from verikit.engines.attack.pgd import pgd, uniform_starts
 from verikit.engines.crown.propagate import LayerBounds, ReluMlp, layer_bounds, round_outward, spec_bounds
 from verikit.engines.crown.optimise import optimise_spec
 from verikit.core.network import Network
@@ -71,11 +71,11 @@ def bisect(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor) -> tupl
             torch.stack([left_upper, upper], dim=1).reshape(-1, upper.shape[1]))
 
 
-def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: SpecRows, budget: Budget,
+def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: SpecRows, budget: Budget,
            settings: BabSettings, seed: int) -> Proven | Falsified | Unknown:
     """Input-splitting branch and bound on one case (finite box, at least one disjunct with rows).
 
-    `net` computes in the working dtype, `exact` is the same network in float64.
+    `net` computes in the working dtype, `net64` is the same network in float64.
     """
     if settings.input_score not in branching.INPUT_SCORES:
         return Unknown(f"unknown input_score {settings.input_score!r}; one of {branching.INPUT_SCORES}")
@@ -101,7 +101,7 @@ def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: Spe
         if not root:
             root = root_disjunct_bounds(bounds, spec, "crown")
         stats.count(lower.shape[0], int(depth.max()))
-        lower_bounds = _proven_lower_bounds(net, exact, spec, lower.detach(), upper.detach(), layers, bounds,
+        lower_bounds = _proven_lower_bounds(net, net64, spec, lower.detach(), upper.detach(), layers, bounds,
                                             settings, stats)
         per = spec.per_disjunct(lower_bounds)
         still_open = ~(per > 0).all(dim=1)
@@ -136,7 +136,7 @@ def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: Spe
     return proven("bab-input", stats.with_replays(validator), dtype=str(dtype).replace("torch.", ""))
 
 
-def _proven_lower_bounds(net: ReluMlp, exact: ReluMlp, spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor,
+def _proven_lower_bounds(net: ReluMlp, net64: ReluMlp, spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor,
                          layers: LayerBounds, bounds, settings: BabSettings, stats: SearchStats) -> torch.Tensor:
     """The best sound lower bounds (B, R) after the escalations: α-CROWN on open boxes (once the search
     is big), float64 for boxes that the working dtype proves only before its rounding allowance."""
@@ -156,7 +156,7 @@ def _proven_lower_bounds(net: ReluMlp, exact: ReluMlp, spec: SpecRows, lower: to
         index = nearly.nonzero().squeeze(1)
         lo, hi = lower[index].double(), upper[index].double()
         with torch.no_grad():
-            again = spec_bounds(exact, lo, hi, spec.C.double(), spec.d.double(), layer_bounds(exact, lo, hi))
+            again = spec_bounds(net64, lo, hi, spec.C.double(), spec.d.double(), layer_bounds(net64, lo, hi))
         lower_bounds[index] = torch.maximum(lower_bounds[index], again.lower.to(lower_bounds.dtype))
         stats.rechecked += int(index.numel())
     return lower_bounds
@@ -175,9 +175,9 @@ def _falsify(net: ReluMlp, spec: SpecRows, validator: Validator, lower: torch.Te
     worst = torch.arange(lower.shape[0] - 1, max(-1, lower.shape[0] - 1 - settings.attack_domains), -1)
     box_lo = lower[worst].repeat_interleave(settings.attack_restarts, dim=0)
     box_hi = upper[worst].repeat_interleave(settings.attack_restarts, dim=0)
-    starts = box_lo + (box_hi - box_lo) * torch.rand(box_lo.shape, generator=generator, dtype=box_lo.dtype)
-    x, loss = pgd_in_boxes(net, spec, box_lo, box_hi, starts, settings.attack_steps)
-    return validator.first(x, loss)
+    search = pgd(lambda x, rows: spec.violation(net.forward(x)), uniform_starts(box_lo, box_hi, generator),
+                 box_lo, box_hi, steps=settings.attack_steps, fraction=0.25, scale=box_hi - box_lo)
+    return validator.first(search.best_x, search.best_loss)
 
 
 def _bound_minimisers(spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor, coeff: torch.Tensor,

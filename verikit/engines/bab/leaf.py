@@ -35,7 +35,7 @@ def _affine_pieces(net: ReluMlp, bounds: LayerBounds, splits: list[torch.Tensor]
     return W @ A, W @ c + net.biases[-1].double().numpy(), G_rows, h_rows
 
 
-def settle_leaf(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows,
+def settle_leaf(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows,
                 x_lower: torch.Tensor, x_upper: torch.Tensor) -> tuple[list[np.ndarray], bool]:
     """One leaf (batch 1, float64 bounds): counterexample candidates and whether it is refuted (sound).
 
@@ -47,7 +47,7 @@ def settle_leaf(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor
     from scipy.optimize import linprog  # scipy.optimize takes 0.15-0.3 s to import; most runs need no LP
 
     lo, hi = x_lower[0].double().numpy(), x_upper[0].double().numpy()
-    A, c, G_rows, h_rows = _affine_pieces(exact, bounds64, splits)
+    A, c, G_rows, h_rows = _affine_pieces(net64, bounds64, splits)
     G, h = np.vstack(G_rows), np.concatenate(h_rows)
     C, d, owner = spec64.C.numpy(), spec64.d.numpy(), spec64.owner.numpy()
     n = A.shape[1]
@@ -61,7 +61,7 @@ def settle_leaf(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor
         cost[-1] = 1.0
         result = linprog(cost, A_ub=ub, b_ub=rhs, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
         if result.status == 2:  # the polytope is empty: refute with a multiple of its Farkas weights
-            refuted = refuted and _refute_empty(exact, bounds64, splits, spec64, k, G, h, x_lower, x_upper)
+            refuted = refuted and _refute_empty(net64, bounds64, splits, spec64, k, G, h, x_lower, x_upper)
             continue
         if result.status != 0:
             refuted = False
@@ -75,13 +75,13 @@ def settle_leaf(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor
         combined_C = torch.tensor(weights @ C[rows]).unsqueeze(0)
         combined_d = torch.tensor([weights @ d[rows]])
         with torch.no_grad():
-            bound = spec_bounds(exact, x_lower.double(), x_upper.double(), combined_C, combined_d, bounds64,
+            bound = spec_bounds(net64, x_lower.double(), x_upper.double(), combined_C, combined_d, bounds64,
                                 splits=splits, betas=_per_layer(multipliers, splits))
         refuted = refuted and bool(bound.lower[0, 0] > 0)
     return candidates, refuted
 
 
-def _refute_empty(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows, k: int,
+def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows, k: int,
                   G: np.ndarray, h: np.ndarray, x_lower: torch.Tensor, x_upper: torch.Tensor) -> bool:
     """Disjunct k on an empty leaf: min over the box of max_j (G x - h)_j = s* > 0 has dual weights μ
     (Σμ = 1) with μ·(G x - h) >= s* on the box, so row + M·μ·(split constraints) is positive for M large;
@@ -100,9 +100,9 @@ def _refute_empty(exact: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tens
     row = int((spec64.owner == k).nonzero()[0, 0])
     C, d = spec64.C[row : row + 1], spec64.d[row : row + 1]
     with torch.no_grad():
-        plain = spec_bounds(exact, x_lower.double(), x_upper.double(), C, d, bounds64).lower[0, 0]
+        plain = spec_bounds(net64, x_lower.double(), x_upper.double(), C, d, bounds64).lower[0, 0]
         scale = 2.0 * (1.0 + abs(float(plain))) / phase.fun
-        bound = spec_bounds(exact, x_lower.double(), x_upper.double(), C, d, bounds64, splits=splits,
+        bound = spec_bounds(net64, x_lower.double(), x_upper.double(), C, d, bounds64, splits=splits,
                             betas=_per_layer(scale * weights, splits))
     return bool(bound.lower[0, 0] > 0)
 

@@ -62,7 +62,7 @@ class _Search:
     """What the per-disjunct searches share: networks, root bounds (float64 and working dtype), box."""
 
     net: ReluMlp
-    exact: ReluMlp
+    net64: ReluMlp
     root64: LayerBounds
     root_work: LayerBounds
     x_lower: torch.Tensor  # (1, n) float64
@@ -73,11 +73,11 @@ class _Search:
     budget: Budget
 
 
-def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: SpecRows, budget: Budget,
+def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: SpecRows, budget: Budget,
            settings: BabSettings, seed: int) -> Proven | Falsified | Unknown:
     """ReLU-splitting branch and bound on one case (finite box, at least one disjunct with rows).
 
-    `net` computes in the working dtype, `exact` is the same network in float64. After the root, each
+    `net` computes in the working dtype, `net64` is the same network in float64. After the root, each
     disjunct open there gets its own search, most violated first: a disjunct's rows are all a domain
     needs to bound, and easy disjuncts close in shallow trees instead of riding along in the deepest one.
     """
@@ -88,17 +88,17 @@ def search(net: ReluMlp, exact: ReluMlp, network: Network, case: Case, spec: Spe
     x_upper = torch.as_tensor(case.box.upper.copy(), dtype=torch.float64).unsqueeze(0)
     spec64 = spec.subset(torch.ones_like(spec.owner, dtype=torch.bool), torch.float64)
 
-    root64 = optimise_layer_bounds(exact, x_lower, x_upper, layer_bounds(exact, x_lower, x_upper),
+    root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
-    root_bounds, root_params = optimise_spec(exact, x_lower, x_upper, spec64.C, spec64.d, root64,
+    root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
                                              steps=settings.relu_alpha_steps, lr=settings.relu_lr)
     stats.count(1, 0)
     root = root_disjunct_bounds(root_bounds, spec64, "alpha-crown")
-    found = _falsify(exact, spec64, validator, x_lower, x_upper, root_bounds.coeff, root_bounds.lower)
+    found = _falsify(net64, spec64, validator, x_lower, x_upper, root_bounds.coeff, root_bounds.lower)
     if found is not None:
         return found
     per = spec64.per_disjunct(root_bounds.lower)[0]
-    context = _Search(net, exact, root64, outward(root64, settings.dtype), x_lower, x_upper, validator, stats,
+    context = _Search(net, net64, root64, outward(root64, settings.dtype), x_lower, x_upper, validator, stats,
                       settings, budget)
     for k in torch.argsort(per).tolist():
         if per[k] > 0:
@@ -146,7 +146,7 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
         done = (per > 0).all(dim=1)
         nearly = ~done & (rows.per_disjunct(result.lower + result.slack) > 0).all(dim=1)
         if bool(nearly.any()):
-            done = done | _recheck(ctx.exact, ctx.root64, rows64, ctx.x_lower, ctx.x_upper, splits, params, nearly)
+            done = done | _recheck(ctx.net64, ctx.root64, rows64, ctx.x_lower, ctx.x_upper, splits, params, nearly)
             stats.rechecked += int(nearly.sum())
         open_index = (~done).nonzero().squeeze(1)
         if open_index.numel() == 0:
@@ -163,7 +163,7 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
         best = scores.max(dim=1)
         leaves = ~torch.isfinite(best.values)
         if bool(leaves.any()):
-            found = _settle_leaves(ctx.exact, ctx.root64, rows64, ctx.validator, ctx.x_lower, ctx.x_upper,
+            found = _settle_leaves(ctx.net64, ctx.root64, rows64, ctx.validator, ctx.x_lower, ctx.x_upper,
                                    [s[open_index[leaves]] for s in splits], stats)
             if found is not None:
                 return found
@@ -191,14 +191,14 @@ def _select(best, keep: torch.Tensor):
     return torch.return_types.max((best.values[keep], best.indices[keep]))
 
 
-def _settle_leaves(exact: ReluMlp, root64: LayerBounds, rows64: SpecRows, validator: Validator,
+def _settle_leaves(net64: ReluMlp, root64: LayerBounds, rows64: SpecRows, validator: Validator,
                    x_lower: torch.Tensor, x_upper: torch.Tensor, leaf_splits: list[torch.Tensor],
                    stats: SearchStats) -> Falsified | None:
     """Decide open domains with every neuron fixed (bab_leaf): a replayed counterexample, or None after
     counting the leaves that stay undecided in `stats.stuck`."""
     for k in range(leaf_splits[0].shape[0]):
         splits = [s[k : k + 1] for s in leaf_splits]
-        candidates, refuted = settle_leaf(exact, restrict(root64, splits), splits, rows64, x_lower, x_upper)
+        candidates, refuted = settle_leaf(net64, restrict(root64, splits), splits, rows64, x_lower, x_upper)
         if candidates:
             points = torch.tensor(np.stack(candidates))
             found = validator.first(points, torch.zeros(points.shape[0], dtype=points.dtype))
@@ -209,7 +209,7 @@ def _settle_leaves(exact: ReluMlp, root64: LayerBounds, rows64: SpecRows, valida
     return None
 
 
-def _recheck(exact: ReluMlp, root64: LayerBounds, rows64: SpecRows, x_lower: torch.Tensor,
+def _recheck(net64: ReluMlp, root64: LayerBounds, rows64: SpecRows, x_lower: torch.Tensor,
              x_upper: torch.Tensor, splits: list[torch.Tensor], params: Multipliers,
              nearly: torch.Tensor) -> torch.Tensor:
     """Re-bound domains `nearly` (B,) in float64 with the same α/β; (B,) True where now proven."""
@@ -219,7 +219,7 @@ def _recheck(exact: ReluMlp, root64: LayerBounds, rows64: SpecRows, x_lower: tor
     alphas = [a[:, index].double() for a in params.alphas]
     betas = None if params.betas is None else [b[:, index].double() for b in params.betas]
     with torch.no_grad():
-        again = spec_bounds(exact, x_lower, x_upper, rows64.C, rows64.d, bounds, splits=sub_splits,
+        again = spec_bounds(net64, x_lower, x_upper, rows64.C, rows64.d, bounds, splits=sub_splits,
                             slopes_lo=lower_slopes(bounds, alphas), betas=betas)
     proven_now = torch.zeros_like(nearly)
     proven_now[index] = (rows64.per_disjunct(again.lower) > 0).all(dim=1)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from verikit.engines.crown.forward import ForwardBounds
+from verikit.engines.crown.interval import affine_interval, rounding_gamma
 from verikit.core.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear
 
 ACTIVE, FREE, INACTIVE = 1, 0, -1
@@ -53,10 +54,7 @@ class ReluMlp:
         affines = [layer for layer in pwl.layers if isinstance(layer, Affine)]
         weights = tuple(torch.as_tensor(a.weight, dtype=dtype).contiguous() for a in affines)
         biases = tuple(torch.as_tensor(a.bias, dtype=dtype).contiguous() for a in affines)
-        widest = max(max(w.shape) for w in weights)
-        unit = torch.finfo(dtype).eps / 2
-        # γ_n = n·u for a dot product of length n; ×2 for relaxation products and accumulation.
-        gamma = 2.0 * (widest + 2 * len(weights) + 8) * unit
+        gamma = rounding_gamma(max(max(w.shape) for w in weights), len(weights), dtype)
         return cls(
             weights=weights,
             biases=biases,
@@ -311,17 +309,12 @@ def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
     bounds = LayerBounds([], [], [], torch.zeros(batch, dtype=torch.bool), [])
     symbolic = ForwardBounds.first_layer(net.weights_t[0], net.biases[0]) if forward else None
     for i in range(net.depth):
-        previous = box.magnitude if i == 0 else bounds.upper[i - 1].clamp(min=0)
-        zabs = previous @ net.abs_weights_t[i] + net.abs_biases[i]
         if i == 0:
-            mid = box.center @ net.weights_t[0] + net.biases[0]
-            rad = box.radius @ net.abs_weights_t[0]
+            a_lo, a_up = box.lower, box.upper
         else:
-            a_lo = bounds.lower[i - 1].clamp(min=0)
-            a_up = bounds.upper[i - 1].clamp(min=0)
-            mid = (a_lo + a_up) / 2 @ net.weights_t[i] + net.biases[i]
-            rad = (a_up - a_lo) / 2 @ net.abs_weights_t[i]
-        lower, upper = mid - rad - net.gamma * zabs, mid + rad + net.gamma * zabs
+            a_lo, a_up = bounds.lower[i - 1].clamp(min=0), bounds.upper[i - 1].clamp(min=0)
+        lower, upper, zabs = affine_interval(a_lo, a_up, net.weights_t[i], net.abs_weights_t[i], net.biases[i],
+                                             net.abs_biases[i], net.gamma)
         if not interval and i > 0:
             lower, upper = torch.full_like(lower, -torch.inf), torch.full_like(upper, torch.inf)
         if symbolic is not None:

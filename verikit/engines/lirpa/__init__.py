@@ -1,5 +1,5 @@
-"""Bound propagation through auto_LiRPA (IBP, CROWN, α-CROWN). Kept light: importing the package loads
-neither torch nor auto_LiRPA, so the command line can list the methods cheaply."""
+"""Bound propagation through auto_LiRPA. Light on purpose: importing the package loads neither torch nor
+auto_LiRPA, so the CLI and the portfolio can name the methods cheaply."""
 
 METHODS = ("ibp", "crown", "alpha-crown")
-"""The bound methods, cheapest first."""
+"""Bound methods, cheapest first: interval, CROWN, α-CROWN (auto_LiRPA's IBP, CROWN, CROWN-Optimized)."""

@@ -4,27 +4,20 @@ For sample b with label l_b, the spec matrix C[b] (K-1, K) has rows `e_l - e_j` 
 proven robust when every row's lower bound of `y_l - y_j` over the box is > 0. auto_LiRPA takes the
 whole batch at once: per-sample `x_L`/`x_U` of shape (B, n_inputs) and C of shape (B, K-1, K).
 
-Soundness follows verikit.engines.lirpa.engine: the boxes are rounded outward to float32 and every bound is
-widened by `REFUTATION_RTOL * (1 + |C| @ |f(center)| + |raw bound|)` before it is compared with 0.
+Bounds come from verikit.engines.lirpa.driver (outward-rounded boxes, widened bounds), one call per
+method of the cascade.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import torch
 
-from verikit.engines.lirpa import support
-from verikit.engines.lirpa.engine import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, BoundedNetwork
-from verikit.engines.crown.propagate import round_outward
-from verikit.engines.lirpa.compat import import_auto_lirpa
-from verikit.engines.lirpa.support import UnsupportedByBoundsError
-from verikit.core.result import Budget, StepTimer
+from verikit.core.result import Budget
+from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, lower_bounds
+from verikit.engines.lirpa.engine import BoundedNetwork
 
 CASCADE = {"ibp": ("ibp",), "crown": ("crown",), "alpha-crown": ("crown", "alpha-crown")}
 """Methods run per requested method, cheapest first; later ones run only on boxes still open."""
-_LIRPA_METHOD = {"ibp": "IBP", "crown": "CROWN", "alpha-crown": "CROWN-Optimized"}
 
 
 def margin_matrices(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -37,75 +30,6 @@ def margin_matrices(labels: np.ndarray, num_classes: int) -> np.ndarray:
         C[b, rows, label] = 1.0
         C[b, rows, others[b]] = -1.0
     return C
-
-
-def _widen(raw: torch.Tensor, center_term: torch.Tensor) -> torch.Tensor:
-    magnitude = center_term + torch.where(torch.isfinite(raw), raw.abs(), torch.zeros_like(raw))
-    return raw - REFUTATION_RTOL * (1.0 + magnitude)
-
-
-def _dense_spec_alpha(module: torch.nn.Module) -> None:
-    """auto_LiRPA 0.3's sparse-spec α breaks when a later call (or iteration) bounds an intermediate
-    layer densely (`assert alpha_lookup_idx[...] is None` in BoundRelu); full α is always valid."""
-    for node in module.optimizable_activations:
-        if hasattr(node, "use_sparse_spec_alpha"):
-            node.use_sparse_spec_alpha = False
-
-
-def _alpha_options(proven, budget: Budget | None, iterations: int) -> dict:
-    """Optimizer settings; per sample, α stops moving once its box is proven; all stop near the deadline."""
-    timer = StepTimer(budget)
-
-    def stop(raw: torch.Tensor) -> torch.Tensor:
-        if timer.out_of_time():
-            return torch.ones((raw.shape[0], 1), dtype=torch.bool, device=raw.device)
-        return proven(raw.detach())
-
-    return {"iteration": max(1, int(iterations)), "lr_alpha": ALPHA_LR, "stop_criterion_func": stop}
-
-
-def _raw_lower(bounded: BoundedNetwork, lower: np.ndarray, upper: np.ndarray, C: np.ndarray,
-               method: str, center_term: np.ndarray, budget: Budget | None, iterations: int) -> np.ndarray:
-    """auto_LiRPA's lower bounds of C[b] @ y over box b, float64 (B, rows), before widening."""
-    lirpa = import_auto_lirpa()
-    device, module = bounded.device, bounded.module
-    low, high = round_outward(torch.tensor(lower), torch.tensor(upper), torch.float32)
-    x_low, x_high = low.to(device), high.to(device)
-    center = torch.minimum(torch.maximum((x_low + x_high) / 2, x_low), x_high)
-    x = lirpa.BoundedTensor(center, lirpa.PerturbationLpNorm(norm=float("inf"), x_L=x_low, x_U=x_high))
-    spec = torch.as_tensor(C, dtype=torch.float32, device=device)
-    if method == "alpha-crown" and not module.optimizable_activations:
-        method = "crown"  # nothing to optimize: α-CROWN is CROWN
-    if method == "alpha-crown":
-        term = torch.as_tensor(center_term, dtype=torch.float32, device=device)
-
-        def proven(raw: torch.Tensor) -> torch.Tensor:
-            return (_widen(raw.float(), term) > 0).all(dim=1, keepdim=True)
-
-        _dense_spec_alpha(module)
-        module.set_bound_opts({"optimize_bound_args": _alpha_options(proven, budget, iterations)})
-    merge_spec = not (method == "ibp" and support.final_node_is_matmul(module))
-    with support.quiet_lirpa(), contextlib.ExitStack() as stack:
-        if method != "alpha-crown":
-            stack.enter_context(torch.no_grad())
-        try:
-            raw, upper_raw = module.compute_bounds(x=(x,), C=spec if merge_spec else None,
-                                                   method=_LIRPA_METHOD[method], bound_upper=not merge_spec)
-        except Exception as error:  # noqa: BLE001 - re-raised unless it is a known auto_LiRPA limitation
-            operator = support.limitation_of(error)
-            if operator is None:
-                raise
-            raise UnsupportedByBoundsError(f"auto_LiRPA cannot compute {method} bounds: its {operator} operator "
-                                           f"fails ({type(error).__name__})", operators=(operator,),
-                                           where=bounded.network.source or None) from error
-    if merge_spec:
-        values = raw.detach().double().cpu().numpy().reshape(C.shape[0], C.shape[1])
-    else:  # interval arithmetic for C @ y from the output intervals, in float64
-        y_low = raw.detach().double().cpu().numpy().reshape(C.shape[0], -1)
-        y_high = upper_raw.detach().double().cpu().numpy().reshape(C.shape[0], -1)
-        values = (np.einsum("brk,bk->br", np.clip(C, 0, None), y_low)
-                  + np.einsum("brk,bk->br", np.clip(C, None, 0), y_high))
-    return np.where(np.isnan(values), -np.inf, values)
 
 
 def robust_margin_bounds(
@@ -137,14 +61,13 @@ def robust_margin_bounds(
     best = np.full(C.shape[:2], -np.inf)
     if lower.shape[0] == 0:
         return best
-    y_center = network.forward((lower + upper) / 2.0).double().cpu().numpy()
-    center_term = np.einsum("brk,bk->br", np.abs(C), np.abs(y_center))
+    zeros = np.zeros(C.shape[:2])
     for stage in CASCADE[method]:
         open_ = np.flatnonzero(~np.all(best > 0, axis=1))
         if open_.size == 0 or (budget is not None and budget.expired()):
             break
-        raw = _raw_lower(bounded, lower[open_], upper[open_], C[open_], stage, center_term[open_], budget,
-                         iterations)
-        widened = _widen(torch.as_tensor(raw), torch.as_tensor(center_term[open_])).numpy()
-        best[open_] = np.maximum(best[open_], widened)
+        found = lower_bounds(bounded, lower[open_], upper[open_], C[open_], zeros[open_], method=stage,
+                             iterations=iterations, lr=ALPHA_LR, budget=budget,
+                             done=lambda widened: np.all(widened > 0, axis=1))
+        best[open_] = np.maximum(best[open_], found)
     return best

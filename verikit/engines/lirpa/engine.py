@@ -1,18 +1,12 @@
 """Bound-propagation engine: IBP, CROWN and α-CROWN through auto_LiRPA.
 
 `prepare(network)` traces the network into an auto_LiRPA BoundedModule once; `run(bounded, case, budget)`
-bounds every row of every disjunct in one call, with the spec's rows stacked into one C matrix.
-
-Soundness: auto_LiRPA works in float32, so its bounds hold up to float rounding, and onnxruntime rounds
-too. Every bound this module returns is therefore widened by a slack of
-`REFUTATION_RTOL * (1 + |C_r| @ |f(center)| + |d_r| + |raw bound|)` per row (the magnitudes involved),
-and the input box is rounded outward to float32. A row refutes its disjunct only when the widened
-lower bound of `C[r] @ y - d[r]` is still > 0.
+bounds every row of every disjunct in one call, with the spec's rows stacked into one C matrix (one box
+of verikit.engines.lirpa.driver, which owns the float slack: REFUTATION_RTOL).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +15,13 @@ import numpy as np
 import torch
 
 from verikit.engines.lirpa import METHODS, support
-from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa.compat import import_auto_lirpa
+from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, check_method, limitation
+from verikit.engines.lirpa.driver import lower_bounds as driver_lower_bounds
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
 from verikit.core.errors import ExitCode, VerikitError
 from verikit.core.network import Network
-from verikit.core.result import Budget, Certificate, DisjunctBounds, Proven, StepTimer, Unknown
+from verikit.core.result import Budget, Certificate, DisjunctBounds, Proven, Unknown
 from verikit.core.settings import settings_dict
 from verikit.core.property import Box, Case
 
@@ -35,13 +30,6 @@ __all__ = [
     "DeviceUnavailableError", "prepare", "margin_lower_bounds", "output_bounds", "run", "bound_case",
 ]
 
-_LIRPA_METHOD = {"ibp": "IBP", "crown": "CROWN", "alpha-crown": "CROWN-Optimized"}
-
-REFUTATION_RTOL = 1e-5
-"""Relative float slack subtracted from every lower bound (and added to every upper bound)."""
-
-ALPHA_ITERATIONS = 20
-ALPHA_LR = 0.5
 _TRANSLATION_RTOL = 1e-4  # auto_LiRPA's own forward vs the network's torch module, relative to scale
 
 class DeviceUnavailableError(VerikitError):
@@ -57,18 +45,6 @@ class BoundedNetwork:
     network: Network
     module: torch.nn.Module  # auto_LiRPA.BoundedModule
     device: str
-
-
-def _limitation(error: BaseException, doing: str, source: str) -> UnsupportedByBoundsError | None:
-    """A typed error for auto_LiRPA's known limitations (see lirpa_support.limitation_of), else None."""
-    what = support.limitation_of(error)
-    if what is None:
-        return None
-    operator = what.split(":", 1)[0]
-    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-    return UnsupportedByBoundsError(
-        f"auto_LiRPA cannot {doing}: {what} ({detail})", operators=(operator,), where=source or None
-    )
 
 
 def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
@@ -94,7 +70,7 @@ def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
                     f"auto_LiRPA cannot handle {', '.join(operators)}", operators=operators,
                     where=network.source or None,
                 ) from error
-            known = _limitation(error, "convert this network", network.source)
+            known = limitation(error, "convert this network", network.source)
             if known is None:
                 raise
             raise known from error
@@ -120,74 +96,6 @@ def _check_translation(bounded: BoundedNetwork, samples: int = 4, seed: int = 0)
     error = float((got - expected).abs().max())
     if error > _TRANSLATION_RTOL * (1.0 + float(expected.abs().max())):
         raise BoundsError(f"auto_LiRPA's translation disagrees with the network by {error:.3g}")
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown bounds method {method!r}; choose one of {', '.join(METHODS)}")
-
-
-def _alpha_options(
-    iterations: int, lr: float, budget: Budget | None, done: Callable[[torch.Tensor], bool]
-) -> dict:
-    """auto_LiRPA's optimizer settings; its stop criterion ends early when `done` or near the deadline."""
-    timer = StepTimer(budget)
-
-    def stop(lower: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(lower, bool(timer.out_of_time() or done(lower)), dtype=torch.bool)
-
-    return {"iteration": max(1, int(iterations)), "lr_alpha": float(lr), "stop_criterion_func": stop}
-
-
-def _raw_lower_bounds(
-    bounded: BoundedNetwork,
-    box: Box,
-    C: np.ndarray,
-    method: str,
-    iterations: int,
-    lr: float,
-    budget: Budget | None,
-    done: Callable[[torch.Tensor], bool],
-) -> np.ndarray:
-    """auto_LiRPA's float32 lower bounds of C @ y over the box, as float64 (rows,)."""
-    lirpa = import_auto_lirpa()
-    device, module = bounded.device, bounded.module
-    low, high = round_outward(torch.tensor(box.lower), torch.tensor(box.upper), torch.float32)
-    x_low, x_high = low.to(device).reshape(1, -1), high.to(device).reshape(1, -1)
-    center = torch.minimum(torch.maximum((x_low + x_high) / 2, x_low), x_high)
-    x = lirpa.BoundedTensor(center, lirpa.PerturbationLpNorm(norm=float("inf"), x_L=x_low, x_U=x_high))
-    spec = torch.as_tensor(C, dtype=torch.float32, device=device).unsqueeze(0)
-    if method == "alpha-crown" and not module.optimizable_activations:
-        method = "crown"  # nothing to optimize: α-CROWN is CROWN (auto_LiRPA fails on an empty α)
-    if method == "alpha-crown":
-        module.set_bound_opts({"optimize_bound_args": _alpha_options(iterations, lr, budget, done)})
-    merge_spec = not (method == "ibp" and support.final_node_is_matmul(module))
-    with support.quiet_lirpa(), contextlib.ExitStack() as stack:
-        if method != "alpha-crown":
-            stack.enter_context(torch.no_grad())
-        try:
-            lower, upper = module.compute_bounds(
-                x=(x,), C=spec if merge_spec else None, method=_LIRPA_METHOD[method],
-                bound_upper=not merge_spec,
-            )
-        except Exception as error:  # noqa: BLE001 - re-raised unless it is a known limitation
-            known = _limitation(error, f"compute {method} bounds", bounded.network.source)
-            if known is None:
-                raise
-            raise known from error
-    if merge_spec:
-        values = lower.detach().double().cpu().numpy().reshape(-1)
-    else:  # interval arithmetic for C @ y from the output intervals, in float64
-        y_low = lower.detach().double().cpu().numpy().reshape(-1)
-        y_high = upper.detach().double().cpu().numpy().reshape(-1)
-        values = np.clip(C, 0, None) @ y_low + np.clip(C, None, 0) @ y_high
-    return np.where(np.isnan(values), -np.inf, values)
-
-
-def _widen(raw: np.ndarray, d: np.ndarray, center_term: np.ndarray) -> np.ndarray:
-    """`raw - d` minus the float slack REFUTATION_RTOL * (1 + |C y(center)| + |d| + |raw|), per row."""
-    magnitude = center_term + np.abs(d) + np.where(np.isfinite(raw), np.abs(raw), 0.0)
-    return raw - d - REFUTATION_RTOL * (1.0 + magnitude)
 
 
 def margin_lower_bounds(
@@ -221,7 +129,7 @@ def _margin_lower_bounds(
     budget: Budget | None,
     done: Callable[[np.ndarray], bool],
 ) -> np.ndarray:
-    _check_method(method)
+    check_method(method)
     C = np.asarray(C, dtype=np.float64).reshape(-1, bounded.network.n_outputs)
     d = np.asarray(d, dtype=np.float64).reshape(-1)
     if C.shape[0] != d.size:
@@ -232,14 +140,11 @@ def _margin_lower_bounds(
         raise ValueError("the box must be non-empty and finite")
     if C.shape[0] == 0:
         return np.zeros(0)
-    y_center = bounded.network.forward(box.center[None, :]).double().cpu().numpy().reshape(-1)
-    center_term = np.abs(C) @ np.abs(y_center)
-
-    def done_raw(raw: torch.Tensor) -> bool:
-        return done(_widen(raw.detach().double().cpu().numpy().reshape(-1), d, center_term))
-
-    raw = _raw_lower_bounds(bounded, box, C, method, iterations, lr, budget, done_raw)
-    return _widen(raw, d, center_term)
+    bounds = driver_lower_bounds(
+        bounded, box.lower[None, :], box.upper[None, :], C[None], d[None], method=method, iterations=iterations,
+        lr=lr, budget=budget, done=lambda widened: np.array([done(widened[0])]),
+    )
+    return bounds[0]
 
 
 def output_bounds(
@@ -274,7 +179,7 @@ def run(
 
     When auto_LiRPA cannot compute `method` bounds for an operator, the answer is Unknown with its reason.
     """
-    _check_method(method)
+    check_method(method)
     disjuncts = case.disjuncts
     if not disjuncts:
         return Proven(Certificate(method, (), {"note": "no disjuncts: the case cannot be violated"}))
@@ -345,7 +250,7 @@ class BoundsEngine:
     name = "bounds"
 
     def __post_init__(self) -> None:
-        _check_method(self.method)
+        check_method(self.method)
 
     def supports(self, problem) -> str | None:
         try:

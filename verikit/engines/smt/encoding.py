@@ -1,4 +1,5 @@
-"""The SMT engine's query: sound layer bounds and the exact z3 encoding of a PiecewiseLinear network.
+"""The SMT engine's query: float64 CROWN layer bounds and the exact z3 encoding of a PiecewiseLinear network
+(the interval bounds it intersects them with come from verikit.engines.crown.interval).
 
 Numbers. Every float64 weight, bias, box bound and spec coefficient enters z3 as the rational it denotes
 exactly (`fractions.Fraction(value)`, never its shortest decimal). Bounds are only over-approximations,
@@ -23,53 +24,16 @@ import torch
 import z3
 
 from verikit.engines.crown import propagate as crown
+from verikit.engines.crown.interval import Interval
 from verikit.core.pwl import Affine, MaxGroups, PiecewiseLinear, Relu
 from verikit.core.property import Box, Case
 
 from verikit.engines.smt.settings import RELU_ENCODINGS  # noqa: E402  (one list, kept light for the scheduler)
 
-# Own float64 interval arithmetic: a dot product of n terms errs by at most about n * 1.1e-16 times the
-# sum of the magnitudes of its products, so 1e-10 of that sum covers n up to ~10^5.
-_OWN_RELATIVE = 1e-10
-_OWN_ABSOLUTE = 1e-300
-
-LayerBounds = tuple[np.ndarray, np.ndarray]
 Phases = Mapping[int, tuple[np.ndarray, np.ndarray]]
 
 
-def interval_bounds(pwl: PiecewiseLinear, box: Box, phases: Phases | None = None) -> list[LayerBounds]:
-    """Sound bounds (lower, upper) of every layer's output over `box`, shape (width,) each.
-
-    Computed in float64, widened outward; `phases` (see smt.run) clip the pre-activations they fix.
-    """
-    phases = phases or {}
-    lower, upper = box.lower.copy(), box.upper.copy()
-    result: list[LayerBounds] = []
-    for index, layer in enumerate(pwl.layers):
-        if isinstance(layer, Affine):
-            positive, negative = np.maximum(layer.weight, 0.0), np.minimum(layer.weight, 0.0)
-            with np.errstate(invalid="ignore"):
-                new_lower = positive @ lower + negative @ upper + layer.bias
-                new_upper = positive @ upper + negative @ lower + layer.bias
-                magnitude = np.abs(layer.weight) @ np.maximum(np.abs(lower), np.abs(upper)) + np.abs(layer.bias)
-            slack = _OWN_RELATIVE * magnitude + _OWN_ABSOLUTE
-            lower = np.nan_to_num(new_lower - slack, nan=-np.inf)
-            upper = np.nan_to_num(new_upper + slack, nan=np.inf)
-        elif isinstance(layer, Relu):
-            if index in phases:
-                active, inactive = (np.asarray(mask, bool).reshape(-1) for mask in phases[index])
-                lower = np.where(active, np.maximum(lower, 0.0), lower)
-                upper = np.where(inactive, np.minimum(upper, 0.0), upper)
-                if result:  # the clipped pre-activations replace the previous layer's bounds
-                    result[-1] = (lower, upper)
-            lower, upper = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
-        else:
-            lower, upper = lower[layer.groups].max(axis=1), upper[layer.groups].max(axis=1)
-        result.append((lower, upper))
-    return result
-
-
-def crown_bounds(pwl: PiecewiseLinear, box: Box, phases: Phases | None = None) -> list[LayerBounds | None] | None:
+def crown_bounds(pwl: PiecewiseLinear, box: Box, phases: Phases | None = None) -> list[Interval | None] | None:
     """Float64 CROWN bounds (verikit.engines.crown.propagate, float-safe) of every layer's output; None if the
     network is not a ReLU MLP with a hidden layer, or the box is unbounded."""
     bounded = np.isfinite(box.lower).all() and np.isfinite(box.upper).all()
@@ -89,7 +53,7 @@ def crown_bounds(pwl: PiecewiseLinear, box: Box, phases: Phases | None = None) -
     lower = torch.tensor(box.lower, dtype=torch.float64)[None, :]
     upper = torch.tensor(box.upper, dtype=torch.float64)[None, :]
     hidden_bounds = crown.layer_bounds(net, lower, upper, splits)
-    result: list[LayerBounds | None] = [None] * len(pwl.layers)
+    result: list[Interval | None] = [None] * len(pwl.layers)
     for hidden in range(net.depth):
         low = hidden_bounds.lower[hidden][0].numpy().astype(np.float64)
         high = hidden_bounds.upper[hidden][0].numpy().astype(np.float64)
@@ -98,8 +62,8 @@ def crown_bounds(pwl: PiecewiseLinear, box: Box, phases: Phases | None = None) -
     return result
 
 
-def intersect_bounds(own: list[LayerBounds], given: Sequence[LayerBounds | None],
-                     relative: float, absolute: float) -> list[LayerBounds]:
+def intersect_bounds(own: list[Interval], given: Sequence[Interval | None],
+                     relative: float, absolute: float) -> list[Interval]:
     """own ∩ given, every given bound first widened by `relative`·|bound| + `absolute`."""
     if len(given) != len(own):
         raise ValueError(f"bounds has {len(given)} entries, the network has {len(own)} layers")
@@ -114,7 +78,7 @@ def intersect_bounds(own: list[LayerBounds], given: Sequence[LayerBounds | None]
     return merged
 
 
-def coarsen(bounds: list[LayerBounds], bits: int) -> list[LayerBounds]:
+def coarsen(bounds: list[Interval], bits: int) -> list[Interval]:
     """Bounds rounded outward to `bits` significant bits (never tighter; short rationals for z3)."""
     result = []
     for lower, upper in bounds:
@@ -171,7 +135,7 @@ class Encoding:
         return z3.Or([self.holds(k) for k in range(len(self.disjuncts))])
 
 
-def encode(pwl: PiecewiseLinear, box: Box, case: Case, bounds: list[LayerBounds], phases: Phases,
+def encode(pwl: PiecewiseLinear, box: Box, case: Case, bounds: list[Interval], phases: Phases,
            relu_encoding: str) -> Encoding:
     """The exact query for `case` over `box` (bounds: one (lower, upper) per layer output)."""
     enc = Encoding(z3.Context())
@@ -179,7 +143,7 @@ def encode(pwl: PiecewiseLinear, box: Box, case: Case, bounds: list[LayerBounds]
     for k, term in enumerate(enc.inputs):
         enc.bound(term, box.lower[k], box.upper[k])
     values: list = list(enc.inputs)  # z3 terms; None stands for the constant 0
-    previous: LayerBounds = (box.lower, box.upper)
+    previous: Interval = (box.lower, box.upper)
     for index, layer in enumerate(pwl.layers):
         if isinstance(layer, Affine):
             values = _affine(enc, index, layer, values, bounds[index])
@@ -194,7 +158,7 @@ def encode(pwl: PiecewiseLinear, box: Box, case: Case, bounds: list[LayerBounds]
     return enc
 
 
-def _affine(enc: Encoding, index: int, layer: Affine, values: list, bounds: LayerBounds) -> list:
+def _affine(enc: Encoding, index: int, layer: Affine, values: list, bounds: Interval) -> list:
     outputs = []
     for j in range(layer.out_features):
         term = z3.Real(f"a{index}_{j}", enc.ctx)
@@ -204,7 +168,7 @@ def _affine(enc: Encoding, index: int, layer: Affine, values: list, bounds: Laye
     return outputs
 
 
-def _relu(enc: Encoding, index: int, values: list, pre: LayerBounds, phase, relu_encoding: str) -> list:
+def _relu(enc: Encoding, index: int, values: list, pre: Interval, phase, relu_encoding: str) -> list:
     width = len(values)
     active = np.zeros(width, bool) if phase is None else np.asarray(phase[0], bool).reshape(-1)
     inactive = np.zeros(width, bool) if phase is None else np.asarray(phase[1], bool).reshape(-1)
@@ -253,7 +217,7 @@ def _unstable_relu(enc: Encoding, name: str, term, low: float, high: float, relu
     return out
 
 
-def _max(enc: Encoding, index: int, layer: MaxGroups, values: list, pre: LayerBounds) -> list:
+def _max(enc: Encoding, index: int, layer: MaxGroups, values: list, pre: Interval) -> list:
     outputs = []
     for j, group in enumerate(np.asarray(layer.groups)):
         best_lower = pre[0][group].max()

@@ -24,16 +24,15 @@ import numpy as np
 import z3
 
 from verikit.core.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear, Relu
+from verikit.engines.crown.interval import Interval, interval_bounds
 from verikit.engines.smt.encoding import (
     RELU_ENCODINGS,
     Encoding,
-    LayerBounds,
     Phases,
     coarsen,
     crown_bounds,
     encode,
     intersect_bounds,
-    interval_bounds,
 )
 from verikit.core.network import Network
 from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
@@ -61,7 +60,7 @@ def run(
     case: Case,
     budget: Budget,
     *,
-    bounds: Sequence[LayerBounds | None] | None = None,
+    bounds: Sequence[Interval | None] | None = None,
     box: Box | None = None,
     phases: Phases | None = None,
     seed: int = 0,
@@ -130,7 +129,7 @@ def _finite_network(pwl: PiecewiseLinear) -> bool:
     return all(np.isfinite(a.weight).all() and np.isfinite(a.bias).all() for a in affine)
 
 
-def _bounds(pwl, region, phases, given, use_crown) -> tuple[list[LayerBounds], list[str]]:
+def _bounds(pwl, region, phases, given, use_crown) -> tuple[list[Interval], list[str]]:
     """interval ∩ CROWN ∩ caller bounds, rounded outward; and the names of the sources used."""
     layer_bounds = interval_bounds(pwl, region, phases)
     sources = ["interval"]
