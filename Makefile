@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-acasxu bench-mnistfc conformance clean
+.PHONY: install demo test bench-acasxu bench-mnistfc bench-side-by-side conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ bench-acasxu: install
 
 bench-mnistfc: install
 	benchmarks/vnncomp.sh mnistfc --jobs 2 $(MNISTFC_ARGS)
+
+# verikit against nnenum, one process per instance (SIDE_ARGS e.g. `--every 3 --burn`; FAMILY=mnistfc)
+NNENUM := ../.peers/nnenum-venv/run_instance.sh
+FAMILY ?= acasxu
+bench-side-by-side: install
+	test -x $(NNENUM) || ../shared/peers/setup_nnenum.sh
+	$(PY) benchmarks/side_by_side.py $(FAMILY) $(SIDE_ARGS)
 
 conformance: install
 	$(PY) -m pip install -q vnnlib-satisfactory==1.0.1

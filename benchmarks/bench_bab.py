@@ -51,25 +51,41 @@ def run_instance(network, pwl, prop, seconds: float, overrides: dict) -> tuple[s
     return "unsat", detail
 
 
+def setting(value: str):
+    """A --set value: a Python literal, or a torch dtype name (float32, float64)."""
+    if value in ("float32", "float64"):
+        return getattr(torch, value)
+    return ast.literal_eval(value)
+
+
+def domain_count(result: dict) -> int:
+    detail = result["detail"]
+    return int(detail.get("domains") or 0) if isinstance(detail, dict) else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("benchmark", choices=["acasxu", "mnistfc", "test"])
     parser.add_argument("--timeout-scale", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--filter", default="", help="comma-separated substrings of 'onnx:vnnlib'")
-    parser.add_argument("--set", action="append", default=[], help="BabSettings override, e.g. batch_size=512")
+    parser.add_argument("--tag", default="", help="written to benchmarks/results/bab_<set>[-TAG].json")
+    parser.add_argument("--every", type=int, default=1, help="take every N-th instance (after --filter)")
+    parser.add_argument("--set", action="append", default=[],
+                        help="BabSettings override, e.g. batch_size=512 or dtype=float64")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = {key: setting(value) for key, value in (item.split("=", 1) for item in args.set)}
     folder = SHARED / args.benchmark
     truth = read_ground_truth(SHARED / "ground_truth" / f"{args.benchmark}.csv")
     with open(folder / f"{args.benchmark}_instances.csv") as handle:
         instances = [row for row in csv.reader(handle) if row]
+    if args.filter:
+        instances = [row for row in instances if any(part in f"{row[0]}:{row[1]}" for part in args.filter.split(","))]
+    instances = instances[::args.every]
     results, loaded = [], {}
     for onnx_name, spec_name, timeout in instances:
         key = f"{onnx_name}:{spec_name}"
-        if args.filter and not any(part in key for part in args.filter.split(",")):
-            continue
         if onnx_name not in loaded:
             network = load_network(folder / onnx_name)
             loaded = {onnx_name: (network, to_piecewise_linear(network))}
@@ -96,9 +112,13 @@ def main() -> int:
         "total_seconds": round(sum(times), 2),
         "median_seconds": round(statistics.median(times), 3),
         "max_seconds": round(max(times), 2),
+        # throughput over the instances that report their domain count (every finished search does)
+        "domains": sum(domain_count(r) for r in results),
+        "domains_per_s": round(sum(domain_count(r) for r in results)
+                               / max(1e-9, sum(r["seconds"] for r in results if domain_count(r))), 1),
     }
     print(json.dumps(summary))
-    out = ROOT / "benchmarks" / "results" / f"bab_{args.benchmark}.json"
+    out = ROOT / "benchmarks" / "results" / f"bab_{args.benchmark}{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "settings": {"threads": args.threads,
                                                                 "timeout_scale": args.timeout_scale,

@@ -225,8 +225,10 @@ def test_fake_witness_verifier_gives_false_alarms(planted, answers, tmp_path):
 
 
 def test_honest_verifier_is_not_flagged(bench, answers, tmp_path):
+    # 15 s each: the timeout is a hard deadline from the process start, and on a loaded 2-core machine
+    # starting Python and importing torch alone took 3-4.5 s of the 4.5 s a 0.15 scale leaves
     judgements = run_harness(read_instances(bench), _external("honest"), answers, tmp_path, jobs=2,
-                             timeout_scale=0.15)
+                             timeout_scale=0.5)
     counts = tally(judgements)
     assert counts["soundness_bug"] == counts["false_alarm"] == counts["truth_wrong"] == 0
     assert counts["correct"] >= 2  # the clean instances are proven

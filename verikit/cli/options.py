@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+from pathlib import Path
+
 import click
 
+from verikit.core.result import Result, Verdict
 from verikit.portfolio import ENGINES, METHODS
 
 
@@ -52,3 +57,35 @@ def console(*, stderr: bool = False):
 
     screen = Console(stderr=stderr)
     return screen if screen.is_terminal else Console(stderr=stderr, width=160, soft_wrap=True)
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def deadline_result(model: Path, spec: Path, timeout: float, seed: int, started: float) -> Result:
+    """The `timeout` Result the deadline watchdog reports when the run itself did not answer in time.
+    Its settings hold only the timeout and seed: building Options imports torch, too slow at a deadline."""
+    return Result(
+        verdict=Verdict.TIMEOUT, model_sha256=_sha256(model), spec_sha256=_sha256(spec), model_path=str(model),
+        spec_path=str(spec), seconds=time.monotonic() - started, seed=seed,
+        settings={"timeout_s": timeout, "seed": seed},
+        reason=f"the {timeout:g} s deadline (counted from the command's start) passed before an answer: "
+               "the watchdog ended the run")
+
+
+def choose_torch_threads(*model_paths: Path | str) -> int:
+    """Set torch's thread count once at the start of a run, from the models' size (ONNX bytes / 4 estimates
+    the float32 parameters: this runs before the model is parsed) and the CPUs free now."""
+    from verikit.core.threads import apply_threads
+
+    size = 0
+    for path in model_paths:
+        try:
+            size += Path(path).stat().st_size
+        except OSError:
+            pass  # a missing model is reported by the loader, with its exit code
+    return apply_threads(size // 4)

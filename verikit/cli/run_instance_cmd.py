@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import handles_errors, main
-from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
 @click.command("run-instance")
@@ -27,18 +27,28 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     VERSION must be v1 (the VNN-COMP scripts' protocol); CATEGORY is recorded nowhere and may be any
     word. Exit codes as `verikit verify`; 3 (and `error` in the result file) for bad input.
     """
-    import time
-
-    started = time.monotonic()
-    options = build_options(timeout, **portfolio)
+    started = command_started()  # VNN-COMP times the whole command, start-up included
     from verikit.report import vnncomp
-    from verikit.run import run_instance
 
-    result = run_instance(onnx, vnnlib, options, started=started, debug=debug)
-    vnncomp.write(result, result_file)
-    if result.verdict.value == "error":
-        click.echo(f"verikit: error: {result.reason}", err=True)
-    sys.exit(int(result.exit_code))
+    def answer_timeout() -> int:
+        result = deadline_result(onnx, vnnlib, timeout, portfolio["seed"], started)
+        vnncomp.write(result, result_file)
+        return int(result.exit_code)
+
+    watchdog = hard_deadline(started, timeout, answer_timeout)  # forks: before torch is imported
+    try:
+        options = build_options(timeout, **portfolio)  # imports torch (engine settings)
+        choose_torch_threads(onnx)
+        from verikit.run import run_instance
+
+        result = run_instance(onnx, vnnlib, options, started=started, debug=debug)
+        watchdog.claim()
+        vnncomp.write(result, result_file)
+        if result.verdict.value == "error":
+            click.echo(f"verikit: error: {result.reason}", err=True)
+    finally:
+        watchdog.cancel()
+    exit_now(result.exit_code)
 
 
 main.add_command(run_instance_command)

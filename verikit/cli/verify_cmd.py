@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from verikit.cli.base import handles_errors, main
-from verikit.cli.options import build_options, portfolio_options
+from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
+from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
 
 def _summary(result, report_path: Path | None) -> str:
@@ -45,15 +45,32 @@ def _summary(result, report_path: Path | None) -> str:
 @handles_errors
 def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
-    import time
+    started = command_started()  # the budget covers the whole command: start-up, parsing, engines, report
+    import verikit.report.json, verikit.report.vnncomp  # noqa: F401, E401  (ready before the deadline, not at it)
 
-    started = time.monotonic()
-    options = build_options(timeout, **portfolio)
+    def answer_timeout() -> int:
+        result = deadline_result(model, spec, timeout, portfolio["seed"], started)
+        _write(result, report_path, result_file, as_json)
+        return int(result.exit_code)
+
+    watchdog = hard_deadline(started, timeout, answer_timeout)  # forks: before torch is imported
+    try:
+        options = build_options(timeout, **portfolio)  # imports torch (engine settings)
+        choose_torch_threads(model)
+        from verikit.run import run_instance
+
+        result = run_instance(model, spec, options, started=started, debug=debug)
+        watchdog.claim()
+        _write(result, report_path, result_file, as_json)
+    finally:
+        watchdog.cancel()
+    exit_now(result.exit_code)
+
+
+def _write(result, report_path: Path | None, result_file: Path | None, as_json: bool) -> None:
     from verikit.report import json as json_report
     from verikit.report import vnncomp
-    from verikit.run import run_instance
 
-    result = run_instance(model, spec, options, started=started, debug=debug)
     if report_path is not None:
         json_report.write(result, report_path)
     if result_file is not None:
@@ -64,4 +81,3 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
         click.echo(json_report.dumps(result))
     elif result.verdict.value != "error":
         click.echo(_summary(result, report_path))
-    sys.exit(int(result.exit_code))

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 import verikit
+from verikit.cli.base import command_started, exit_now, hard_deadline
 from verikit.core.errors import ExitCode, VerikitError
 
 PROG = "verikit-vnnlib"
@@ -28,7 +29,7 @@ NOT_SUPPORTED = 1  # exit code of `supports` for a capability verikit lacks or d
 
 def _fail(message: str, code: int) -> None:
     click.echo(f"{PROG}: error: {message}", err=True)
-    sys.exit(int(code))
+    exit_now(code)
 
 
 @contextlib.contextmanager
@@ -51,6 +52,23 @@ def _stdout_to_stderr():
         if saved is not None:
             os.dup2(saved, descriptor)
             os.close(saved)
+
+
+def _timed_out_answer(started: float):
+    """The watchdog's answer: `timed-out` on the real stdout (fd 1 is sent to stderr while verifying)."""
+    try:
+        answer_fd = os.dup(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        answer_fd = None
+
+    def answer() -> int:
+        os.write(sys.stderr.fileno(), f"{PROG}: timed-out in {time.monotonic() - started:.2f} s: the deadline "
+                 "passed before an answer (the watchdog ended the run)\n".encode())
+        if answer_fd is not None:
+            os.write(answer_fd, b"timed-out\n")
+        return 0
+
+    return answer
 
 
 def _networks(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
@@ -110,19 +128,27 @@ def supports(capability: str) -> None:
 def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path | None, seed: int,
            debug: bool) -> None:
     """Decide whether QUERY has a satisfying assignment (sat = a counterexample)."""
-    started = time.monotonic()  # the budget covers everything heavy: torch, the model and the query load lazily
+    started = command_started()  # the budget covers the whole command, interpreter start-up included
     from verikit.apps.vnnlib_solver import format_tensor_assignment, serialise_assignment, verify_query
+    from verikit.cli.options import choose_torch_threads
 
+    watchdog = hard_deadline(started, timeout, _timed_out_answer(started))  # forks: before torch is imported
+    choose_torch_threads(*networks.values())
     try:
         with _stdout_to_stderr():
             answer = verify_query(query, networks, timeout=timeout, seed=seed, started=started)
             if answer.status == "sat" and folder is not None:
+                watchdog.claim()
                 serialise_assignment(answer.assignment, folder)
+        watchdog.claim()
     except VerikitError as error:
+        watchdog.cancel()
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
+        watchdog.cancel()
         _fail("interrupted", ExitCode.UNKNOWN)
     except Exception as error:  # a bug: one line and exit 4, never an answer
+        watchdog.cancel()
         if debug:
             raise
         _fail(f"internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
@@ -132,3 +158,4 @@ def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path |
     click.echo(answer.status)
     if answer.status == "sat" and folder is None:
         click.echo(format_tensor_assignment(answer.assignment))
+    exit_now(0)

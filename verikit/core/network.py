@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch takes about a second to import; `verikit --help` must not pay for it
+    import torch
 
 
 def sha256_of(data: bytes) -> str:
@@ -72,6 +75,8 @@ class Network:
 
     def forward(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Torch translation's outputs for flat inputs (B, n_inputs), without gradients."""
+        import torch
+
         tensor = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x
         with torch.no_grad():
             return self.module(tensor.reshape(-1, self.n_inputs).float())

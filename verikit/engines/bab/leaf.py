@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 
 from verikit.engines.bab.common import SpecRows
 from verikit.engines.crown.propagate import ACTIVE, INACTIVE, LayerBounds, ReluMlp, spec_bounds
@@ -45,6 +44,8 @@ def settle_leaf(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor
     the split constraints; max over rows >= the λ-combination, so a float64 CROWN pass on the combined
     row with β = μ that comes out > 0 refutes the disjunct soundly.
     """
+    from scipy.optimize import linprog  # scipy.optimize takes 0.15-0.3 s to import; most runs need no LP
+
     lo, hi = x_lower[0].double().numpy(), x_upper[0].double().numpy()
     A, c, G_rows, h_rows = _affine_pieces(net64, bounds64, splits)
     G, h = np.vstack(G_rows), np.concatenate(h_rows)
@@ -85,6 +86,8 @@ def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tens
     """Disjunct k on an empty leaf: min over the box of max_j (G x - h)_j = s* > 0 has dual weights μ
     (Σμ = 1) with μ·(G x - h) >= s* on the box, so row + M·μ·(split constraints) is positive for M large;
     a float64 CROWN pass with β = M·μ checks that soundly."""
+    from scipy.optimize import linprog
+
     lo, hi = x_lower[0].double().numpy(), x_upper[0].double().numpy()
     n = G.shape[1]
     cost = np.zeros(n + 1)
