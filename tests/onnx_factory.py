@@ -303,6 +303,8 @@ for _name, _make, _modes, _opset in [
     ("Concat_constant", lambda g, b: ((*lead(b), 2, 3), g.op(
         "Concat", "x", g.weight(*(1,) * _o(b), 1, 3), "x", axis=_o(b))), _unbatched, 13),
     ("Gather", lambda g, b: ((*lead(b), 4, 3), g.op("Gather", "x", g.const([[2, 0], [-1, 1]]), axis=_o(b))), _all, 13),
+    ("Gather_repeated_indices", lambda g, b: ((*lead(b), 3, 4), g.op(
+        "Gather", "x", g.const([[0, 0], [2, 0]]), axis=_o(b))), _all, 13),
     ("Gather_scalar_index", lambda g, b: ((*lead(b), 4, 3), g.op("Gather", "x", g.const(np.array(1)), axis=-1)),
      _all, 13),
     ("Slice", lambda g, b: ((*lead(b), 4, 6), g.op(
