@@ -281,6 +281,17 @@ for _name, _make, _modes, _opset in [
         "Pad", "x", g.const([2, 0, 1, 3]), g.const(_f32(0.0)), g.const([-1, -2]), mode="edge")), _all, 18),
     ("Pad_wrap", lambda g, b: ((*lead(b), 3, 4), g.op(
         "Pad", "x", g.const([0] * _o(b) + [1, 2] + [0] * _o(b) + [2, 3]), mode="wrap")), _all, 19),
+    ("ReduceSum", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceSum", "x", g.const([-1]), keepdims=0)), _all, 13),
+    # with a dynamic batch, onnxruntime's ReduceSum over all axes sums the whole batch
+    ("ReduceSum_all", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceSum", "x")), _unbatched, 13),
+    ("ConstantOfShape", lambda g, b: ((*lead(b), 2, 3), g.op("Add", "x", g.op(
+        "ConstantOfShape", g.const([2, 3]), value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])))), _all, 13),
+    ("ReduceMean", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceMean", "x", axes=[_o(b)])), _all, 13),
+    ("Expand", lambda g, b: ((*lead(b), 3, 1), g.op("Expand", "x", g.const([3, 4]))), _all, 13),
+    ("Expand_rank_growing", lambda g, b: ((3, 1), g.op("Expand", "x", g.const([2, 3, 4]))), ("none",), 13),
+    ("Split_first", lambda g, b: ((*lead(b), 5, 2), g.op(
+        "Split", "x", g.const([2, 3]), axis=_o(b), outputs=2)), _all, 13),
+    ("Pow", lambda g, b: ((*lead(b), 2, 3), g.op("Pow", "x", g.const(_f32(2.0)))), _all, 13),
     ("GlobalAveragePool", lambda g, b: _on_image(g, b, (3, 4, 5), lambda x: g.op("GlobalAveragePool", x)), _all, 13),
     ("Flatten", lambda g, b: ((*lead(b), 2, 3, 4), g.op("Flatten", "x", axis=_o(b) + 1)), _all, 13),
     ("Flatten_axis0", lambda g, b: ((*lead(b), 2, 3), g.op("Flatten", "x", axis=0)), _unbatched, 13),
