@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verikit.engines.lirpa import METHODS, support
+from verikit.engines.lirpa import METHODS, memory, support
 from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
@@ -41,6 +41,7 @@ REFUTATION_RTOL = 1e-5
 """Relative float slack subtracted from every lower bound (and added to every upper bound)."""
 
 ALPHA_ITERATIONS = 20
+MAX_MATRIX_BYTES = 16 * 2**30  # an upper estimate (memory.py): the shared families need at most 12.2 (α, max-pool CNN)
 ALPHA_LR = 0.5
 _TRANSLATION_RTOL = 1e-4  # auto_LiRPA's own forward vs the network's torch module, relative to scale
 
@@ -330,10 +331,12 @@ def bound_case(
 
 @dataclass(frozen=True)
 class BoundsSettings:
-    """α-CROWN's optimisation: at most `alpha_iterations` steps of size `alpha_lr` (stops once proven)."""
+    """α-CROWN's optimisation: at most `alpha_iterations` steps of size `alpha_lr` (stops once proven);
+    CROWN and α-CROWN answer unknown when their dense matrices would pass `max_matrix_bytes` (0: no cap)."""
 
     alpha_iterations: int = ALPHA_ITERATIONS
     alpha_lr: float = ALPHA_LR
+    max_matrix_bytes: int = MAX_MATRIX_BYTES
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,9 @@ class BoundsEngine:
         return None
 
     def run(self, problem, case: Case, budget: Budget) -> Proven | Unknown:
+        too_big = memory.over_cap(problem.lirpa().module, self.method, self.settings.max_matrix_bytes)
+        if too_big:
+            return Unknown(too_big)
         return run(problem.lirpa(), case, budget, method=self.method, iterations=self.settings.alpha_iterations,
                    lr=self.settings.alpha_lr)
 
