@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import prod
 
 import torch
 
@@ -37,7 +38,7 @@ class _Reduce(Op):
         self.dims = [a + 1 for a in axes]
         self.out_merged = target.merged if target else False
         self.target = target.torch_shape if target else ()
-        self.scale = 1.0 / max(1, int(torch.tensor([meta.shape[a] for a in axes]).prod())) if self.mean else 1.0
+        self.scale = 1.0 / max(1, prod(meta.shape[a] for a in axes)) if self.mean else 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.dims:
