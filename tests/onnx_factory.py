@@ -267,6 +267,31 @@ for _name, _make, _modes, _opset in [
         "AveragePool", x, kernel_shape=[3, 3], pads=[1, 1, 1, 1])), _all, 13),
     ("AveragePool_count_pads", lambda g, b: _on_image(g, b, (2, 5, 5), lambda x: g.op(
         "AveragePool", x, kernel_shape=[2, 2], pads=[0, 1, 1, 0], count_include_pad=1)), _all, 13),
+    ("Pad_zero_spatial", lambda g, b: _on_image(g, b, (2, 4, 5), lambda x: g.op(
+        "Pad", x, g.const([0, 0, 1, 2, 0, 0, 2, 0]))), _all, 13),
+    ("Pad_zero_symmetric", lambda g, b: _on_image(g, b, (2, 4, 5), lambda x: g.op(
+        "Pad", x, g.const([0, 0, 1, 2, 0, 0, 1, 2]))), _all, 13),
+    ("Pad_opset9_all_zero", lambda g, b: _on_image(g, b, (2, 4, 5), lambda x: g.op(
+        "Pad", x, mode="constant", pads=[0] * 8, value=0.0)), _all, 9),
+    ("Pad_value_and_crop", lambda g, b: ((*lead(b), 3, 4), g.op(
+        "Pad", "x", g.const([0] * _o(b) + [1, -1] + [0] * _o(b) + [-1, 2]), g.const(_f32(-0.75)))), _all, 13),
+    ("Pad_reflect", lambda g, b: _on_image(g, b, (2, 4, 5), lambda x: g.op(
+        "Pad", x, g.const([0, 0, 2, 1, 0, 1, 3, 0]), mode="reflect")), _all, 13),
+    ("Pad_edge_axes", lambda g, b: ((*lead(b), 3, 4), g.op(
+        "Pad", "x", g.const([2, 0, 1, 3]), g.const(_f32(0.0)), g.const([-1, -2]), mode="edge")), _all, 18),
+    ("Pad_wrap", lambda g, b: ((*lead(b), 3, 4), g.op(
+        "Pad", "x", g.const([0] * _o(b) + [1, 2] + [0] * _o(b) + [2, 3]), mode="wrap")), _all, 19),
+    ("ReduceSum", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceSum", "x", g.const([-1]), keepdims=0)), _all, 13),
+    # with a dynamic batch, onnxruntime's ReduceSum over all axes sums the whole batch
+    ("ReduceSum_all", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceSum", "x")), _unbatched, 13),
+    ("ConstantOfShape", lambda g, b: ((*lead(b), 2, 3), g.op("Add", "x", g.op(
+        "ConstantOfShape", g.const([2, 3]), value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])))), _all, 13),
+    ("ReduceMean", lambda g, b: ((*lead(b), 3, 4), g.op("ReduceMean", "x", axes=[_o(b)])), _all, 13),
+    ("Expand", lambda g, b: ((*lead(b), 3, 1), g.op("Expand", "x", g.const([3, 4]))), _all, 13),
+    ("Expand_rank_growing", lambda g, b: ((3, 1), g.op("Expand", "x", g.const([2, 3, 4]))), ("none",), 13),
+    ("Split_first", lambda g, b: ((*lead(b), 5, 2), g.op(
+        "Split", "x", g.const([2, 3]), axis=_o(b), outputs=2)), _all, 13),
+    ("Pow", lambda g, b: ((*lead(b), 2, 3), g.op("Pow", "x", g.const(_f32(2.0)))), _all, 13),
     ("GlobalAveragePool", lambda g, b: _on_image(g, b, (3, 4, 5), lambda x: g.op("GlobalAveragePool", x)), _all, 13),
     ("Flatten", lambda g, b: ((*lead(b), 2, 3, 4), g.op("Flatten", "x", axis=_o(b) + 1)), _all, 13),
     ("Flatten_axis0", lambda g, b: ((*lead(b), 2, 3), g.op("Flatten", "x", axis=0)), _unbatched, 13),
@@ -289,6 +314,8 @@ for _name, _make, _modes, _opset in [
     ("Concat_constant", lambda g, b: ((*lead(b), 2, 3), g.op(
         "Concat", "x", g.weight(*(1,) * _o(b), 1, 3), "x", axis=_o(b))), _unbatched, 13),
     ("Gather", lambda g, b: ((*lead(b), 4, 3), g.op("Gather", "x", g.const([[2, 0], [-1, 1]]), axis=_o(b))), _all, 13),
+    ("Gather_repeated_indices", lambda g, b: ((*lead(b), 3, 4), g.op(
+        "Gather", "x", g.const([[0, 0], [2, 0]]), axis=_o(b))), _all, 13),
     ("Gather_scalar_index", lambda g, b: ((*lead(b), 4, 3), g.op("Gather", "x", g.const(np.array(1)), axis=-1)),
      _all, 13),
     ("Slice", lambda g, b: ((*lead(b), 4, 6), g.op(

@@ -33,6 +33,8 @@ PARTIAL_OPERATORS = {
     "MaxPool": "ceil_mode=1 where it changes the output size is refused by the import",
     "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
+    "Pow": "only a constant whole exponent 1..4 (bounded as a product); other exponents are refused",
+    "Split": "only models that use the first output; the other outputs are refused",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),

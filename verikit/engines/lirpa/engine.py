@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verikit.engines.lirpa import METHODS, support
+from verikit.engines.lirpa import METHODS, memory, support
 from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, check_method, limitation
 from verikit.engines.lirpa.driver import lower_bounds as driver_lower_bounds
@@ -30,6 +30,7 @@ __all__ = [
     "DeviceUnavailableError", "prepare", "margin_lower_bounds", "output_bounds", "run", "bound_case",
 ]
 
+MAX_MATRIX_BYTES = 16 * 2**30  # an upper estimate (memory.py): the shared families need at most 12.2 (α, max-pool CNN)
 _TRANSLATION_RTOL = 1e-4  # auto_LiRPA's own forward vs the network's torch module, relative to scale
 
 class DeviceUnavailableError(VerikitError):
@@ -235,10 +236,12 @@ def bound_case(
 
 @dataclass(frozen=True)
 class BoundsSettings:
-    """α-CROWN's optimisation: at most `alpha_iterations` steps of size `alpha_lr` (stops once proven)."""
+    """α-CROWN's optimisation: at most `alpha_iterations` steps of size `alpha_lr` (stops once proven);
+    CROWN and α-CROWN answer unknown when their dense matrices would pass `max_matrix_bytes` (0: no cap)."""
 
     alpha_iterations: int = ALPHA_ITERATIONS
     alpha_lr: float = ALPHA_LR
+    max_matrix_bytes: int = MAX_MATRIX_BYTES
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,9 @@ class BoundsEngine:
         return None
 
     def run(self, problem, case: Case, budget: Budget) -> Proven | Unknown:
+        too_big = memory.over_cap(problem.lirpa().module, self.method, self.settings.max_matrix_bytes)
+        if too_big:
+            return Unknown(too_big)
         return run(problem.lirpa(), case, budget, method=self.method, iterations=self.settings.alpha_iterations,
                    lr=self.settings.alpha_lr)
 

@@ -291,3 +291,30 @@ class Softmax(Op):
                 -1, *self.meta.shape
             )
         return torch.softmax(x, dim=self.dim)
+
+
+@register("Pow")
+class Pow(_Unary):
+    """x ** k for a constant whole exponent 1..4, written as a product of x with itself (bound engines
+    relax products soundly); other exponents and an input-dependent exponent are refused."""
+
+    MAX_EXPONENT = 4
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        super().__init__(node, inputs)
+        if len(inputs) != 2 or not isinstance(inputs[0], Dyn) or not isinstance(inputs[1], Const):
+            raise node.unsupported("an input-dependent exponent")
+        exponent = np.asarray(inputs[1].value)
+        if exponent.size != 1 or float(exponent.reshape(-1)[0]) not in range(1, self.MAX_EXPONENT + 1):
+            raise node.unsupported(f"exponent {exponent.reshape(-1)[:3].tolist()} (only 1..{self.MAX_EXPONENT})")
+        if exponent.ndim > self.in_metas[0].rank:
+            raise node.unsupported("an exponent of higher rank than the base")
+        self.exponent = int(float(exponent.reshape(-1)[0]))
+        if self.exponent == 1:
+            self.pwl_role = "affine"
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for _ in range(self.exponent - 1):
+            y = y * x
+        return y

@@ -191,11 +191,25 @@ class Gather(Op):
         target = Meta(out_shape, merged=not self.stacked_path)
         self.out_merged = target.merged
         self.target = target.torch_shape
-        self.register_buffer("indices", torch.from_numpy(np.where(indices < 0, indices + size, indices).reshape(-1)))
+        flat = np.where(indices < 0, indices + size, indices).reshape(-1)
+        self.register_buffer("indices", torch.from_numpy(flat))
+        # auto_LiRPA's Gather backward bound keeps one of repeated indices' coefficients (unsound):
+        # repeated indices are a 0/1 selection matmul instead
+        self.repeated = len(np.unique(flat)) < len(flat)
+        if self.repeated:
+            selection = np.zeros((len(flat), size), np.float32)
+            selection[np.arange(len(flat)), flat] = 1.0
+            self.add_constant("selection", selection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_stacked(x, self.meta) if self.stacked_path else x
-        return torch.index_select(x, self.dim, self.indices).reshape(-1, *self.target)
+        if not self.repeated:
+            return torch.index_select(x, self.dim, self.indices).reshape(-1, *self.target)
+        last = x.dim() - 1  # positive dims: auto_LiRPA's Transpose misreads negative ones
+        x = x if self.dim == last else x.transpose(self.dim, last)
+        x = torch.matmul(x, self.selection.t())
+        x = x if self.dim == last else x.transpose(self.dim, last)
+        return x.reshape(-1, *self.target)
 
 
 @register("Slice")
