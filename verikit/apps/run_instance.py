@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from verikit.core import output
 from verikit.core.errors import VerikitError
 from verikit.core.result import Result
 from verikit.core.property import Property
@@ -36,12 +37,10 @@ def run_instance(
     from verikit.report import vnncomp
     from verikit.portfolio import verify_files
 
-    result_file = Path(result_file)
-    result_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         _, result = verify_files(str(onnx), str(vnnlib), replace(options, timeout=timeout), transform)
     except VerikitError as error:
-        result_file.write_text(f"error\n; {error}\n")
+        output.write_text(result_file, f"error\n; {error}\n")
         return None
     vnncomp.write(result, result_file)
     return result

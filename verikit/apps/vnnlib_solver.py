@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from verikit.core import output
 from verikit.core.errors import ModelError, SpecError
 from verikit.spec.vnnlib2 import SUPPORTED_ELEMENT_TYPES, Tensor, UnsupportedQuery
 
@@ -217,11 +218,10 @@ def serialise_assignment(assignment: list[tuple[Tensor, np.ndarray]], folder: st
     from onnx import numpy_helper
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for tensor, values in assignment:
         array = np.asarray(values, dtype=np.float32).reshape(tensor.shape)
         path = folder / f"{tensor.name}.pb"
-        path.write_bytes(numpy_helper.from_array(array, name=tensor.name).SerializeToString())
+        output.write_bytes(path, numpy_helper.from_array(array, name=tensor.name).SerializeToString())
         written.append(path)
     return written

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from verikit.core import output
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 
@@ -62,7 +63,7 @@ def bench(instances, ground_truth, timeout_scale, jobs, out_dir, as_json, debug,
         rows = bench_lib.run(rows_in, out_dir, options=options, timeout_scale=timeout_scale, jobs=jobs,
                              on_row=lambda row: progress.advance(task))
     summary = bench_lib.summarise(rows, rows_in, truths)
-    (out_dir / "summary.json").write_text(json.dumps(bench_lib.summary_dict(summary), indent=2) + "\n")
+    output.write_text(out_dir / "summary.json", json.dumps(bench_lib.summary_dict(summary), indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(bench_lib.summary_dict(summary), indent=2))
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from verikit.core import output
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 from verikit.witness.check import DEFAULT_TOLERANCE
@@ -145,7 +146,7 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, tolerance, out
     data = report(judgements, benchmark=str(bench), verifier=verifier,
                   answers_file=str(answers_file) if answers_file else None, tolerance=tolerance,
                   timeout_scale=timeout_scale, seconds=time.monotonic() - started)
-    (out_dir / "soundness.json").write_text(json.dumps(data, indent=2) + "\n")
+    output.write_text(out_dir / "soundness.json", json.dumps(data, indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

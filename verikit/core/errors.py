@@ -57,3 +57,9 @@ class DataError(VerikitError):
 
 class EngineLimitation(VerikitError):
     """An engine cannot handle this network or case; the portfolio records `unknown` with the reason."""
+
+
+class OutputError(VerikitError):
+    """An output file (report, result file, witness) cannot be written where the user asked."""
+
+    exit_code = ExitCode.BAD_INPUT

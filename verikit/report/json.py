@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import verikit
+from verikit.core import output
 from verikit.core.network import Network
 from verikit.core.result import Certificate, CaseResult, DisjunctBounds, Falsified, Proven, Result, Unknown
 
@@ -100,7 +101,4 @@ def dumps(result: Result, network: Network | None = None) -> str:
 
 
 def write(result: Result, path: str | Path, network: Network | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(result, network) + "\n")
-    return path
+    return output.write_text(path, dumps(result, network) + "\n")

@@ -11,9 +11,11 @@ Rows are matched to instances by the sha256 of the model and spec bytes (the gro
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from verikit.core import output
 from verikit.apps.bench import file_sha256, read_ground_truth, resolve_listed
 from verikit.core.errors import SpecError
 
@@ -58,9 +60,9 @@ def read_answers(path: str | Path) -> dict[Key, Answer]:
 
 def write_answers(path: Path, rows: list[dict]) -> None:
     """Write rows (dicts with FIELDS keys; missing ones empty) as an answers CSV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({field: row.get(field, "") for field in FIELDS})
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({field: row.get(field, "") for field in FIELDS})
+    output.write_text(path, handle.getvalue())
