@@ -10,7 +10,7 @@ it can exhaust memory, block or overflow the stack.
 
 Limits are a frozen `Limits`; `current()` reads the defaults, overridden per kind by the environment
 variable `VERIKIT_MAX_<KIND>_BYTES` (e.g. `VERIKIT_MAX_SPEC_BYTES=4G`, suffixes K, M, G) and
-`VERIKIT_MAX_DEPTH` / `VERIKIT_MAX_ELEMENTS`.
+`VERIKIT_MAX_DEPTH`, `VERIKIT_MAX_ELEMENTS`, `VERIKIT_MAX_CLASSES`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Limits:
 
     max_bytes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_BYTES))
     max_depth: int = 64  # every verikit format nests a handful of levels; 64 leaves room to spare
-    max_elements: int = 50_000_000  # of a network's input or output, or a spec's classes (200 MB as float32)
+    max_elements: int = 50_000_000  # of a network's input or output (200 MB as float32)
+    max_classes: int = 10_000  # of a robustness spec: one dense row per other class, so memory grows as n^2
 
     def bytes_for(self, kind: str) -> int:
         return self.max_bytes[kind]
@@ -77,7 +78,8 @@ def current() -> Limits:
             except ValueError:
                 pass
     numbers = {}
-    for name, key in (("max_depth", "VERIKIT_MAX_DEPTH"), ("max_elements", "VERIKIT_MAX_ELEMENTS")):
+    for name, key in (("max_depth", "VERIKIT_MAX_DEPTH"), ("max_elements", "VERIKIT_MAX_ELEMENTS"),
+                      ("max_classes", "VERIKIT_MAX_CLASSES")):
         raw = os.environ.get(key, "")
         if raw.isdigit() and int(raw) > 0:
             numbers[name] = int(raw)
