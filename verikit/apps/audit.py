@@ -26,7 +26,7 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.engines.attack.pgd import NORMS, PGDSettings, pgd_batch
-from verikit.core.errors import DataError, ExitCode, ModelError, VerikitError
+from verikit.core.errors import DataError, EngineLimitation, ExitCode, ModelError, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget
 from verikit.core.property import Box
@@ -326,7 +326,7 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
     notes: list[str] = []
     try:
         bounded = bounds.prepare(network, device=settings.device)
-    except bounds.BoundsError as error:  # certify nothing, say why; the attack side still runs
+    except EngineLimitation as error:  # BoundsError, or no auto_LiRPA: certify nothing, say why; attacks run
         bounded = None
         notes.append(f"bounds engine cannot handle this network: {error}")
     per_eps = []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
 from verikit.core import output
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
@@ -35,7 +36,7 @@ def print_summary(summary, console) -> None:
 @click.argument("instances", type=click.Path(exists=False, path_type=Path))
 @click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with onnx, vnnlib, truth columns; rows matched by content hash.")
-@click.option("--timeout-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+@click.option("--timeout-scale", type=params.SCALE, default=1.0, show_default=True,
               help="Multiply every instance's timeout by this factor.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Instances run in parallel.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/bench"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from verikit.cli import params
 from verikit.portfolio import ENGINES, METHODS, Options
 from verikit.witness.replay import Tolerances
 
@@ -16,11 +17,11 @@ def portfolio_options(command):
                      help="Engines to run (repeatable); auto = attack, bounds, branch-and-bound, SMT."),
         click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)),
                      help="Bound methods for the bounds engine (repeatable; default all, cheapest first)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice."),
+        click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of every random choice."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--box-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+        click.option("--box-tolerance", type=params.TOLERANCE, default=0.0, show_default=True,
                      help="Slack allowed for a witness outside the input box (absolute)."),
-        click.option("--formula-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+        click.option("--formula-tolerance", type=params.TOLERANCE, default=0.0, show_default=True,
                      help="Slack allowed for a witness's output constraints (absolute)."),
     ]
     for decorator in reversed(decorators):
