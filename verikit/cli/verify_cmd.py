@@ -10,6 +10,7 @@ import click
 from verikit.cli import params
 from verikit.cli.base import handles_errors, main
 from verikit.core.errors import OutputError
+from verikit.core.result import Verdict
 from verikit.cli.options import build_options, portfolio_options
 
 
@@ -80,6 +81,8 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
         click.echo(json_report.dumps(result, network))
     else:
         click.echo(_summary(network, result, report_path if report_path not in failed else None))
+    if result.verdict is Verdict.ERROR:  # bad input found while verifying: stdout has the verdict, stderr why
+        click.echo(f"verikit: error: {result.reason}", err=True)
     for error in failed.values():
         click.echo(f"verikit: error: {error}", err=True)
     sys.exit(int(result.verdict.exit_code))
