@@ -348,3 +348,16 @@ def test_limits_read_overrides_from_the_environment(monkeypatch):
     current = limits.current()
     assert current.bytes_for("spec") == 2 << 20 and current.max_depth == 9
     assert current.bytes_for("policy") == limits.DEFAULT_BYTES["policy"]
+
+
+def test_unwritable_audit_and_gate_folders_keep_the_results(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    run = cli("audit", MLP, "--data", DATA, "--eps", "0.01", "--limit", "5", "--out", blocker / "out")
+    assert run.exit_code == 0 and "verikit audit: 5 samples" in run.stdout
+    one_error_line(run, "a_file")
+    policy = tmp_path / "verikit.toml"
+    policy.write_text(hostile.policy(str(TINY)))
+    run = cli("gate", policy, "--out", blocker / "gate", "--quiet")
+    assert run.exit_code == 0 and "PASS" in run.stdout.upper()
+    one_error_line(run, "a_file")

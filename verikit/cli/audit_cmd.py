@@ -12,6 +12,7 @@ import click
 
 from verikit.cli import params
 from verikit.cli.base import handles_errors, main
+from verikit.core.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -133,10 +134,17 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, as_json, debug
     with progress_bar(enabled=sys.stderr.isatty() and not as_json) as progress:
         result = audit_files(str(model), str(data_path), settings,
                              labels_path=str(labels_path) if labels_path else None, limit=limit, progress=progress)
-    written = audit_report.write_all(result, out_dir) if out_dir is not None else {}
+    written, unwritten = {}, None  # an unwritable --out must not cost the numbers: printed, then the error
+    if out_dir is not None:
+        try:
+            written = audit_report.write_all(result, out_dir)
+        except OutputError as error:
+            unwritten = error
     if as_json:
         click.echo(json.dumps(audit_report.to_dict(result), indent=2))
     else:
         from verikit.cli.options import console as make_console
 
         print_summary(result, written, make_console())
+    if unwritten is not None:
+        click.echo(f"verikit: error: {unwritten}", err=True)

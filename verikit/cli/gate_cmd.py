@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from verikit.cli.base import handles_errors, main
+from verikit.core.errors import OutputError
 
 
 def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
@@ -66,9 +67,17 @@ def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug)
     result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say)
     report = gate_report.to_dict(result)
     target = out_dir or loaded.out or Path("reports/gate")
-    written = write_reports(result, report, target)
     summary = markdown.to_markdown(report)
-    step_summary = markdown.append_step_summary(summary)
+    failed: list[OutputError] = []  # unwritable reports must not cost the decision: printed, then the errors
+    written, step_summary = {}, None
+    try:
+        written = write_reports(result, report, target)
+    except OutputError as error:
+        failed.append(error)
+    try:
+        step_summary = markdown.append_step_summary(summary)
+    except OutputError as error:
+        failed.append(error)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -76,4 +85,6 @@ def gate(policy, out_dir, baseline, no_baseline, threads, as_json, quiet, debug)
         click.echo("reports: " + ", ".join(str(path) for path in written.values()))
         if step_summary is not None:
             click.echo(f"summary appended to {step_summary}")
+    for error in failed:
+        click.echo(f"verikit: error: {error}", err=True)
     sys.exit(result.exit_code)
