@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import hostile  # noqa: E402
+import hostile_mutations  # noqa: E402
 
 
 def main() -> int:
@@ -34,7 +35,8 @@ def main() -> int:
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="verikit-fuzz-") as folder:
-        cases = hostile.build_cases(folder) + hostile.mutations(folder, examples=args.examples, seed=args.seed)
+        cases = hostile.build_cases(folder)
+        cases += hostile_mutations.mutations(folder, examples=args.examples, seed=args.seed)
         slack = 2.0 * hostile.startup_seconds()
         print(f"{len(cases)} runs, start-up {slack / 2:.1f} s, {args.jobs} at a time", file=sys.stderr)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -57,7 +59,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     for kind, counts in record["outcomes_per_class"].items():
-        print(f"{kind:9} {record['inputs_per_class'][kind]:4} inputs: " + ", ".join(f"{n} {w}" for w, n in counts.items()))
+        outcomes = ", ".join(f"{n} {w}" for w, n in counts.items())
+        print(f"{kind:9} {record['inputs_per_class'][kind]:4} inputs: {outcomes}")
     print(f"total {len(cases)} runs in {record['seconds']} s: " + ", ".join(f"{n} {w}" for w, n in totals.items()))
     for item in bad:
         print(f"MISBEHAVED {item['case']}: {'; '.join(item['problems'])}")

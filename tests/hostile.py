@@ -1,7 +1,7 @@
 """A corpus of hostile inputs for every verikit command, and a runner that judges each run.
 
     cases = build_cases(folder)                      # the fixed corpus: one or more cases per hostile class
-    cases += mutations(folder, examples=50, seed=0)  # seeded random mutations of valid inputs, per class
+    cases += hostile_mutations.mutations(folder, examples=50, seed=0)  # seeded mutations, per class
     outcome = run_case(case)                         # a subprocess, killed at case.timeout + slack
     problems(case, outcome)                          # [] when the run behaved
 
@@ -197,7 +197,8 @@ def build_cases(folder: str | Path) -> list[Case]:
     model_case("fifo", c.fifo("fifo.onnx"))
     (c.folder / "folder.onnx").mkdir(exist_ok=True)
     model_case("directory", str(c.folder / "folder.onnx"))
-    c.add("onnx/vnnlib-network-dev-zero", "onnx", ("verify", c.file("q2.vnnlib", V2_HEAD + V2_BOX + "(assert (> Y[0] 2.0))\n"),
+    query = c.file("q2.vnnlib", V2_HEAD + V2_BOX + "(assert (> Y[0] 2.0))\n")
+    c.add("onnx/vnnlib-network-dev-zero", "onnx", ("verify", query,
           "--network", f"N={c.link('zero2.onnx', '/dev/zero')}", "--timeout", t), names="zero2.onnx",
           expect=frozenset({3}), program="verikit-vnnlib")
 
@@ -223,14 +224,17 @@ def build_cases(folder: str | Path) -> list[Case]:
         c.add(f"option/formula-tolerance-{value}", "option",
               (*verify, model, contradictory, "--formula-tolerance", value), expect=frozenset({2}), )
 
-    spec_case("400-digits", c.file("digits400.vnnlib", V2_HEAD + V2_BOX.replace("(<= X[0,1] 1.0)", f"(<= X[0,1] {'1' * 400}.5)")
+    long_number = V2_BOX.replace("(<= X[0,1] 1.0)", f"(<= X[0,1] {'1' * 400}.5)")
+    spec_case("400-digits", c.file("digits400.vnnlib", V2_HEAD + long_number
                                    + "(assert (> Y[0] 2.0))\n"), kind="vnnlib2")
-    spec_case("deep-nesting", c.file("deep2.vnnlib", V2_HEAD + "(assert " + deep("(", ")", 50_000) + ")\n"), kind="vnnlib2")
+    spec_case("deep-nesting", c.file("deep2.vnnlib", V2_HEAD + "(assert " + deep("(", ")", 50_000) + ")\n"),
+              kind="vnnlib2")
     spec_case("garbage", c.file("garbage2.vnnlib", V2_HEAD + "(assert (>= X[0,0] ))) ((\n"), kind="vnnlib2")
     c.add("vnnlib2/400-digits-solver", "vnnlib2", ("verify", str(c.folder / "digits400.vnnlib"), "--network",
           f"N={model}", "--timeout", t), names="digits400.vnnlib", expect=frozenset({3}), program="verikit-vnnlib")
 
-    spec_case("deep-nesting", c.file("deep.json", '{"format": "verikit-robustness/1", "input": ' + deep("[", "]") + "}"),
+    deep_json = '{"format": "verikit-robustness/1", "input": ' + deep("[", "]") + "}"
+    spec_case("deep-nesting", c.file("deep.json", deep_json),
               kind="json")
     spec_case("num-classes-1e12", c.file("classes.json", robustness(num_classes=10**12)), kind="json")
     spec_case("input-file-dev-zero", c.file("devzero.json", robustness(input=None) .replace('"input": null',
@@ -254,7 +258,8 @@ def build_cases(folder: str | Path) -> list[Case]:
     witness_case("fifo", c.fifo("fifo.counterexample"))
 
     audit = ("audit", str(MLP), "--eps", "0.01", "--limit", "5", "--timeout", "10")
-    c.add("csv/audit-not-utf8", "csv", (*audit[:2], "--data", c.file("latin1.csv", b"label,a\n1,caf\xe9\n"), *audit[2:]),
+    latin = c.file("latin1.csv", b"label,a\n1,caf\xe9\n")
+    c.add("csv/audit-not-utf8", "csv", (*audit[:2], "--data", latin, *audit[2:]),
           names="latin1.csv", expect=frozenset({3}), timeout=10)
     c.add("csv/audit-ragged", "csv", (*audit[:2], "--data", c.file("ragged.csv", "1,0.5\n2,0.5,0.1\n"), *audit[2:]),
           names="ragged.csv", expect=frozenset({3}), timeout=10)
@@ -305,8 +310,8 @@ def build_cases(folder: str | Path) -> list[Case]:
     for args in (("--eps", "nan"), ("--eps", "inf"), ("--mean", "text"), ("--std", "0"), ("--timeout", "nan")):
         c.add(f"option/audit{'-'.join(args)}", "option", ("audit", str(MLP), "--data", str(DATA), "--limit", "5", *args)
               + (() if args[0] == "--eps" else ("--eps", "0.01")), expect=usage)
-    c.add("option/bench-timeout-scale-nan", "option", ("bench", instances, "--timeout-scale", "nan", "--out", bench_out),
-          expect=usage)
+    c.add("option/bench-timeout-scale-nan", "option",
+          ("bench", instances, "--timeout-scale", "nan", "--out", bench_out), expect=usage)
     c.add("option/vnnlib-timeout-nan", "option", ("verify", spec, "--network", f"N={model}", "--timeout", "nan"),
           expect=usage, program="verikit-vnnlib")
     c.add("option/run-instance-timeout-nan", "option", ("run-instance", "v1", "c", model, spec,
@@ -325,86 +330,6 @@ def _npz(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-# ----- seeded random mutations (make fuzz) -----
-
-HOSTILE_ATOMS = ("1e999", "-1e308", "(", ")", "nan", "X_99", "Y_-1", "\0", "(* 1e308 1e308)", "((((", "0x1p3",
-                 "|", '"', "1" * 400, "(/ 1 0)", "Real", "assert", "\udcff")
-HOSTILE_VALUES = (None, -1, 0, 10**12, 1e308, -1e308, "x", [], {}, [[[[[[]]]]]], True, "", [1e308] * 2, "../../etc")
-
-
-def mutations(folder: str | Path, *, examples: int, seed: int = 0) -> list[Case]:
-    """`examples` seeded mutations per class of valid inputs (ONNX bytes, VNN-LIB 1.0/2.0 tokens, JSON values,
-    CSV cells, .npz bytes, TOML values, witness text)."""
-    c = Corpus(Path(folder) / "mutations")
-    c.folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    model, spec, t = str(MODEL), str(SPEC), "3"
-    onnx_data, spec_text = MODEL.read_bytes(), SPEC.read_text()
-    v2_text = V2_HEAD + V2_BOX + "(assert (> Y[0] 2.0))\n"
-    policy_text = policy(model, timeout="3")
-    for i in range(examples):
-        data = bytearray(onnx_data)
-        for _ in range(rng.randint(1, 8)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        if rng.random() < 0.3:
-            data = data[:rng.randrange(len(data))]
-        path = c.file(f"m{i}.onnx", bytes(data))
-        c.add(f"onnx/mutation-{i}", "onnx", ("verify", path, spec, "--timeout", t), names=Path(path).name, timeout=3)
-        path = c.file(f"s{i}.vnnlib", _mutate_tokens(spec_text, rng))
-        c.add(f"vnnlib1/mutation-{i}", "vnnlib1", ("verify", model, path, "--timeout", t), names=Path(path).name,
-              timeout=3)
-        path = c.file(f"q{i}.vnnlib", _mutate_tokens(v2_text, rng))
-        c.add(f"vnnlib2/mutation-{i}", "vnnlib2", ("verify", path, "--network", f"N={model}", "--timeout", t),
-              names=Path(path).name, timeout=3, program="verikit-vnnlib")
-        fields = {"format": "verikit-robustness/1", "input": [0.5, 0.5], "label": 0, "epsilon": 0.1, "num_classes": 2}
-        for _ in range(rng.randint(1, 3)):
-            fields[rng.choice([*fields, "clip", "mean", "std", "input_shape", "input_file", "norm"])] = \
-                rng.choice(HOSTILE_VALUES)
-        path = c.file(f"j{i}.json", json.dumps(fields))
-        c.add(f"json/mutation-{i}", "json", ("verify", model, path, "--timeout", t), names=Path(path).name, timeout=3)
-        rows = [["label", "a", "b"]] + [[str(rng.randint(0, 1)), "0.5", "0.25"] for _ in range(4)]
-        for _ in range(rng.randint(1, 4)):
-            row = rng.choice(rows)
-            row[rng.randrange(len(row))] = str(rng.choice(HOSTILE_VALUES + HOSTILE_ATOMS))
-        path = c.file(f"d{i}.csv", "\n".join(",".join(r) for r in rows) + "\n")
-        c.add(f"csv/mutation-{i}", "csv", ("audit", model, "--data", path, "--eps", "0.01", "--timeout", t),
-              names=Path(path).name, timeout=3)
-        data = bytearray(_npz(x=np.full((4, 2), 0.5), y=np.zeros(4, int)))
-        for _ in range(rng.randint(1, 6)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        path = c.file(f"d{i}.npz", bytes(data))
-        c.add(f"npz/mutation-{i}", "npz", ("audit", model, "--data", path, "--eps", "0.01", "--timeout", t),
-              names=Path(path).name, timeout=3)
-        lines = policy_text.splitlines()
-        k = rng.randrange(len(lines))
-        if "=" in lines[k]:
-            lines[k] = lines[k].split("=")[0] + "= " + rng.choice(["nan", "inf", "-1", '"x"', "[]", "{a=1}", "1e999",
-                                                                   "99999999999999999999999", "true", '"/dev/zero"'])
-        else:
-            lines[k] = rng.choice(["[[model]]", "[property]", "[[", "x = ", '"""'])
-        path = c.file(f"p{i}.toml", "\n".join(lines) + "\n")
-        c.add(f"toml/mutation-{i}", "toml", ("gate", path, "--out", str(c.folder / "gate_out"), "--no-baseline"),
-              names=Path(path).name, timeout=3)
-        x = [rng.choice(["1.0", "0.5", "nan", "1e999", "-0", "x", "(", ""]) for _ in range(2)]
-        path = c.file(f"w{i}.counterexample", f"sat\n((X_0 {x[0]})\n (X_1 {x[1]})\n (Y_0 1.7))\n")
-        c.add(f"witness/mutation-{i}", "witness", ("witness", model, spec, path), names=Path(path).name)
-    return c.cases
-
-
-def _mutate_tokens(text: str, rng: random.Random) -> str:
-    tokens = text.replace("(", " ( ").replace(")", " ) ").split()
-    for _ in range(rng.randint(1, 5)):
-        k = rng.randrange(len(tokens))
-        action = rng.random()
-        if action < 0.4:
-            tokens[k] = rng.choice(HOSTILE_ATOMS)
-        elif action < 0.7:
-            del tokens[k]
-        else:
-            tokens.insert(k, rng.choice(HOSTILE_ATOMS))
-    return " ".join(tokens)
 
 
 # ----- running and judging -----

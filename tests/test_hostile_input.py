@@ -253,7 +253,8 @@ def test_nonzero_tolerance_is_named_in_the_verdict_line():
 @pytest.mark.parametrize("args", [
     ("verify", TINY, SAT, "--timeout", "nan"), ("verify", TINY, SAT, "--timeout", "-1"),
     ("verify", TINY, SAT, "--timeout", "0"), ("audit", MLP, "--data", DATA, "--eps", "0.1", "--timeout", "nan"),
-    ("bench", SPECS / "instances.csv", "--timeout-scale", "nan"), ("bench", SPECS / "instances.csv", "--timeout-scale", "-2"),
+    ("bench", SPECS / "instances.csv", "--timeout-scale", "nan"),
+    ("bench", SPECS / "instances.csv", "--timeout-scale", "-2"),
     ("run-instance", "v1", "c", TINY, SAT, "out.txt", "nan"),
 ])  # fmt: skip
 def test_timeouts_must_be_finite_and_positive(args):
@@ -320,9 +321,9 @@ def test_opset_999_says_so_on_stderr(tmp_path):
 
 def test_verify_of_a_bundled_example_prints_nothing_on_stderr():
     """In a fresh process (warning filters are per process), through the bounds engine (auto_LiRPA's import)."""
+    spec = SPECS / "digits_mlp_robust_eps0.01_idx1_unsat.vnnlib"
     done = subprocess.run(
-        hostile.command(hostile.Case("quiet", "noise", ("verify", str(MLP), str(SPECS / "digits_mlp_robust_eps0.01_idx1_unsat.vnnlib"),
-                                                        "--timeout", "60"))),
+        hostile.command(hostile.Case("quiet", "noise", ("verify", str(MLP), str(spec), "--timeout", "60"))),
         capture_output=True, text=True, env=hostile.environment(), cwd=ROOT, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("VERIFIED") and done.stderr == ""
 

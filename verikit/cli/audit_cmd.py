@@ -95,8 +95,10 @@ def print_summary(result, written: dict, console) -> None:
               help="inf: L∞ box; 2: L2 ball (certified through its L∞ box, attacked in the ball).")
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown", show_default=True,
               help="Bound method for certification (alpha-crown runs CROWN first, then α-CROWN on the rest).")
-@click.option("--mean", type=params.FloatList(), help="Normalisation mean: a number, or comma-separated per channel / per input.")
-@click.option("--std", type=params.FloatList(positive=True), help="Normalisation std (> 0): a number, or comma-separated per channel / per input.")
+@click.option("--mean", type=params.FloatList(),
+              help="Normalisation mean: a number, or comma-separated per channel / per input.")
+@click.option("--std", type=params.FloatList(positive=True),
+              help="Normalisation std (> 0): a number, or comma-separated per channel / per input.")
 @click.option("--clip-min", type=params.FloatList(), help="Lowest valid raw input value (number or comma-separated).")
 @click.option("--clip-max", type=params.FloatList(), help="Highest valid raw input value (number or comma-separated).")
 @click.option("--limit", type=click.IntRange(min=1), help="Audit only the first N samples.")

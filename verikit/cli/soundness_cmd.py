@@ -33,7 +33,8 @@ def soundness() -> None:
 @click.option("--eps", "eps_values", type=params.POSITIVE_EPS, multiple=True,
               help="L-inf radius of the boxes (default 0.2); repeat to cycle networks through several.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=3, show_default=True)
-@click.option("--planted-fraction", type=params.FiniteFloat(0.0, 1.0, what="a fraction"), default=0.5, show_default=True,
+@click.option("--planted-fraction", type=params.FiniteFloat(0.0, 1.0, what="a fraction"), default=0.5,
+              show_default=True,
               help="Share of instances with a planted (hidden) counterexample.")
 @click.option("--instances-per-model", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=2), default=32, show_default=True, help="Hidden units per layer.")

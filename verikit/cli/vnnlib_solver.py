@@ -107,7 +107,8 @@ def supports(capability: str) -> None:
               help="Seconds for the whole run, start-up included (fractions accepted).")
 @click.option("--serialise-assignments", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Write a sat assignment as DIR/<name>.pb (ONNX TensorProto) instead of printing it.")
-@click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of every random choice (non-standard).")
+@click.option("--seed", type=params.SEED, default=0, show_default=True,
+              help="Seed of every random choice (non-standard).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors (non-standard).")
 def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path | None, seed: int,
            debug: bool) -> None:

@@ -243,11 +243,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def load_json(text: str, kind: str, error: ErrorType, where: str):
-    """json.loads with the nesting depth limited and NaN, Infinity and out-of-range numbers refused."""
+def load_json(text: str, kind: str, error: ErrorType, where: str, *, finite: bool = True):
+    """json.loads with the nesting depth limited; with `finite`, NaN, Infinity and out-of-range numbers are
+    refused (without, they are read as Python does: reports written by json.dumps may hold them)."""
     check_depth(text, kind, error, where)
+    numbers = {"parse_constant": _refuse_constant, "parse_float": _finite_float} if finite else {}
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(text, **numbers)
     except json.JSONDecodeError as failure:
         raise error(f"invalid JSON: {failure.msg}", where=f"{where}:{failure.lineno}:{failure.colno}") from None
     except (ValueError, RecursionError) as failure:  # a huge integer, a non-finite number

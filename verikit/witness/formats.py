@@ -92,7 +92,7 @@ def _vector(values, name: str, source: str) -> np.ndarray:
 
 def parse_json(text: str, source: str = "<json>") -> Witness:
     """A witness from `{"x": [...], "y": [...]}` or a verikit report's `counterexample`."""
-    data = limits.load_json(text, "witness", WitnessError, source)
+    data = limits.load_json(text, "witness", WitnessError, source, finite=False)  # x and y are checked below
     if isinstance(data, dict) and "counterexample" in data:
         if data["counterexample"] is None:
             verdict = data.get("verdict", "?")

@@ -45,7 +45,8 @@ def read_baseline(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise DataError("baseline report not found", where=str(path))
-    report = limits.load_json(limits.read_text(path, "report", DataError), "baseline report", DataError, str(path))
+    report = limits.load_json(limits.read_text(path, "report", DataError), "baseline report", DataError, str(path),
+                              finite=False)  # a gate report may hold NaN
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise DataError(f"not a verikit gate report (schema {found!r}, expected {SCHEMA!r})", where=str(path))
@@ -62,9 +63,11 @@ def _check_problem(entry) -> str:
     """Why a baseline check entry cannot be compared with (empty when it can)."""
     if not isinstance(entry, dict):
         return f"expected an object, got {type(entry).__name__}"
-    for key in ("id", "verdict", "definition_sha256"):
+    for key in ("id", "verdict"):
         if not isinstance(entry.get(key), str) or not entry[key]:
             return f"'{key}' must be a non-empty string"
+    if not isinstance(entry.get("definition_sha256"), str):
+        return "'definition_sha256' must be a string"
     if entry.get("metrics") is not None and not isinstance(entry["metrics"], dict):
         return "'metrics' must be an object"
     return ""
