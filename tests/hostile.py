@@ -314,6 +314,8 @@ def build_cases(folder: str | Path) -> list[Case]:
           ("bench", instances, "--timeout-scale", "nan", "--out", bench_out), expect=usage)
     c.add("option/vnnlib-timeout-nan", "option", ("verify", spec, "--network", f"N={model}", "--timeout", "nan"),
           expect=usage, program="verikit-vnnlib")
+    c.add("onnx/run-instance-fifo", "onnx", ("run-instance", "v1", "c", str(c.folder / "fifo.onnx"), spec,
+          str(c.folder / "r.result"), t), names="fifo.onnx", expect=frozenset({3}))
     c.add("option/run-instance-timeout-nan", "option", ("run-instance", "v1", "c", model, spec,
           str(c.folder / "r.result"), "nan"), expect=usage)
 

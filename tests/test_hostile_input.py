@@ -134,12 +134,17 @@ def test_zip_bomb_npz_is_refused_before_inflating(tmp_path, monkeypatch):
     ("(>= X_0 (* 1e308 1e308))", "out of the float64 range"),
     ("(>= X_0 1e999)", "out of the float64 range"),
 ])  # fmt: skip
-def test_out_of_range_bounds_and_overflowing_arithmetic_are_refused(atom, message):
-    from verikit.spec.vnnlib import parse_vnnlib
+def test_out_of_range_bounds_and_overflowing_arithmetic_are_refused(tmp_path, atom, message):
+    """Read for a model (float32 inputs); parsed alone, a float64 bound such as -1e308 stays readable."""
+    from verikit.spec.load import load_spec
 
-    text = hostile.HEAD + hostile.GOOD_BOX.replace("(>= X_0 0.0)", atom) + "(assert (>= Y_0 1.5))\n"
-    with pytest.raises(SpecError, match=message):
-        parse_vnnlib(text, source="t.vnnlib")
+    spec = tmp_path / "t.vnnlib"
+    spec.write_text(hostile.HEAD + hostile.GOOD_BOX.replace("(>= X_0 0.0)", atom) + "(assert (>= Y_0 1.5))\n")
+    with pytest.raises(SpecError, match=f"t.vnnlib.*{message}"):
+        load_spec(spec, n_inputs=2, n_outputs=1)
+    run = cli("verify", TINY, spec)
+    assert run.exit_code == 3
+    one_error_line(run, "t.vnnlib")
 
 
 def test_vnnlib2_number_with_400_digits_is_a_spec_error():
@@ -362,3 +367,10 @@ def test_unwritable_audit_and_gate_folders_keep_the_results(tmp_path):
     run = cli("gate", policy, "--out", blocker / "gate", "--quiet")
     assert run.exit_code == 0 and "PASS" in run.stdout.upper()
     one_error_line(run, "a_file")
+
+
+def test_run_instance_bad_input_writes_error_and_says_why(tmp_path):
+    result = tmp_path / "r.result"
+    run = cli("run-instance", "v1", "c", tmp_path / "none.onnx", SAT, result, "5")
+    assert run.exit_code == 3 and result.read_text().startswith("error\n")
+    one_error_line(run, "none.onnx: model file not found")

@@ -27,8 +27,10 @@ def run_instance(
     timeout: float,
     options: Options = Options(),
     transform: Callable[[Property], Property] | None = None,
+    on_error: Callable[[VerikitError], None] | None = None,
 ) -> Result | None:
-    """Verify and write `result_file`; returns the Result, or None after writing `error` for bad input.
+    """Verify and write `result_file`; returns the Result, or None after writing `error` for bad input
+    (then `on_error`, when given, gets the error: the command line prints it).
 
     `transform` (for tests of the harness) may rewrite the property before verification.
     """
@@ -41,6 +43,8 @@ def run_instance(
         _, result = verify_files(str(onnx), str(vnnlib), replace(options, timeout=timeout), transform)
     except VerikitError as error:
         output.write_text(result_file, f"error\n; {error}\n")
+        if on_error is not None:
+            on_error(error)
         return None
     vnncomp.write(result, result_file)
     return result

@@ -149,6 +149,7 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
     """
     from verikit.onnx.load import load_network
     from verikit.portfolio import Options, verify
+    from verikit.spec.load import check_float32
 
     started = time.monotonic() if started is None else started
     query = load_query(query_path)
@@ -170,6 +171,7 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
         if unsupported.kind == "element-type":  # the standard: unsupported element types are an error
             raise SpecError(unsupported.message, where=unsupported.where) from None
         return Answer("unknown", str(unsupported), seconds=time.monotonic() - started)
+    check_float32(prop)
     remaining = timeout - (time.monotonic() - started)
     remaining -= min(1.0, 0.05 * timeout)  # kept back for printing the answer
     if remaining <= 0:

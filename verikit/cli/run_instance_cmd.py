@@ -30,7 +30,8 @@ def run_instance_command(version, category, onnx, vnnlib, result_file, timeout, 
     """
     from verikit.apps.run_instance import exit_code, run_instance
 
-    result = run_instance(onnx, vnnlib, result_file, timeout, build_options(timeout, **portfolio))
+    result = run_instance(onnx, vnnlib, result_file, timeout, build_options(timeout, **portfolio),
+                          on_error=lambda error: click.echo(f"verikit: error: {error}", err=True))
     sys.exit(exit_code(result))
 
 

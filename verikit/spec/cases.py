@@ -12,10 +12,8 @@ import math
 
 import numpy as np
 
-from verikit.core.errors import SpecError
 from verikit.core.property import Box, Case, Conjunction
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_NOTES = 20  # empty-box notes written one by one; the rest are counted
 
 
@@ -67,9 +65,8 @@ class TermBuilder:
 class CaseGroups:
     """Terms grouped by identical box, in first-seen order; empty boxes dropped and noted in `notes`."""
 
-    def __init__(self, notes: list[str], where: str | None = None):
+    def __init__(self, notes: list[str]):
         self.notes = notes
-        self.where = where  # the spec, named in errors
         self.groups: dict[bytes, tuple[Box, list[Conjunction]]] = {}
         self.dropped = 0
 
@@ -85,11 +82,6 @@ class CaseGroups:
 
     def add(self, term: TermBuilder, low: np.ndarray, high: np.ndarray) -> None:
         """Add a term with the non-empty box `low`, `high` (its `box_arrays`, or those with filled-in sides)."""
-        beyond = np.flatnonzero((np.abs(low) > FLOAT32_MAX) | (np.abs(high) > FLOAT32_MAX))
-        if beyond.size:  # the model consumes float32: such a bound is no region of its inputs
-            i = int(beyond[0])
-            raise SpecError(f"input {i} (flat) has bounds [{float(low[i])!r}, {float(high[i])!r}] beyond the float32 "
-                            f"range (+-{FLOAT32_MAX:.4g}) that the model consumes", where=self.where)
         open_low, open_high = np.array(term.open_lower, dtype=bool), np.array(term.open_upper, dtype=bool)
         key = low.tobytes() + high.tobytes() + open_low.tobytes() + open_high.tobytes()
         if key not in self.groups:

@@ -203,7 +203,7 @@ def _cases(
     src: SourceText, terms: list[list], n_inputs: int, n_outputs: int, notes: list[str], declared_at: dict
 ) -> list[Case]:
     """Group DNF terms into cases by identical box (see the module docstring)."""
-    groups = CaseGroups(notes, where=src.source)
+    groups = CaseGroups(notes)
     for number, atoms in enumerate(terms, 1):
         term = TermBuilder(n_inputs, n_outputs)
         for atom in atoms:

@@ -273,13 +273,8 @@ class Query:
                 f"input {inp.name} element {index} (flat, C order) has no finite {side} bound{label}; verikit "
                 "needs a bounded input region", kind="unbounded-input", where=self._declared_at(inp.name))
 
-        try:
-            cases, relaxed, filled = formula.to_cases(self.terms, (inp.name, inp.size), (out.name, out.size),
-                                                      notes, unbounded, fill)
-        except SpecError as error:
-            if error.where is not None:
-                raise
-            raise SpecError(error.message, where=self._declared_at(inp.name)) from None
+        cases, relaxed, filled = formula.to_cases(self.terms, (inp.name, inp.size), (out.name, out.size), notes,
+                                                  unbounded, fill)
         if filled:
             notes.append(f"{filled} missing input bound(s) were filled in to search a bounded sub-region (radius "
                          f"{fill}): a counterexample found there is one, a proof there proves nothing")
