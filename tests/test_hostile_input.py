@@ -374,3 +374,26 @@ def test_run_instance_bad_input_writes_error_and_says_why(tmp_path):
     run = cli("run-instance", "v1", "c", tmp_path / "none.onnx", SAT, result, "5")
     assert run.exit_code == 3 and result.read_text().startswith("error\n")
     one_error_line(run, "none.onnx: model file not found")
+
+
+def test_audit_of_a_single_output_model_is_bad_input(tmp_path):
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.full((4, 2), 0.5), y=np.zeros(4, int))
+    run = cli("audit", TINY, "--data", data, "--eps", "0.01")
+    assert run.exit_code == 3
+    one_error_line(run, "tiny_relu.onnx: the model has 1 output; an audit needs a classifier with at least 2")
+
+
+def test_empty_and_corrupt_npz_are_bad_input(tmp_path):
+    from verikit.apps.data import load_dataset
+
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 2)), y=np.zeros(0, int))
+    with pytest.raises(DataError, match="empty.npz: x holds no values .shape .0, 2..: the dataset holds no samples"):
+        load_dataset(empty)
+    corrupt = tmp_path / "corrupt.npz"
+    data = bytearray(empty.read_bytes())
+    data[-10:-6] = b"\xff\xff\xff\x7f"  # the central directory's offset points before the file
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="corrupt.npz: cannot read as .npz"):
+        load_dataset(corrupt)

@@ -314,6 +314,9 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
     from verikit.onnx.load import check_translation
 
     started = time.monotonic()
+    if network.n_outputs < 2:  # robustness is about keeping the predicted class among several
+        raise ModelError(f"the model has {network.n_outputs} output; an audit needs a classifier with at least 2",
+                         where=network.source or None)
     budget = Budget.seconds(settings.timeout) if settings.timeout is not None else Budget(float("inf"))
     data = _prepare(network, dataset, settings)
     predictions, clean_margin = _clean(network, data)

@@ -96,6 +96,8 @@ def _samples(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...
     if values.dtype.kind not in "fiub" or values.ndim < 2:
         raise DataError(f"x must be a numeric array of shape (N, ...), got {values.dtype} {values.shape}",
                         where=where)
+    if values.size == 0:
+        raise DataError(f"x holds no values (shape {values.shape}): the dataset holds no samples", where=where)
     flat = np.ascontiguousarray(values.reshape(values.shape[0], -1), dtype=np.float64)
     if not np.all(np.isfinite(flat)):
         raise DataError("x contains NaN or infinite values", where=where)
@@ -166,6 +168,13 @@ def load_dataset(path: str | Path, labels: str | Path | None = None) -> Dataset:
     for file in (path, Path(labels) if labels is not None else None):
         if file is not None:
             limits.check_regular(file, "data", DataError)
+    dataset = _read(path, labels)
+    if not len(dataset):
+        raise DataError("the dataset holds no samples", where=str(path))
+    return dataset
+
+
+def _read(path: Path, labels: str | Path | None) -> Dataset:
     suffix = path.suffix.lower()
     if labels is not None and suffix != ".npy":
         raise DataError("a separate labels file goes only with an x .npy file", where=str(labels))

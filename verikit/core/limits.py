@@ -316,7 +316,8 @@ def load_npz(data: bytes, names: tuple[str, ...], kind: str, error: ErrorType, w
                     raise error(f"the .npz archive decompresses to more than the limit {_env_hint(kind)}",
                                 where=where)
                 arrays[name] = load_npy(archive.read(info), kind, error, f"{where}[{name}]")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, zlib.error) as failure:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, ValueError,
+            zlib.error) as failure:  # a corrupt directory gives ValueError (a negative seek), among others
         raise error(f"cannot read as .npz: {str(failure).splitlines()[0][:200]}", where=where) from None
     return arrays, available
 
