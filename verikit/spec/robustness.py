@@ -142,7 +142,7 @@ def robustness_from_dict(
         raise SpecError("a robustness spec must be a JSON object", where=where)
     for key in spec:
         if key not in _KNOWN_KEYS and not str(key).startswith("_"):
-            raise SpecError(f"unknown key '{key}'; known keys: {', '.join(sorted(_KNOWN_KEYS))}", where=where)
+            raise SpecError(f"unknown key {str(key)[:60]!r}; known keys: {', '.join(sorted(_KNOWN_KEYS))}", where=where)
     if "format" not in spec:
         raise SpecError(f"key 'format' is missing; expected \"{FORMAT}\"", where=where)
     if spec["format"] != FORMAT:
