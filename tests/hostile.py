@@ -58,7 +58,7 @@ class Case:
     name: str
     kind: str  # the input class: onnx, vnnlib1, vnnlib2, json, witness, csv, npz, toml, option, output
     args: tuple[str, ...]
-    names: str | None = None
+    names: str | tuple[str, ...] | None = None  # one of these must be named
     expect: frozenset[int] = ALLOWED  # the exit codes this case may end with
     timeout: float = 5.0  # the command's own --timeout (or the time it should need at most)
     program: str = "verikit"
@@ -403,7 +403,7 @@ def problems(case: Case, outcome: Outcome, *, slack: float) -> list[str]:
     if outcome.code == 3:
         if len(lines) != 1 or not lines[0].startswith(prefix):
             found.append(f"not one error line on stderr: {outcome.stderr[:300]!r}")
-        elif case.names and case.names not in lines[0]:
+        elif case.names and not any(name in lines[0] for name in _names(case)):
             found.append(f"the error does not name {case.names}: {lines[0][:300]!r}")
     if outcome.code == 2 and "Error:" not in outcome.stderr:
         found.append(f"a usage error without its message: {outcome.stderr[:300]!r}")
@@ -411,11 +411,15 @@ def problems(case: Case, outcome: Outcome, *, slack: float) -> list[str]:
         found.append(f"warnings on stderr: {outcome.stderr[:300]!r}")
     if case.stdout_has and case.stdout_has not in outcome.stdout:
         found.append(f"stdout lacks {case.stdout_has!r}: {outcome.stdout[:200]!r}")
-    if case.kind == "output" and (not lines or case.names not in lines[-1]):
+    if case.kind == "output" and (not lines or not any(name in lines[-1] for name in _names(case))):
         found.append(f"no error line naming {case.names}: {outcome.stderr[:300]!r}")
     if outcome.wall > case.timeout + 1.0 + slack:
         found.append(f"{outcome.wall:.1f} s: beyond the timeout {case.timeout:g} s + 1 s + start-up {slack:.1f} s")
     return found
+
+
+def _names(case: Case) -> tuple[str, ...]:
+    return (case.names,) if isinstance(case.names, str) else tuple(case.names or ())
 
 
 def clean(folder: str | Path) -> None:

@@ -51,13 +51,13 @@ def mutations(folder: str | Path, *, examples: int, seed: int = 0) -> list[Case]
             row[rng.randrange(len(row))] = str(rng.choice(HOSTILE_VALUES + HOSTILE_ATOMS))
         path = c.file(f"d{i}.csv", "\n".join(",".join(r) for r in rows) + "\n")
         c.add(f"csv/mutation-{i}", "csv", ("audit", model, "--data", path, "--eps", "0.01", "--timeout", t),
-              names=Path(path).name, timeout=3)
+              names=(Path(path).name, MODEL.name), timeout=3)  # valid data meets a 1-output model: refused
         data = bytearray(_npz(x=np.full((4, 2), 0.5), y=np.zeros(4, int)))
         for _ in range(rng.randint(1, 6)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         path = c.file(f"d{i}.npz", bytes(data))
         c.add(f"npz/mutation-{i}", "npz", ("audit", model, "--data", path, "--eps", "0.01", "--timeout", t),
-              names=Path(path).name, timeout=3)
+              names=(Path(path).name, MODEL.name), timeout=3)
         lines = policy_text.splitlines()
         k = rng.randrange(len(lines))
         if "=" in lines[k]:
