@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-acasxu bench-mnistfc bench-side-by-side conformance clean
+.PHONY: install demo test fuzz bench-acasxu bench-mnistfc bench-side-by-side conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# The whole hostile-input corpus plus FUZZ_EXAMPLES seeded mutations per input class, every command as a
+# subprocess (`make test` runs a fast subset in tests/test_fuzz.py). Counts land in benchmarks/results/fuzz.json.
+FUZZ_EXAMPLES ?= 25
+fuzz: install
+	$(PY) benchmarks/fuzz.py --examples $(FUZZ_EXAMPLES) --jobs 2
 
 # Benchmarks (slow; not part of `make test`). Numbers land in benchmarks/results/.
 bench-acasxu: install

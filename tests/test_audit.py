@@ -89,7 +89,7 @@ def test_npy_pair_and_csv_layouts_agree(tmp_path, digits):
 
 
 @pytest.mark.parametrize("setup, message", [
-    (lambda d: d / "absent.npz", "no such file"),
+    (lambda d: d / "absent.npz", "not found"),
     (lambda d: (np.savez(d / "a.npz", x=np.zeros((2, 3))), d / "a.npz")[1], "missing y"),
     (lambda d: (np.save(d / "x.npy", np.zeros((2, 3))), d / "x.npy")[1], "labels"),
     (lambda d: (np.savez(d / "b.npz", x=np.zeros((2, 3)), y=np.zeros(3, int)), d / "b.npz")[1], "shape"),
@@ -243,4 +243,4 @@ def test_cli_audit_missing_data_exits_3(tmp_path):
     run = CliRunner().invoke(main, ["audit", str(MODELS / "digits_mlp.onnx"), "--data",
                                     str(tmp_path / "none.npz"), "--eps", "0.01"])
     assert run.exit_code == 3
-    assert "none.npz: no such file" in run.output
+    assert "none.npz: data file not found" in run.output

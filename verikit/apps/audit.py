@@ -26,8 +26,8 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.engines.attack.pgd import NORMS, PGDSettings, pgd_batch
+from verikit.core.errors import DataError, EngineLimitation, ExitCode, ModelError, VerikitError
 from verikit.engines.lirpa import METHODS
-from verikit.core.errors import DataError, ExitCode, ModelError, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget
 from verikit.core.property import Box
@@ -315,6 +315,9 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
     from verikit.onnx.load import check_translation
 
     started = time.monotonic()
+    if network.n_outputs < 2:  # robustness is about keeping the predicted class among several
+        raise ModelError(f"the model has {network.n_outputs} output; an audit needs a classifier with at least 2",
+                         where=network.source or None)
     budget = Budget.seconds(settings.timeout) if settings.timeout is not None else Budget(float("inf"))
     data = _prepare(network, dataset, settings)
     predictions, clean_margin = _clean(network, data)
@@ -327,7 +330,7 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
     notes: list[str] = []
     try:
         bounded = bounds.prepare(network, device=settings.device)
-    except bounds.BoundsError as error:  # certify nothing, say why; the attack side still runs
+    except EngineLimitation as error:  # BoundsError, or no auto_LiRPA: certify nothing, say why; attacks run
         bounded = None
         notes.append(f"bounds engine cannot handle this network: {error}")
     per_eps = []

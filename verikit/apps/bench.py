@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from verikit.apps.executors import Executor, Failed, FileRef, Task, make_executor
+from verikit.core import limits, output
 from verikit.core.errors import SpecError, VerikitError
 from verikit.portfolio.options import Options
 
@@ -77,22 +79,31 @@ def read_instances(source: str | Path) -> list[Instance]:
         if not files:
             raise SpecError(f"no *instances*.csv file under {source}")
         return [instance for path in files for instance in read_instances(path)]
-    if not source.is_file():
-        raise SpecError(f"instances file not found: {source}")
     instances = []
-    with source.open(newline="") as handle:
-        for line_number, row in enumerate(csv.reader(handle), start=1):
-            if not row or row[0].strip().startswith("#"):
-                continue
-            if len(row) < 3:
-                raise SpecError("expected 'onnx,vnnlib,timeout' columns", where=f"{source}:{line_number}")
-            try:
-                timeout = float(row[2])
-            except ValueError:
-                raise SpecError(f"timeout {row[2]!r} is not a number", where=f"{source}:{line_number}") from None
-            instances.append(Instance(source.parent.name, source.parent / row[0].strip(),
-                                      source.parent / row[1].strip(), timeout))
+    for line_number, row in _csv_rows(source, "instances"):
+        if not row or row[0].strip().startswith("#"):
+            continue
+        if len(row) < 3:
+            raise SpecError("expected 'onnx,vnnlib,timeout' columns", where=f"{source}:{line_number}")
+        try:
+            timeout = float(row[2])
+        except ValueError:
+            raise SpecError(f"timeout {row[2][:40]!r} is not a number", where=f"{source}:{line_number}") from None
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise SpecError(f"timeout {row[2][:40]!r} must be a finite number of seconds > 0",
+                            where=f"{source}:{line_number}")
+        instances.append(Instance(source.parent.name, source.parent / row[0].strip(),
+                                  source.parent / row[1].strip(), timeout))
     return instances
+
+
+def _csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of a CSV file read through verikit.core.limits (size, UTF-8, regular file)."""
+    text = limits.read_text(path, "csv", SpecError)
+    try:
+        return list(enumerate(csv.reader(io.StringIO(text, newline="")), start=1))
+    except csv.Error as error:
+        raise SpecError(f"not a readable {what} CSV: {error}", where=str(path)) from None
 
 
 def resolve_listed(base: Path, relative: str) -> Path | None:
@@ -107,38 +118,40 @@ def resolve_listed(base: Path, relative: str) -> Path | None:
 def read_ground_truth(path: str | Path) -> dict[tuple[str, str], str]:
     """{(model sha256, spec sha256): truth} from a ground-truth CSV (paths relative to it or its parent)."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"ground-truth file not found: {path}")
     truths: dict[tuple[str, str], str] = {}
     hashes: dict[Path, str] = {}
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
+    text = limits.read_text(path, "csv", SpecError)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = {"onnx", "vnnlib", "truth"} - set(reader.fieldnames or ())
         if missing:
             raise SpecError(f"ground-truth CSV lacks column(s) {sorted(missing)}", where=str(path))
         for row in reader:
+            if None in (row["onnx"], row["vnnlib"], row["truth"]):
+                raise SpecError("a row has fewer cells than the header", where=f"{path}:{reader.line_num}")
             onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
             if onnx is None or vnnlib is None:
                 continue
             for file in (onnx, vnnlib):
                 hashes.setdefault(file, file_sha256(file))
             truths[(hashes[onnx], hashes[vnnlib])] = row["truth"].strip().lower()
+    except csv.Error as error:
+        raise SpecError(f"not a readable ground-truth CSV: {error}", where=str(path)) from None
     return truths
 
 
 def read_results(path: Path) -> dict[tuple[str, str], Row]:
     """Rows already in a results file, keyed by (onnx, vnnlib) as written."""
-    if not path.is_file():
+    if not path.exists():
         return {}
     rows = {}
-    with path.open(newline="") as handle:
-        for record in csv.reader(handle):
-            if len(record) >= 6 and record[0] != "category":
-                try:
-                    row = Row(record[0], record[1], record[2], float(record[3]), record[4], float(record[5]))
-                except ValueError:
-                    continue  # a line cut short by an interruption: its instance runs again
-                rows[(row.onnx, row.vnnlib)] = row
+    for _line_number, record in _csv_rows(path, "results"):
+        if len(record) >= 6 and record[0] != "category":
+            try:
+                row = Row(record[0], record[1], record[2], float(record[3]), record[4], float(record[5]))
+            except ValueError:
+                continue  # a line cut short by an interruption: its instance runs again
+            rows[(row.onnx, row.vnnlib)] = row
     return rows
 
 
@@ -215,7 +228,7 @@ def run(
     Instances run on `executor` (default: the local pool of `jobs` workers), each with a hard limit of its
     timeout (plus grace) and `threads` torch threads; rows are appended as they arrive, in any order.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output.ensure_dir(out_dir)
     results_path = out_dir / "results.csv"
     done = read_results(results_path)
     todo = [i for i in instances if (str(i.onnx), str(i.vnnlib)) not in done]

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from verikit.core import limits
 from verikit.core.errors import DataError
 
 Vector = float | tuple[float, ...]
@@ -67,10 +69,10 @@ class Dataset:
                             f"found {int(self.y.min())}..{int(self.y.max())}", where=where)
 
 
-def _hash(*paths: Path) -> str:
+def _hash(*contents: bytes) -> str:
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
+    for data in contents:
+        digest.update(data)
     return digest.hexdigest()
 
 
@@ -81,7 +83,8 @@ def _labels(values: np.ndarray, where: str) -> np.ndarray:
     if values.ndim != 1:
         raise DataError(f"labels must have shape (N,), got {values.shape}", where=where)
     if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        if (not np.all(np.isfinite(values)) or not np.all(values == np.round(values))
+                or (values.size and np.abs(values).max() > 2**31)):
             raise DataError("labels must be integers", where=where)
     elif values.dtype.kind not in "iu":
         raise DataError(f"labels must be integers, got dtype {values.dtype}", where=where)
@@ -93,38 +96,31 @@ def _samples(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...
     if values.dtype.kind not in "fiub" or values.ndim < 2:
         raise DataError(f"x must be a numeric array of shape (N, ...), got {values.dtype} {values.shape}",
                         where=where)
+    if values.size == 0:
+        raise DataError(f"x holds no values (shape {values.shape}): the dataset holds no samples", where=where)
     flat = np.ascontiguousarray(values.reshape(values.shape[0], -1), dtype=np.float64)
     if not np.all(np.isfinite(flat)):
         raise DataError("x contains NaN or infinite values", where=where)
     return flat, tuple(int(d) for d in values.shape[1:])
 
 
-def _load_npy(path: Path, where: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read as .npy: {error}", where=where) from error
-
-
 def _read_npz(path: Path) -> Dataset:
     where = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in ("x", "y") if key not in archive.files]
-            if missing:
-                raise DataError(f"the .npz needs arrays 'x' and 'y'; missing {', '.join(missing)} "
-                                f"(found {', '.join(archive.files) or 'none'})", where=where)
-            x, y = archive["x"], archive["y"]
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read as .npz: {error}", where=where) from error
-    flat, shape = _samples(x, where)
-    return Dataset(flat, _labels(y, where), where, _hash(path), shape)
+    data = limits.read_file(path, "data", DataError)
+    arrays, found = limits.load_npz(data, ("x", "y"), "data", DataError, where)
+    missing = [key for key in ("x", "y") if key not in arrays]
+    if missing:
+        raise DataError(f"the .npz needs arrays 'x' and 'y'; missing {', '.join(missing)} "
+                        f"(found {', '.join(found) or 'none'})", where=where)
+    flat, shape = _samples(arrays["x"], where)
+    return Dataset(flat, _labels(arrays["y"], where), where, _hash(data), shape)
 
 
 def _read_npy_pair(path: Path, labels: Path) -> Dataset:
-    flat, shape = _samples(_load_npy(path, str(path)), str(path))
-    return Dataset(flat, _labels(_load_npy(labels, str(labels)), str(labels)), str(path), _hash(path, labels),
-                   shape)
+    x_data, y_data = limits.read_file(path, "data", DataError), limits.read_file(labels, "data", DataError)
+    flat, shape = _samples(limits.load_npy(x_data, "data", DataError, str(path)), str(path))
+    y = _labels(limits.load_npy(y_data, "data", DataError, str(labels)), str(labels))
+    return Dataset(flat, y, str(path), _hash(x_data, y_data), shape)
 
 
 def _is_number(text: str) -> bool:
@@ -137,8 +133,12 @@ def _is_number(text: str) -> bool:
 
 def _read_csv(path: Path) -> Dataset:
     where = str(path)
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    data = limits.read_file(path, "data", DataError)
+    text = limits.decode(data, "data", DataError, where)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise DataError(f"not a readable CSV file: {error}", where=where) from None
     if not rows:
         raise DataError("the CSV file has no rows", where=where)
     label_column, first_data_row = 0, 0
@@ -156,18 +156,25 @@ def _read_csv(path: Path) -> Dataset:
         try:
             values[number - first_data_row - 1] = [float(cell) for cell in row]
         except ValueError as error:
-            raise DataError(f"line {number}: {error}", where=where) from error
+            raise DataError(f"line {number}: {str(error)[:200]}", where=where) from None
     labels = _labels(values[:, label_column], where)
     features, shape = _samples(np.delete(values, label_column, axis=1), where)
-    return Dataset(features, labels, where, _hash(path), shape)
+    return Dataset(features, labels, where, _hash(data), shape)
 
 
 def load_dataset(path: str | Path, labels: str | Path | None = None) -> Dataset:
     """Read a dataset (.npz, .npy with a labels .npy, or .csv); DataError names the file and the problem."""
     path = Path(path)
     for file in (path, Path(labels) if labels is not None else None):
-        if file is not None and not file.is_file():
-            raise DataError("no such file", where=str(file))
+        if file is not None:
+            limits.check_regular(file, "data", DataError)
+    dataset = _read(path, labels)
+    if not len(dataset):
+        raise DataError("the dataset holds no samples", where=str(path))
+    return dataset
+
+
+def _read(path: Path, labels: str | Path | None) -> Dataset:
     suffix = path.suffix.lower()
     if labels is not None and suffix != ".npy":
         raise DataError("a separate labels file goes only with an x .npy file", where=str(labels))
@@ -210,8 +217,10 @@ class Normalization:
         """(mean, std, low, high), each float64 (n_inputs,); low/high are ±inf where unclipped."""
         mean = _broadcast(self.mean, "mean", n_inputs, input_shape)
         std = _broadcast(self.std, "std", n_inputs, input_shape)
-        if not np.all(std > 0):
-            raise DataError("std must be positive")
+        if not (np.all(std > 0) and np.all(np.isfinite(std))):
+            raise DataError("std must be positive and finite")
+        if not np.all(np.isfinite(mean)):
+            raise DataError("mean must be finite")
         low = (np.full(n_inputs, -np.inf) if self.clip_min is None
                else _broadcast(self.clip_min, "clip_min", n_inputs, input_shape))
         high = (np.full(n_inputs, np.inf) if self.clip_max is None

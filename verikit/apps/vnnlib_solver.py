@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verikit.core.errors import VerikitError, ModelError, SpecError
+from verikit.core import output
+from verikit.core.errors import ModelError, SpecError, VerikitError
 from verikit.spec.vnnlib2 import SUPPORTED_ELEMENT_TYPES, Tensor, UnsupportedQuery
 
 NAME = "verikit"
@@ -151,6 +152,7 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
     from verikit.onnx.load import load_network
     from verikit.portfolio.options import Options
     from verikit.run import run_loaded
+    from verikit.spec.load import check_float32
 
     started = time.monotonic() if started is None else started
     query = load_query(query_path)
@@ -172,6 +174,7 @@ def verify_query(query_path: str | Path, networks: dict[str, str], *, timeout: f
         if unsupported.kind == "element-type":  # the standard: unsupported element types are an error
             raise SpecError(unsupported.message, where=unsupported.where) from None
         return Answer("unknown", str(unsupported), seconds=time.monotonic() - started)
+    check_float32(prop)
     remaining = timeout - (time.monotonic() - started)
     remaining -= min(1.0, 0.05 * timeout)  # kept back for printing the answer
     if remaining <= 0:
@@ -222,11 +225,10 @@ def serialise_assignment(assignment: list[tuple[Tensor, np.ndarray]], folder: st
     from onnx import numpy_helper
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for tensor, values in assignment:
         array = np.asarray(values, dtype=np.float32).reshape(tensor.shape)
         path = folder / f"{tensor.name}.pb"
-        path.write_bytes(numpy_helper.from_array(array, name=tensor.name).SerializeToString())
+        output.write_bytes(path, numpy_helper.from_array(array, name=tensor.name).SerializeToString())
         written.append(path)
     return written

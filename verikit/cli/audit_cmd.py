@@ -10,20 +10,11 @@ from typing import Iterator
 
 import click
 
+from verikit.cli import params
 from verikit.cli.base import handles_errors, main
 from verikit.cli.scale import executor_options, html_option, open_executor
 
-
-def parse_values(text: str | None, name: str) -> float | tuple[float, ...] | None:
-    """'0.5' → 0.5, '0.1,0.2,0.3' → a tuple (per channel or per input), None stays None."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected a number or comma-separated numbers, got {text!r}",
-                                 param_hint=name) from None
-    return values[0] if len(values) == 1 else values
+from verikit.core.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -56,9 +47,8 @@ def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, devic
     from verikit.engines.attack.pgd import PGDSettings
 
     normalization = Normalization(
-        mean=parse_values(mean, "--mean") if mean is not None else 0.0,
-        std=parse_values(std, "--std") if std is not None else 1.0,
-        clip_min=parse_values(clip_min, "--clip-min"), clip_max=parse_values(clip_max, "--clip-max"),
+        mean=mean if mean is not None else 0.0, std=std if std is not None else 1.0,
+        clip_min=clip_min, clip_max=clip_max,  # parsed and checked by params.FloatList
     )
     return AuditSettings(eps=tuple(eps), norm=norm, method=method, normalization=normalization, seed=seed,
                          attack=PGDSettings(restarts=restarts, steps=steps), batch_size=batch_size,
@@ -101,21 +91,23 @@ def print_summary(result, written: dict, console) -> None:
               help="Samples: .npz (x, y), .npy (with --labels) or .csv (see docs/audit.md).")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Labels .npy when --data is an x .npy file.")
-@click.option("--eps", multiple=True, required=True, type=click.FloatRange(min=0.0),
+@click.option("--eps", multiple=True, required=True, type=params.EPS,
               help="Radius in raw input units (repeatable: several give a curve).")
 @click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True,
               help="inf: L∞ box; 2: L2 ball (certified through its L∞ box, attacked in the ball).")
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown", show_default=True,
               help="Bound method for certification (alpha-crown runs CROWN first, then α-CROWN on the rest).")
-@click.option("--mean", help="Normalisation mean: a number, or comma-separated per channel / per input.")
-@click.option("--std", help="Normalisation std (> 0): a number, or comma-separated per channel / per input.")
-@click.option("--clip-min", help="Lowest valid raw input value (number or comma-separated).")
-@click.option("--clip-max", help="Highest valid raw input value (number or comma-separated).")
+@click.option("--mean", type=params.FloatList(),
+              help="Normalisation mean: a number, or comma-separated per channel / per input.")
+@click.option("--std", type=params.FloatList(positive=True),
+              help="Normalisation std (> 0): a number, or comma-separated per channel / per input.")
+@click.option("--clip-min", type=params.FloatList(), help="Lowest valid raw input value (number or comma-separated).")
+@click.option("--clip-max", type=params.FloatList(), help="Highest valid raw input value (number or comma-separated).")
 @click.option("--limit", type=click.IntRange(min=1), help="Audit only the first N samples.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the attack's random starts.")
+@click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of the attack's random starts.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Device for bound propagation.")
-@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True),
+@click.option("--timeout", type=params.TIMEOUT,
               help="Wall-clock budget in seconds (undecided samples count as unknown).")
 @click.option("--restarts", type=click.IntRange(min=1), default=8, show_default=True, help="PGD starts per sample.")
 @click.option("--steps", type=click.IntRange(min=1), default=40, show_default=True, help="PGD steps per start.")
@@ -165,16 +157,23 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, jobs, shard_si
         else:
             result = audit_files(str(model), str(data_path), settings, labels_path=labels, limit=limit,
                                  progress=progress)
-    written = audit_report.write_all(result, out_dir) if out_dir is not None else {}
-    if html_path is not None:
-        from verikit.apps.html_inputs import audit_html
-        from verikit.report.html import write
+    written, unwritten = {}, None  # an unwritable --out must not cost the numbers: printed, then the error
+    try:
+        if out_dir is not None:
+            written = audit_report.write_all(result, out_dir)
+        if html_path is not None:
+            from verikit.apps.html_inputs import audit_html
+            from verikit.report.html import write
 
-        witnesses = [(i, o.eps, x) for o in result.per_eps for i, x in sorted(o.witnesses.items())]
-        written["html"] = write(audit_html(audit_report.to_dict(result), witnesses), html_path)
+            witnesses = [(i, o.eps, x) for o in result.per_eps for i, x in sorted(o.witnesses.items())]
+            written["html"] = write(audit_html(audit_report.to_dict(result), witnesses), html_path)
+    except OutputError as error:
+        unwritten = error
     if as_json:
         click.echo(json.dumps(audit_report.to_dict(result), indent=2))
     else:
         from verikit.cli.options import console as make_console
 
         print_summary(result, written, make_console())
+    if unwritten is not None:
+        click.echo(f"verikit: error: {unwritten}", err=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
+from verikit.core import output
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 from verikit.cli.scale import executor_options, html_option, open_executor
@@ -35,7 +37,7 @@ def print_summary(summary, console) -> None:
 @click.argument("instances", type=click.Path(exists=False, path_type=Path))
 @click.option("--ground-truth", type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with onnx, vnnlib, truth columns; rows matched by content hash.")
-@click.option("--timeout-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+@click.option("--timeout-scale", type=params.SCALE, default=1.0, show_default=True,
               help="Multiply every instance's timeout by this factor.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Instances run in parallel (local workers, or the CPUs of a local Ray).")
@@ -70,7 +72,7 @@ def bench(instances, ground_truth, timeout_scale, jobs, executor_kind, ray_addre
         rows = bench_lib.run(rows_in, out_dir, options=options, timeout_scale=timeout_scale, executor=executor,
                              threads=task_threads, on_row=lambda row: progress.advance(task))
     summary = bench_lib.summarise(rows, rows_in, truths)
-    (out_dir / "summary.json").write_text(json.dumps(bench_lib.summary_dict(summary), indent=2) + "\n")
+    output.write_text(out_dir / "summary.json", json.dumps(bench_lib.summary_dict(summary), indent=2) + "\n")
     if html_path is not None:
         from verikit.apps.html_inputs import bench_html
         from verikit.report.html import write

@@ -10,6 +10,7 @@ import click
 
 from verikit.cli.base import handles_errors, main
 from verikit.cli.scale import executor_options, html_option, open_executor
+from verikit.core.errors import OutputError
 
 
 def write_reports(result, report: dict, out_dir: Path) -> dict[str, Path]:
@@ -77,13 +78,21 @@ def gate(policy, out_dir, baseline, no_baseline, threads, jobs, executor_kind, r
         result = run_gate(loaded, baseline=baseline, use_baseline=not no_baseline, progress=say)
     report = gate_report.to_dict(result)
     target = out_dir or loaded.out or Path("reports/gate")
-    written = write_reports(result, report, target)
-    if html_path is not None:
-        from verikit.report.html import gate_page, write
-
-        written["html"] = write(gate_page(report), html_path)
     summary = markdown.to_markdown(report)
-    step_summary = markdown.append_step_summary(summary)
+    failed: list[OutputError] = []  # unwritable reports must not cost the decision: printed, then the errors
+    written, step_summary = {}, None
+    try:
+        written = write_reports(result, report, target)
+        if html_path is not None:
+            from verikit.report.html import gate_page, write
+
+            written["html"] = write(gate_page(report), html_path)
+    except OutputError as error:
+        failed.append(error)
+    try:
+        step_summary = markdown.append_step_summary(summary)
+    except OutputError as error:
+        failed.append(error)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -91,4 +100,6 @@ def gate(policy, out_dir, baseline, no_baseline, threads, jobs, executor_kind, r
         click.echo("reports: " + ", ".join(str(path) for path in written.values()))
         if step_summary is not None:
             click.echo(f"summary appended to {step_summary}")
+    for error in failed:
+        click.echo(f"verikit: error: {error}", err=True)
     sys.exit(result.exit_code)

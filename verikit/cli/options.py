@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
 from verikit.core.result import Result, Verdict
 from verikit.portfolio import ENGINES, METHODS
 
@@ -20,11 +21,11 @@ def portfolio_options(command):
                      help="Engines to run (repeatable); auto = attack, bounds, branch-and-bound, SMT."),
         click.option("--method", "methods", multiple=True, type=click.Choice(list(METHODS)),
                      help="Bound methods for the bounds engine (repeatable; default all, cheapest first)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice."),
+        click.option("--seed", type=params.SEED, default=0, show_default=True, help="Seed of every random choice."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--box-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+        click.option("--box-tolerance", type=params.TOLERANCE, default=0.0, show_default=True,
                      help="Slack allowed for a witness outside the input box (absolute)."),
-        click.option("--formula-tolerance", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+        click.option("--formula-tolerance", type=params.TOLERANCE, default=0.0, show_default=True,
                      help="Slack allowed for a witness's output constraints (absolute)."),
         click.option("--set", "settings", multiple=True, metavar="GROUP.FIELD=VALUE",
                      help="Set an engine or portfolio setting (repeatable), e.g. bab.batch_size=512, "

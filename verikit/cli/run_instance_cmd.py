@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
 from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
 from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
 
@@ -17,7 +18,7 @@ from verikit.cli.options import build_options, choose_torch_threads, deadline_re
 @click.argument("onnx", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("vnnlib", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("result_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("timeout", type=click.FloatRange(min=0.0))
+@click.argument("timeout", type=params.TIMEOUT)
 @portfolio_options
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors

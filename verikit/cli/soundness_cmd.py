@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
+from verikit.core import output
 from verikit.cli.base import handles_errors, main
 from verikit.cli.options import build_options, portfolio_options
 from verikit.cli.scale import executor_options, html_option, open_executor
@@ -25,23 +27,24 @@ def soundness() -> None:
 @click.option("--arch", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True)
 @click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), default="relu", show_default=True)
 @click.option("--count", type=click.IntRange(min=1), default=10, show_default=True, help="Instances to keep.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=params.SEED, default=0, show_default=True)
 @click.option("--input-size", "input_sizes", type=click.IntRange(min=3), multiple=True,
               help="MLP: number of inputs (default 10); CNN: image side s, input 1 x s x s (default 5). "
                    "Repeat to cycle networks through several sizes.")
-@click.option("--eps", "eps_values", type=click.FloatRange(min=0.0, min_open=True), multiple=True,
+@click.option("--eps", "eps_values", type=params.POSITIVE_EPS, multiple=True,
               help="L-inf radius of the boxes (default 0.2); repeat to cycle networks through several.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=3, show_default=True)
-@click.option("--planted-fraction", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--planted-fraction", type=params.FiniteFloat(0.0, 1.0, what="a fraction"), default=0.5,
+              show_default=True,
               help="Share of instances with a planted (hidden) counterexample.")
 @click.option("--instances-per-model", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=2), default=32, show_default=True, help="Hidden units per layer.")
-@click.option("--timeout", type=click.FloatRange(min=0.0, min_open=True), default=30.0, show_default=True,
+@click.option("--timeout", type=params.TIMEOUT, default=30.0, show_default=True,
               help="Per-instance timeout written to instances.csv (s).")
 @click.option("--train-steps", type=click.IntRange(min=0), default=600, show_default=True)
-@click.option("--attack-seconds", type=click.FloatRange(min=0.0), default=8.0, show_default=True,
+@click.option("--attack-seconds", type=params.SECONDS, default=8.0, show_default=True,
               help="Strong-attack budget per candidate instance (s).")
-@click.option("--prove-seconds", type=click.FloatRange(min=0.0), default=5.0, show_default=True,
+@click.option("--prove-seconds", type=params.SECONDS, default=5.0, show_default=True,
               help="Complete-engine budget per clean instance (s); 0 leaves clean truths unknown.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -107,12 +110,12 @@ def print_report(data: dict, console) -> None:
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Truth per instance (answers.csv or a ground-truth CSV; matched by content hash). "
                    "Default: BENCH/answers/answers.csv when present.")
-@click.option("--timeout-scale", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True)
-@click.option("--grace", type=click.FloatRange(min=0.0), default=10.0, show_default=True,
+@click.option("--timeout-scale", type=params.SCALE, default=1.0, show_default=True)
+@click.option("--grace", type=params.SECONDS, default=10.0, show_default=True,
               help="Seconds past the timeout before an external tool is killed.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @executor_options
-@click.option("--tolerance", type=click.FloatRange(min=0.0), default=DEFAULT_TOLERANCE, show_default=True,
+@click.option("--tolerance", type=params.TOLERANCE, default=DEFAULT_TOLERANCE, show_default=True,
               help="Absolute tolerance when validating sat witnesses.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports/soundness"), show_default=True,
@@ -154,7 +157,7 @@ def run(bench, command, answers_file, timeout_scale, grace, jobs, executor_kind,
     data = report(judgements, benchmark=str(bench), verifier=verifier,
                   answers_file=str(answers_file) if answers_file else None, tolerance=tolerance,
                   timeout_scale=timeout_scale, seconds=time.monotonic() - started)
-    (out_dir / "soundness.json").write_text(json.dumps(data, indent=2) + "\n")
+    output.write_text(out_dir / "soundness.json", json.dumps(data, indent=2) + "\n")
     if html_path is not None:
         from verikit.report.html import soundness_page, write
 

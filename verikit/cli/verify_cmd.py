@@ -7,14 +7,39 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
 from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
 from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
+from verikit.core.errors import OutputError
+
+
+def tolerance_note(settings: dict) -> str:
+    """' with box tolerance 0.001, formula tolerance 0.01' for the non-zero tolerances of a run, else ''."""
+    tolerances = settings.get("tolerances") or {}
+    named = [f"{kind} tolerance {value:g}" for kind, value in tolerances.items() if value]
+    return f" with {', '.join(named)}" if named else ""
+
+
+def write_outputs(writers: dict) -> dict:
+    """Call each `{path: write(path)}` whose path is not None; {path: OutputError} of those that failed.
+
+    An unwritable output must not cost the verdict: the caller prints it, then these errors on stderr,
+    and exits with the verdict's code (documented in README.md)."""
+    failed = {}
+    for path, write in writers.items():
+        if path is not None:
+            try:
+                write(path)
+            except OutputError as error:
+                failed[path] = error
+    return failed
 
 
 def _summary(result, report_path: Path | None) -> str:
     verdict = result.verdict
     by = f" by {result.engine}/{result.method}" if result.engine else ""
-    lines = [f"{verdict.value.upper()} ({verdict.vnncomp}){by} in {result.seconds:.2f} s"]
+    within = tolerance_note(result.settings)
+    lines = [f"{verdict.value.upper()} ({verdict.vnncomp}){by} in {result.seconds:.2f} s{within}"]
     if result.reason:
         lines.append(f"  reason: {result.reason}")
     lines.append(f"  model:  {result.model_path} (sha256 {result.model_sha256[:16]}…)")
@@ -24,7 +49,7 @@ def _summary(result, report_path: Path | None) -> str:
     cex = result.counterexample
     if cex is not None:
         preview = ", ".join(f"{v:.6g}" for v in cex.x[:8]) + (", …" if cex.x.size > 8 else "")
-        lines.append(f"  counterexample x = [{preview}] (replayed through onnxruntime)")
+        lines.append(f"  counterexample x = [{preview}] (replayed through onnxruntime{within})")
     if report_path is not None:
         lines.append(f"  report: {report_path}")
     return "\n".join(lines)
@@ -33,7 +58,7 @@ def _summary(result, report_path: Path | None) -> str:
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--timeout", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
+@click.option("--timeout", type=params.TIMEOUT, default=60.0, show_default=True,
               help="Wall-clock budget in seconds for the whole run.")
 @portfolio_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -71,13 +96,13 @@ def _write(result, report_path: Path | None, result_file: Path | None, as_json: 
     from verikit.report import json as json_report
     from verikit.report import vnncomp
 
-    if report_path is not None:
-        json_report.write(result, report_path)
-    if result_file is not None:
-        vnncomp.write(result, result_file)
-    if result.verdict.value == "error":
-        click.echo(f"verikit: error: {result.reason}", err=True)
+    failed = write_outputs({report_path: lambda p: json_report.write(result, p),
+                            result_file: lambda p: vnncomp.write(result, p)})
     if as_json:
         click.echo(json_report.dumps(result))
-    elif result.verdict.value != "error":
-        click.echo(_summary(result, report_path))
+    elif result.verdict.value != "error" or result.model_sha256:  # a model was read: its verdict, then why
+        click.echo(_summary(result, report_path if report_path not in failed else None))
+    if result.verdict.value == "error":
+        click.echo(f"verikit: error: {result.reason}", err=True)
+    for error in failed.values():
+        click.echo(f"verikit: error: {error}", err=True)

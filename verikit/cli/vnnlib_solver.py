@@ -5,8 +5,9 @@
     verikit-vnnlib verify QUERY --network N=model.onnx [--timeout SECONDS] [--serialise-assignments DIR]
 
 `verify` prints sat / unsat / unknown / timed-out as the first stdout line, then for sat the assignment
-block (unless --serialise-assignments). Logs and errors go to stderr only. Exit codes: 0 whenever an
-answer was printed, 2 usage, 3 bad query or model (the standard's error cases), 4 internal error.
+block (unless --serialise-assignments; when that folder cannot be written, the block is printed instead and
+the error follows on stderr). Logs and errors go to stderr only. Exit codes: 0 whenever an answer was
+printed, 2 usage, 3 bad query or model (the standard's error cases), 4 internal error.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 import click
 
 import verikit
+from verikit.cli import params
 from verikit.cli.base import command_started, exit_now, hard_deadline
-from verikit.core.errors import ExitCode, VerikitError
+from verikit.core.errors import ExitCode, OutputError, VerikitError
 
 PROG = "verikit-vnnlib"
 NOT_SUPPORTED = 1  # exit code of `supports` for a capability verikit lacks or does not know
@@ -119,11 +121,12 @@ def supports(capability: str) -> None:
 @click.argument("query", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--network", "networks", multiple=True, callback=_networks, metavar="NAME=PATH",
               help="The ONNX model of a declared network (repeat for each).")
-@click.option("--timeout", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
+@click.option("--timeout", type=params.TIMEOUT, default=60.0, show_default=True,
               help="Seconds for the whole run, start-up included (fractions accepted).")
 @click.option("--serialise-assignments", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Write a sat assignment as DIR/<name>.pb (ONNX TensorProto) instead of printing it.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (non-standard).")
+@click.option("--seed", type=params.SEED, default=0, show_default=True,
+              help="Seed of every random choice (non-standard).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors (non-standard).")
 def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path | None, seed: int,
            debug: bool) -> None:
@@ -134,12 +137,16 @@ def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path |
 
     watchdog = hard_deadline(started, timeout, _timed_out_answer(started))  # forks: before torch is imported
     choose_torch_threads(*networks.values())
+    unwritten = None  # an unwritable folder must not cost the answer: it is printed with the assignment
     try:
         with _stdout_to_stderr():
             answer = verify_query(query, networks, timeout=timeout, seed=seed, started=started)
             if answer.status == "sat" and folder is not None:
                 watchdog.claim()
-                serialise_assignment(answer.assignment, folder)
+                try:
+                    serialise_assignment(answer.assignment, folder)
+                except OutputError as error:
+                    unwritten, folder = error, None
         watchdog.claim()
     except VerikitError as error:
         watchdog.cancel()
@@ -158,4 +165,6 @@ def verify(query: Path, networks: dict[str, str], timeout: float, folder: Path |
     click.echo(answer.status)
     if answer.status == "sat" and folder is None:
         click.echo(format_tensor_assignment(answer.assignment))
+    if unwritten is not None:
+        click.echo(f"{PROG}: error: {unwritten} (the assignment is printed on stdout instead)", err=True)
     exit_now(0)

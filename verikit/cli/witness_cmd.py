@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from verikit.cli import params
 from verikit.cli.base import handles_errors, main
 from verikit.witness.check import DEFAULT_TOLERANCE, DEFAULT_Y_RTOL
 
@@ -16,9 +17,9 @@ from verikit.witness.check import DEFAULT_TOLERANCE, DEFAULT_Y_RTOL
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("witness", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--tolerance", type=click.FloatRange(min=0.0), default=DEFAULT_TOLERANCE, show_default=True,
+@click.option("--tolerance", type=params.TOLERANCE, default=DEFAULT_TOLERANCE, show_default=True,
               help="Absolute slack allowed on box coordinates and output rows.")
-@click.option("--y-rtol", type=click.FloatRange(min=0.0), default=DEFAULT_Y_RTOL, show_default=True,
+@click.option("--y-rtol", type=params.TOLERANCE, default=DEFAULT_Y_RTOL, show_default=True,
               help="Relative tolerance when comparing the witness's Y with the replayed Y.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finding as JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")

@@ -16,15 +16,19 @@ class ExitCode(IntEnum):
     UNKNOWN = 5
 
 
+def _one_line(text: str) -> str:
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class VerikitError(Exception):
     """Base of every error verikit raises on purpose; `str()` is one line for the user."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
 
     def __init__(self, message: str, *, where: str | None = None):
-        self.message = message
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        self.message = _one_line(message)  # user text (a key, a file name) may hold line breaks
+        self.where = None if where is None else _one_line(where)
+        super().__init__(f"{self.where}: {self.message}" if where else self.message)
 
 
 class ModelError(VerikitError):
@@ -63,3 +67,9 @@ class UsageError(VerikitError):
     """A request verikit cannot serve as asked (an option that needs a missing optional extra)."""
 
     exit_code = ExitCode.USAGE
+
+
+class OutputError(VerikitError):
+    """An output file (report, result file, witness) cannot be written where the user asked."""
+
+    exit_code = ExitCode.BAD_INPUT

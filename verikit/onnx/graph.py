@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import onnx
 import torch
 from torch import nn
 
+from verikit.core import limits
 from verikit.core.errors import ModelError, UnsupportedOperatorError
 from verikit.onnx.layout import Meta, preferred
 from verikit.onnx.ops import REGISTRY, Const, Dyn, Op, Value, supported_ops
@@ -91,7 +93,7 @@ class Translation:
 def build_graph(model: onnx.ModelProto, source: str = "") -> Translation:
     """Translate a checked ModelProto; ModelError (or UnsupportedOperatorError) says what blocks it."""
     graph = model.graph
-    opset = default_opset(model)
+    opset = default_opset(model, source)
     constants = read_initializers(graph, source)
     input_info = _the_input(graph, constants, source)
     output_name = _the_output(graph, source)
@@ -105,6 +107,10 @@ def build_graph(model: onnx.ModelProto, source: str = "") -> Translation:
             where=source,
         )
     input_meta = preferred(per_sample_shape(declared, input_info.name, source))
+    elements, most = math.prod(per_sample_shape(declared, input_info.name, source)), limits.current().max_elements
+    if elements > most:
+        raise ModelError(f"input '{input_info.name}' has {elements} elements per sample, more than the limit of "
+                         f"{most} (VERIKIT_MAX_ELEMENTS)", where=source)
 
     builder = _Builder(model, constants, input_info.name, input_meta, output_name)
     for index, node in builder.needed:

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
+from verikit.core import limits
 from verikit.core.errors import ModelError
 from verikit.core.network import Network
 from verikit.onnx.graph import build_graph
@@ -28,15 +29,7 @@ TRANSLATION_RTOL = 1e-4
 def load_network(path: str | Path) -> Network:
     """Read an .onnx file and translate it; ModelError says what is wrong with the file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as error:
-        raise ModelError("model file not found; check the path", where=str(path)) from error
-    except IsADirectoryError as error:
-        raise ModelError("is a directory, not an .onnx file", where=str(path)) from error
-    except OSError as error:
-        raise ModelError(f"cannot read the model file: {one_line(error.strerror or error)}", where=str(path)) from error
-    return load_network_bytes(data, str(path))
+    return load_network_bytes(limits.read_file(path, "model", ModelError), str(path))
 
 
 def load_network_bytes(data: bytes, source: str = "<bytes>") -> Network:

@@ -21,10 +21,15 @@ def one_line(text: object) -> str:
     return lines[0] if lines else type(text).__name__
 
 
-def default_opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto, source: str = "") -> int:
     versions = [entry.version for entry in model.opset_import if entry.domain in DEFAULT_DOMAINS]
     if not versions:
-        raise ModelError("the model imports no default-domain opset; re-export it with an ai.onnx opset")
+        raise ModelError("the model imports no default-domain opset; re-export it with an ai.onnx opset",
+                         where=source or None)
+    newest = onnx.defs.onnx_opset_version()
+    if not 1 <= versions[0] <= newest:
+        raise ModelError(f"the model uses opset {versions[0]}, but the installed onnx knows opsets 1 to {newest}; "
+                         "re-export it with a released opset", where=source or None)
     return int(versions[0])
 
 
@@ -40,8 +45,18 @@ def read_initializers(graph: onnx.GraphProto, source: str) -> dict[str, np.ndarr
                 "save the model as one self-contained .onnx file",
                 where=source,
             )
-        constants[tensor.name] = numpy_helper.to_array(tensor)
+        constants[tensor.name] = check_finite_tensor(numpy_helper.to_array(tensor), f"initializer '{tensor.name}'",
+                                                     source)
     return constants
+
+
+def check_finite_tensor(array: np.ndarray, what: str, source: str) -> np.ndarray:
+    """`array` unless it holds NaN or infinite values: no bound or attack means anything on such weights."""
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ModelError(f"{what} holds {bad} NaN or infinite value(s); a network with them cannot be "
+                         "verified (check the export or training)", where=source)
+    return array
 
 
 def declared_shape(value: onnx.ValueInfoProto) -> tuple[int | str | None, ...] | None:
@@ -82,12 +97,19 @@ def node_info(node: onnx.NodeProto, index: int, opset: int, source: str) -> Node
     return NodeInfo(
         name=node.name or f"#{index}",
         op_type=node.op_type,
-        attributes={attribute.name: _decode(attribute) for attribute in node.attribute},
+        attributes={attribute.name: _checked(_decode(attribute), node, index, attribute.name, source)
+                    for attribute in node.attribute},
         opset=opset,
         source=source,
         inputs=tuple(node.input),
         outputs=tuple(node.output),
     )
+
+
+def _checked(value: Any, node: onnx.NodeProto, index: int, name: str, source: str) -> Any:
+    if isinstance(value, np.ndarray):
+        check_finite_tensor(value, f"node '{node.name or f'#{index}'}' ({node.op_type}) attribute '{name}'", source)
+    return value
 
 
 def _decode(attribute: onnx.AttributeProto) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from verikit.core import output
 from verikit.report.json import versions
 
 if TYPE_CHECKING:  # renderers only read these results; they do not depend on the audit
@@ -68,27 +70,22 @@ def to_dict(result: AuditResult) -> dict:
 
 
 def write_json(result: AuditResult, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_dict(result), indent=2) + "\n")
-    return path
+    return output.write_text(path, json.dumps(to_dict(result), indent=2) + "\n")
 
 
 def write_csv(result: AuditResult, path: str | Path) -> Path:
     """One row per (sample, ε): columns CSV_FIELDS; empty margins where that step did not run."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_FIELDS)
-        for outcome in result.per_eps:
-            for i in range(result.samples):
-                margins = [outcome.certified_margin[i], outcome.attack_margin[i]]
-                writer.writerow([i, int(result.labels[i]), int(result.predictions[i]),
-                                 int(outcome.clean_correct[i]), f"{outcome.eps:g}", outcome.status(i),
-                                 int(outcome.certified[i]), int(outcome.broken[i]),
-                                 *(f"{m:.6g}" if math.isfinite(m) else "" for m in margins)])
-    return path
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for outcome in result.per_eps:
+        for i in range(result.samples):
+            margins = [outcome.certified_margin[i], outcome.attack_margin[i]]
+            writer.writerow([i, int(result.labels[i]), int(result.predictions[i]),
+                             int(outcome.clean_correct[i]), f"{outcome.eps:g}", outcome.status(i),
+                             int(outcome.certified[i]), int(outcome.broken[i]),
+                             *(f"{m:.6g}" if math.isfinite(m) else "" for m in margins)])
+    return output.write_text(path, handle.getvalue())
 
 
 def write_witnesses(result: AuditResult, path: str | Path) -> Path | None:
@@ -96,11 +93,10 @@ def write_witnesses(result: AuditResult, path: str | Path) -> Path | None:
     rows = [(i, o.eps, x) for o in result.per_eps for i, x in sorted(o.witnesses.items())]
     if not rows:
         return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, index=np.array([r[0] for r in rows], dtype=np.int64),
-                        eps=np.array([r[1] for r in rows]), x=np.stack([r[2] for r in rows]).astype(np.float32))
-    return path
+    with output.atomic_writer(path) as handle:
+        np.savez_compressed(handle, index=np.array([r[0] for r in rows], dtype=np.int64),
+                            eps=np.array([r[1] for r in rows]), x=np.stack([r[2] for r in rows]).astype(np.float32))
+    return Path(path)
 
 
 def plot_curve(result: AuditResult, path: str | Path) -> Path:
@@ -129,10 +125,9 @@ def plot_curve(result: AuditResult, path: str | Path) -> Path:
     axes.set_title(f"{Path(result.model_path).name}: {result.samples} samples")
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
+    with output.atomic_writer(path) as handle:
+        figure.savefig(handle, format="png", bbox_inches="tight")
+    return Path(path)
 
 
 def write_all(result: AuditResult, out: str | Path) -> dict[str, Path]:

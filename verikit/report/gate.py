@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from verikit.core import output
 from verikit.report.json import versions
 
 if TYPE_CHECKING:  # renderers only read the result; they do not depend on the gate
@@ -68,7 +69,4 @@ def to_dict(result: GateResult) -> dict:
 
 
 def write(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return path
+    return output.write_text(path, json.dumps(report, indent=2, default=str) + "\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import verikit
+from verikit.core import output
 from verikit.core.result import Certificate, CaseResult, DisjunctBounds, Falsified, Proven, Result, Unknown
 
 SCHEMA = "verikit-report/1"
@@ -98,7 +99,4 @@ def dumps(result: Result) -> str:
 
 
 def write(result: Result, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(result) + "\n")
-    return path
+    return output.write_text(path, dumps(result) + "\n")

@@ -7,6 +7,7 @@ verified → passed; falsified → <failure> (the counterexample's evidence in t
 
 from __future__ import annotations
 
+from verikit.core import output
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -79,7 +80,4 @@ def to_xml(report: dict) -> str:
 
 
 def write(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_xml(report))
-    return path
+    return output.write_text(path, to_xml(report))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from verikit.core import output
+from verikit.core.errors import OutputError
+
 ICONS = {"pass": "✅", "fail": "❌", "warn": "⚠️", "ignored": "➖"}
 
 
@@ -57,10 +60,7 @@ def to_markdown(report: dict) -> str:
 
 
 def write(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_markdown(report))
-    return path
+    return output.write_text(path, to_markdown(report))
 
 
 def append_step_summary(text: str, environ: dict | None = None) -> Path | None:
@@ -69,6 +69,9 @@ def append_step_summary(text: str, environ: dict | None = None) -> Path | None:
     if not target:
         return None
     path = Path(target)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    try:
+        with path.open("a", encoding="utf-8") as handle:  # appended to, as GitHub expects: not replaced
+            handle.write(text + "\n")
+    except OSError as error:
+        raise OutputError(f"cannot append the step summary: {error.strerror or error}", where=str(path)) from None
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from verikit.core import output
 from verikit.core.result import Result
 from verikit.witness.formats import format_vnncomp_assignment
 
@@ -19,7 +20,4 @@ def format_result(result: Result) -> str:
 
 
 def write(result: Result, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_result(result))
-    return path
+    return output.write_text(path, format_result(result))

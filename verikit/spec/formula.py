@@ -208,6 +208,13 @@ class FormulaReader:
     # ----- arithmetic terms -----
 
     def _linear(self, node: SList | Atom) -> Linear:
+        """The linear form of a term; SpecError when arithmetic leaves the float64 range (1e308 * 1e308)."""
+        form = self._linear_form(node)
+        if isinstance(node, SList) and not (math.isfinite(form[1]) and all(map(math.isfinite, form[0].values()))):
+            raise self.source.error("this term's value is out of the float64 range (overflow)", node.pos)
+        return form
+
+    def _linear_form(self, node: SList | Atom) -> Linear:
         if isinstance(node, Atom):
             var = self.variables.get(node.text)
             if var is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_TERMS
 from verikit.core.property import Property
@@ -44,7 +46,24 @@ def load_spec(
     else:
         prop = parse_vnnlib(text, source=str(path), max_terms=max_terms, sha256=digest)
     check_sizes(prop, n_inputs, n_outputs, model_name=model_name)
+    if n_inputs is not None:  # read for a model, whose inputs are float32
+        check_float32(prop)
     return prop
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32(prop: Property) -> None:
+    """SpecError when an input bound lies beyond the float32 range that ONNX models consume: such a box is no
+    region of the model's inputs (and sampling it overflows)."""
+    for number, case in enumerate(prop.cases):
+        beyond = np.flatnonzero((np.abs(case.box.lower) > FLOAT32_MAX) | (np.abs(case.box.upper) > FLOAT32_MAX))
+        if beyond.size:
+            i = int(beyond[0])
+            raise SpecError(f"case {number}: input {i} (flat) has bounds [{float(case.box.lower[i])!r}, "
+                            f"{float(case.box.upper[i])!r}] beyond the float32 range (+-{FLOAT32_MAX:.4g}) that the "
+                            "model consumes", where=prop.source or None)
 
 
 def spec_format(path: str | Path) -> str:

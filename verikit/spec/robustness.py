@@ -33,13 +33,13 @@ bytes, if any.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from verikit.core import limits
 from verikit.core.errors import SpecError
 from verikit.core.property import Box, Case, Conjunction, Property
 from verikit.spec.vnnlib import read_spec_text
@@ -77,8 +77,10 @@ def robustness_property(
         raise SpecError("the input x contains NaN or infinite values", where=source or None)
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
         raise SpecError(f"label must be an integer, got {label!r}", where=source or None)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise SpecError(f"num_classes must be an integer >= 2, got {num_classes!r}", where=source or None)
+    most = limits.current().max_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 2 <= num_classes <= most:
+        raise SpecError(f"num_classes must be an integer in 2..{most} (VERIKIT_MAX_CLASSES), got {num_classes!r}",
+                        where=source or None)
     if not 0 <= label < num_classes:
         raise SpecError(f"label {label} is outside 0..{num_classes - 1}", where=source or None)
     eps = float(eps)
@@ -127,10 +129,7 @@ def read_robustness_spec(path: str | Path) -> Property:
     path = Path(path)
     where = str(path)
     text, _ = read_spec_text(path)
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(f"invalid JSON: {error.msg}", where=f"{where}:{error.lineno}:{error.colno}") from None
+    spec = limits.load_json(text, "spec", SpecError, where)
     return robustness_from_dict(spec, base_dir=path.parent, source=where, spec_bytes=text.encode("utf-8"))
 
 
@@ -143,7 +142,7 @@ def robustness_from_dict(
         raise SpecError("a robustness spec must be a JSON object", where=where)
     for key in spec:
         if key not in _KNOWN_KEYS and not str(key).startswith("_"):
-            raise SpecError(f"unknown key '{key}'; known keys: {', '.join(sorted(_KNOWN_KEYS))}", where=where)
+            raise SpecError(f"unknown key {str(key)[:60]!r}; known keys: {', '.join(sorted(_KNOWN_KEYS))}", where=where)
     if "format" not in spec:
         raise SpecError(f"key 'format' is missing; expected \"{FORMAT}\"", where=where)
     if spec["format"] != FORMAT:
@@ -156,7 +155,7 @@ def robustness_from_dict(
     x = _load_input(spec, Path(base_dir), where, digest)
     if "input_shape" in spec:
         shape = spec["input_shape"]
-        if not (isinstance(shape, list) and all(_is_int(n) and n > 0 for n in shape)):
+        if not (isinstance(shape, list) and len(shape) <= 32 and all(_is_int(n) and n > 0 for n in shape)):
             raise SpecError("key 'input_shape': expected a list of positive integers", where=where)
         if math.prod(shape) != x.size:
             raise SpecError(
@@ -166,8 +165,10 @@ def robustness_from_dict(
         x = x.reshape(shape)
 
     label, num_classes, epsilon = spec["label"], spec["num_classes"], spec["epsilon"]
-    if not _is_int(num_classes) or num_classes < 2:
-        raise SpecError(f"key 'num_classes': expected an integer >= 2, got {num_classes!r}", where=where)
+    most = limits.current().max_classes
+    if not _is_int(num_classes) or not 2 <= num_classes <= most:
+        raise SpecError(f"key 'num_classes': expected an integer in 2..{most} (VERIKIT_MAX_CLASSES), "
+                        f"got {num_classes!r}", where=where)
     if not _is_int(label) or not 0 <= label < num_classes:
         raise SpecError(f"key 'label': expected an integer in 0..{num_classes - 1}, got {label!r}", where=where)
     if not _is_number(epsilon) or not math.isfinite(epsilon) or epsilon < 0:
@@ -196,7 +197,7 @@ def _load_input(spec: dict, base_dir: Path, where: str | None, digest) -> np.nda
     if "input" in spec:
         try:
             x = np.asarray(spec["input"], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             message = "key 'input': expected a (nested) list of numbers of regular shape"
             raise SpecError(message, where=where) from None
     else:
@@ -205,14 +206,10 @@ def _load_input(spec: dict, base_dir: Path, where: str | None, digest) -> np.nda
             raise SpecError("key 'input_file': expected a file name", where=where)
         file = base_dir / name
         try:
-            data = file.read_bytes()
-            x = np.load(io.BytesIO(data), allow_pickle=False)
-        except FileNotFoundError:
-            raise SpecError(f"key 'input_file': {file} not found", where=where) from None
-        except (OSError, ValueError) as error:
-            raise SpecError(f"key 'input_file': cannot read {file} as .npy ({error})", where=where) from None
-        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number):
-            raise SpecError(f"key 'input_file': {file} does not hold a numeric array", where=where)
+            data = limits.read_file(file, "spec", SpecError)
+            x = limits.load_npy(data, "spec", SpecError, str(file))
+        except SpecError as error:
+            raise SpecError(f"key 'input_file': {error}", where=where) from None
         digest.update(data)
         x = x.astype(np.float64)
     if x.size == 0 or not np.isfinite(x).all():
@@ -227,7 +224,7 @@ def _channel_values(spec: dict, key: str, shape: tuple, where: str | None):
     value = spec[key]
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"key '{key}': expected a number or a list of numbers", where=where) from None
     if array.ndim == 0 or array.size == math.prod(shape):
         return array.reshape(shape) if array.ndim else array
@@ -245,7 +242,7 @@ def _channel_values(spec: dict, key: str, shape: tuple, where: str | None):
 def _broadcast(value, shape: tuple, name: str, source: str) -> np.ndarray:
     try:
         return np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
-    except ValueError:
+    except (TypeError, ValueError, OverflowError):
         raise SpecError(f"{name} does not broadcast to the input shape {shape}", where=source or None) from None
 
 
@@ -265,4 +262,7 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number that is a float64 (an integer of 400 digits is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, float) or abs(value) <= 2**1023

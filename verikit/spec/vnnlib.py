@@ -18,15 +18,14 @@ and upper bounds in every remaining term.
 from __future__ import annotations
 
 import gc
-import gzip
 import hashlib
 import re
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from verikit.core import limits
 from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_TERMS, FormulaReader, InputBound
 from verikit.spec.cases import CaseGroups, TermBuilder
@@ -71,24 +70,10 @@ def read_vnnlib(path: str | Path, *, max_terms: int = MAX_TERMS) -> Property:
 def read_spec_text(path: str | Path) -> tuple[str, str]:
     """(text, sha256 of the bytes) of a spec file, gunzipped when compressed; SpecError when unreadable."""
     where = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SpecError("spec file not found; check the path", where=where) from None
-    except IsADirectoryError:
-        raise SpecError("expected a spec file, got a directory", where=where) from None
-    except OSError as error:
-        raise SpecError(f"cannot read the spec file: {error.strerror or error}", where=where) from None
+    data = limits.read_file(path, "spec", SpecError)
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as error:
-            raise SpecError(f"corrupt gzip file: {error}", where=where) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise SpecError(f"not UTF-8 text (byte {error.start}); is this really a spec file?", where=where) from None
-    return text, hashlib.sha256(data).hexdigest()
+        data = limits.gunzip(data, "spec", SpecError, where)
+    return limits.decode(data, "spec", SpecError, where), hashlib.sha256(data).hexdigest()
 
 
 @contextmanager

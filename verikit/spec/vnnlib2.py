@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -119,7 +120,32 @@ def parse_vnnlib2(text: str, *, source: str = "<string>", sha256: str | None = N
         parsed = vnnlib.parse_query_string(text)
     except vnnlib.VNNLibException as error:
         raise _located(str(error), text, code, source) from None
+    except (IndexError, OverflowError, ValueError) as error:  # its std::stod throws out_of_range as IndexError
+        raise SpecError(f"the vnnlib parser refuses a literal ({error}): {_number_problem(code)}",
+                        where=_where(source, text, _first_bad_number(code))) from None
     return Query(parsed, vnnlib, text, code, source, digest, max_terms)
+
+
+_LITERAL = re.compile(r"(?<![\w.\[,])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def _out_of_range(token: str) -> bool:
+    """Whether std::stod would refuse a numeric literal: overflow to inf, or a nonzero number that underflows."""
+    value = float(token)
+    mantissa = re.split(r"[eE]", token)[0]
+    return not math.isfinite(value) or (value == 0.0 and any(c in "123456789" for c in mantissa))
+
+
+def _first_bad_number(code: str) -> int:
+    """Offset of the first literal out of the float64 range (0 when none is found)."""
+    return next((m.start() for m in _LITERAL.finditer(code) if _out_of_range(m.group())), 0)
+
+
+def _number_problem(code: str) -> str:
+    bad = next((m.group() for m in _LITERAL.finditer(code) if _out_of_range(m.group())), None)
+    if bad is None:
+        return "a number or index is out of range"
+    return f"number {bad[:30]}{'…' if len(bad) > 30 else ''} is out of the float64 range"
 
 
 class Query:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from verikit.core import output
 from verikit.core.property import Case, Conjunction, Property
 
 
@@ -98,6 +99,4 @@ def write_vnnlib2(prop: Property, *, input_shape: tuple[int, ...] | None = None,
 
 def save_vnnlib2(prop: Property, path: str | Path, **options) -> Path:
     """Write `write_vnnlib2(prop, **options)` to `path`."""
-    path = Path(path)
-    path.write_text(write_vnnlib2(prop, **options))
-    return path
+    return output.write_text(path, write_vnnlib2(prop, **options))

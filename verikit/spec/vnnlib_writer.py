@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from verikit.core import output
 from verikit.core.property import Box, Case, Conjunction, Property
 
 
@@ -65,7 +66,7 @@ def write_vnnlib(prop: Property) -> str:
 
 def save_vnnlib(prop: Property, path: str | Path) -> None:
     """Write `write_vnnlib(prop)` to `path` (UTF-8)."""
-    Path(path).write_text(write_vnnlib(prop), encoding="utf-8")
+    output.write_text(path, write_vnnlib(prop))
 
 
 def _write_single_case(case: Case, lines: list[str]) -> None:

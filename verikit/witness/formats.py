@@ -10,14 +10,13 @@ Accepted formats (chosen by content, then by suffix):
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from verikit.core import limits
 from verikit.core.errors import ExitCode, VerikitError
 
 _ASSIGNMENT = re.compile(r"\(\s*([XY])_(\d+)\s+([^\s()]+)\s*\)")
@@ -64,7 +63,10 @@ def parse_vnncomp(text: str, source: str = "<text>") -> Witness:
         try:
             number = float(value)
         except ValueError:
-            raise WitnessError(f"{letter}_{index} has a value {value!r} that is not a number", where=source) from None
+            raise WitnessError(f"{letter}_{index} has a value {value[:40]!r} that is not a number",
+                               where=source) from None
+        if not np.isfinite(number):
+            raise WitnessError(f"{letter}_{index} = {value[:40]} is not a finite number", where=source)
         if int(index) in assigned[letter]:
             raise WitnessError(f"{letter}_{index} is assigned twice", where=source)
         assigned[letter][int(index)] = number
@@ -76,20 +78,21 @@ def parse_vnncomp(text: str, source: str = "<text>") -> Witness:
 
 def _vector(values, name: str, source: str) -> np.ndarray:
     try:
+        if isinstance(values, np.ndarray) and values.dtype.kind not in "fiub":
+            raise TypeError(values.dtype)  # complex or text: a cast would drop or invent information
         array = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise WitnessError(f"{name!r} is not a list of numbers", where=source) from None
+    except (TypeError, ValueError, OverflowError):
+        raise WitnessError(f"{name!r} is not a list of real numbers", where=source) from None
     if array.size == 0:
         raise WitnessError(f"{name!r} is empty", where=source)
+    if not np.isfinite(array).all():
+        raise WitnessError(f"{name!r} holds NaN or infinite values", where=source)
     return array
 
 
 def parse_json(text: str, source: str = "<json>") -> Witness:
     """A witness from `{"x": [...], "y": [...]}` or a verikit report's `counterexample`."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise WitnessError(f"invalid JSON: {error.msg} (line {error.lineno})", where=source) from None
+    data = limits.load_json(text, "witness", WitnessError, source, finite=False)  # x and y are checked below
     if isinstance(data, dict) and "counterexample" in data:
         if data["counterexample"] is None:
             verdict = data.get("verdict", "?")
@@ -104,19 +107,14 @@ def parse_json(text: str, source: str = "<json>") -> Witness:
 
 def parse_npy(data: bytes, source: str = "<npy>") -> Witness:
     """A witness from NumPy `.npy` bytes holding the input x (flattened in C order)."""
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise WitnessError(f"not a readable .npy array: {error}", where=source) from None
+    array = limits.load_npy(data, "witness", WitnessError, source)
     return Witness(_vector(array, "x", source), None, source, "npy")
 
 
 def read_witness(path: str | Path) -> Witness:
     """Read a witness file in any accepted format; raises WitnessError on bad input."""
     path = Path(path)
-    if not path.is_file():
-        raise WitnessError(f"witness file not found: {path}")
-    data = path.read_bytes()
+    data = limits.read_file(path, "witness", WitnessError)
     if data.startswith(b"\x93NUMPY") or path.suffix.lower() == ".npy":
         return parse_npy(data, str(path))
     try:
@@ -135,7 +133,10 @@ def read_result_file(path: str | Path) -> tuple[str, Witness | None]:
     parsable witness gives (`sat`, None): judging that is the caller's business, not an input error.
     """
     path = Path(path)
-    text = path.read_text(errors="replace") if path.is_file() else ""
+    try:
+        text = limits.read_file(path, "witness", WitnessError).decode("utf-8", errors="replace")
+    except WitnessError:  # missing or unreadable: judged as no answer, by the caller
+        text = ""
     lines = text.strip().splitlines()
     answer = lines[0].strip().lower() if lines else ""
     answer = {"violated": "sat", "holds": "unsat"}.get(answer, answer)

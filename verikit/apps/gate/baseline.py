@@ -11,10 +11,10 @@ property is listed as not comparable, never as a regression. Regressions:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verikit.core import limits
 from verikit.core.errors import DataError
 from verikit.apps.gate.checks import CheckResult
 
@@ -43,18 +43,34 @@ class Comparison:
 def read_baseline(path: str | Path) -> dict:
     """A previous gate report; DataError when it is missing or not a verikit-gate/1 report."""
     path = Path(path)
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError("baseline report not found", where=str(path)) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"cannot read the baseline report: {error}", where=str(path)) from None
+    if not path.exists() and not path.is_symlink():
+        raise DataError("baseline report not found", where=str(path))
+    report = limits.load_json(limits.read_text(path, "report", DataError), "baseline report", DataError, str(path),
+                              finite=False)  # a gate report may hold NaN
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise DataError(f"not a verikit gate report (schema {found!r}, expected {SCHEMA!r})", where=str(path))
     if not isinstance(report.get("checks"), list):
         raise DataError("the baseline report has no 'checks' array", where=str(path))
+    for number, entry in enumerate(report["checks"], start=1):
+        problem = _check_problem(entry)
+        if problem:
+            raise DataError(f"checks[{number}] is not a gate check record: {problem}", where=str(path))
     return report
+
+
+def _check_problem(entry) -> str:
+    """Why a baseline check entry cannot be compared with (empty when it can)."""
+    if not isinstance(entry, dict):
+        return f"expected an object, got {type(entry).__name__}"
+    for key in ("id", "verdict"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            return f"'{key}' must be a non-empty string"
+    if not isinstance(entry.get("definition_sha256"), str):
+        return "'definition_sha256' must be a string"
+    if entry.get("metrics") is not None and not isinstance(entry["metrics"], dict):
+        return "'metrics' must be an object"
+    return ""
 
 
 def compare(checks: list[CheckResult], baseline: dict, path: str, max_certified_drop: float) -> Comparison:

@@ -8,11 +8,11 @@ paths are relative to the policy file's folder; every file named must exist.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from verikit.apps.data import Normalization
+from verikit.core import limits
 from verikit.core.errors import PolicyError
 from verikit.apps.gate.validate import Table, resolve
 from verikit.portfolio import ENGINES, METHODS
@@ -277,10 +277,7 @@ def parse_policy(text: str, path: str | Path = "verikit.toml") -> Policy:
     """Parse and validate policy text; `path` names it in messages and anchors relative paths."""
     path = Path(path)
     source, base = str(path), path.parent
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise PolicyError(f"not valid TOML: {error}", where=source) from None
+    data = limits.load_toml(text, "policy", PolicyError, source)
     top = Table(data, "", source, base, TOP_KEYS)
     top.required("version")
     if top.integer("version") != VERSION:
@@ -326,13 +323,6 @@ def parse_policy(text: str, path: str | Path = "verikit.toml") -> Policy:
 def load_policy(path: str | Path = "verikit.toml") -> Policy:
     """Read and validate the policy file at `path`; PolicyError when missing or invalid."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise PolicyError("policy file not found (give its path, or run where verikit.toml is)",
-                          where=str(path)) from None
-    except IsADirectoryError:
-        raise PolicyError("is a directory, not a policy file", where=str(path)) from None
-    except UnicodeDecodeError as error:
-        raise PolicyError(f"not UTF-8 text (byte {error.start})", where=str(path)) from None
-    return parse_policy(text, path)
+    if not path.exists() and not path.is_symlink():
+        raise PolicyError("policy file not found (give its path, or run where verikit.toml is)", where=str(path))
+    return parse_policy(limits.read_text(path, "policy", PolicyError, encoding="utf-8"), path)

@@ -84,6 +84,8 @@ def decide(checks: list[CheckResult], policy: Policy, comparison: Comparison | N
         line = (f"{len(undecided)} check(s) undecided (unknown or timeout; thresholds.unknown = "
                 f"'{thresholds.unknown}'): " + ", ".join(c.id for c in undecided))
         (failures if thresholds.unknown == "fail" else warnings).append(line)
+    if comparison is not None and comparison.compared == 0 and policy.baseline and policy.baseline.required:
+        failures.append(f"the required baseline {comparison.path} has no check comparable with this run")
     if comparison is not None and comparison.regressions:
         line = f"{len(comparison.regressions)} regression(s) against the baseline {comparison.path}"
         fail = policy.baseline is None or policy.baseline.fail_on_regression
@@ -99,6 +101,14 @@ def run_gate(policy: Policy, *, baseline: Path | None = None, use_baseline: bool
     Raises ModelError / DataError / SpecError / PolicyError (exit 3) for inputs that cannot be read.
     """
     started = time.monotonic()
+    warnings_before: list[str] = []
+    previous = None  # the baseline is read first: a bad one fails the gate before minutes of checks
+    path = baseline if baseline is not None else (policy.baseline.path if policy.baseline else None)
+    if use_baseline and path is not None:
+        if Path(path).is_file() or baseline is not None or (policy.baseline and policy.baseline.required):
+            previous = read_baseline(path)
+        else:
+            warnings_before.append(f"baseline {path} not found: nothing compared (first run?)")
     networks, datasets = _load(policy, progress)
     results: list[CheckResult] = []
     audits = {}
@@ -122,15 +132,10 @@ def run_gate(policy: Policy, *, baseline: Path | None = None, use_baseline: bool
             else:
                 results.append(run_checks.output_range_check(prop, model_name, network, policy.seed))
 
-    warnings_before: list[str] = []
     comparison = None
-    path = baseline if baseline is not None else (policy.baseline.path if policy.baseline else None)
-    if use_baseline and path is not None:
-        if Path(path).is_file() or baseline is not None or (policy.baseline and policy.baseline.required):
-            drop = policy.baseline.max_certified_drop if policy.baseline else 0.0
-            comparison = compare(results, read_baseline(path), str(path), drop)
-        else:
-            warnings_before.append(f"baseline {path} not found: nothing compared (first run?)")
+    if previous is not None:
+        drop = policy.baseline.max_certified_drop if policy.baseline else 0.0
+        comparison = compare(results, previous, str(path), drop)
     passed, failures, warnings = decide(results, policy, comparison)
     models = [{"name": m.name, "path": str(m.path), "sha256": networks[m.name].sha256,
                "inputs": networks[m.name].n_inputs, "outputs": networks[m.name].n_outputs} for m in policy.models]

@@ -11,9 +11,11 @@ Rows are matched to instances by the sha256 of the model and spec bytes (the gro
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from verikit.core import limits, output
 from verikit.apps.bench import file_sha256, read_ground_truth, resolve_listed
 from verikit.core.errors import SpecError
 
@@ -39,28 +41,28 @@ def read_answers(path: str | Path) -> dict[Key, Answer]:
     truths = read_ground_truth(path)
     answers = {key: Answer(truth if truth in TRUTHS else "unknown") for key, truth in truths.items()}
     hashes: dict[Path, str] = {}
-    with path.open(newline="") as handle:
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
-            if onnx is None or vnnlib is None:
-                continue
-            for file in (onnx, vnnlib):
-                hashes.setdefault(file, file_sha256(file))
-            key = (hashes[onnx], hashes[vnnlib])
-            witness = None
-            if (row.get("witness") or "").strip():
-                witness = path.parent / row["witness"].strip()
-                if not witness.is_file():
-                    raise SpecError(f"witness file {witness} not found", where=f"{path}:{line}")
-            answers[key] = Answer(answers[key].truth, (row.get("basis") or "").strip(), witness)
+    text = limits.read_text(path, "csv", SpecError)  # read_ground_truth checked it: size, UTF-8, row widths
+    for line, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+        onnx, vnnlib = resolve_listed(path.parent, row["onnx"]), resolve_listed(path.parent, row["vnnlib"])
+        if onnx is None or vnnlib is None:
+            continue
+        for file in (onnx, vnnlib):
+            hashes.setdefault(file, file_sha256(file))
+        key = (hashes[onnx], hashes[vnnlib])
+        witness = None
+        if (row.get("witness") or "").strip():
+            witness = path.parent / row["witness"].strip()
+            if not witness.is_file():
+                raise SpecError(f"witness file {witness} not found", where=f"{path}:{line}")
+        answers[key] = Answer(answers[key].truth, (row.get("basis") or "").strip(), witness)
     return answers
 
 
 def write_answers(path: Path, rows: list[dict]) -> None:
     """Write rows (dicts with FIELDS keys; missing ones empty) as an answers CSV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({field: row.get(field, "") for field in FIELDS})
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({field: row.get(field, "") for field in FIELDS})
+    output.write_text(path, handle.getvalue())

@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from verikit.core import output
 from verikit.core.errors import ExitCode, VerikitError
 from verikit.apps.soundness import layers
 from verikit.apps.soundness.answers import write_answers
@@ -191,8 +192,7 @@ def generate(config: GenerateConfig, out: str | Path,
             used = True
             progress(f"{name}: kept {candidate.name} ({kind}, truth {vetting.truth})")
         if used:
-            (out / "onnx").mkdir(parents=True, exist_ok=True)
-            (out / "onnx" / f"{name}.onnx").write_bytes(data)
+            output.write_bytes(out / "onnx" / f"{name}.onnx", data)
         models.append({"model": name, "used": used, "input_shape": list(net.input_shape), "eps": candidates[0].eps,
                        "hidden_units": [int(d.weight.shape[0]) for d in net.dense[:-1]],
                        "build_and_vet_s": round(time.monotonic() - model_started, 2),
@@ -209,18 +209,16 @@ def _write(out: Path, kept: list[Candidate], config: GenerateConfig, models: lis
     from verikit.spec.vnnlib_writer import write_vnnlib
     from verikit.witness.formats import format_vnncomp
 
-    (out / "vnnlib").mkdir(parents=True, exist_ok=True)
     rows, instances, details = [], [], []
     for candidate in sorted(kept, key=lambda c: (c.model, c.name)):
         onnx_rel, spec_rel = f"onnx/net{candidate.model}.onnx", f"vnnlib/{candidate.name}.vnnlib"
-        (out / spec_rel).write_text(write_vnnlib(_property(candidate, config)))
+        output.write_text(out / spec_rel, write_vnnlib(_property(candidate, config)))
         instances.append(f"{onnx_rel},{spec_rel},{config.timeout:g}")
         vetting = candidate.vetting
         witness = ""
         if vetting.x is not None:
             witness = f"witnesses/{candidate.name}.counterexample"
-            (out / "answers" / "witnesses").mkdir(parents=True, exist_ok=True)
-            (out / "answers" / witness).write_text(format_vnncomp(vetting.x, vetting.y))
+            output.write_text(out / "answers" / witness, format_vnncomp(vetting.x, vetting.y))
         notes = ""
         if not candidate.plant.decoy:
             notes = f"label {candidate.label}, planted target {candidate.plant.target}"
@@ -230,7 +228,7 @@ def _write(out: Path, kept: list[Candidate], config: GenerateConfig, models: lis
                         "label": candidate.label, "eps": candidate.eps,
                         "target": None if candidate.plant.decoy else candidate.plant.target,
                         **(vetting.detail or {})})
-    (out / "instances.csv").write_text("\n".join(instances) + "\n")
+    output.write_text(out / "instances.csv", "\n".join(instances) + "\n")
     write_answers(out / "answers" / "answers.csv", rows)
     record = {
         "format": "verikit-soundness-benchmark/1",
@@ -241,7 +239,7 @@ def _write(out: Path, kept: list[Candidate], config: GenerateConfig, models: lis
         "rejected": rejected,
         "counts": {truth: sum(1 for r in rows if r["truth"] == truth) for truth in ("sat", "unsat", "unknown")},
     }
-    (out / "answers" / "generation.json").write_text(json.dumps(record, indent=2) + "\n")
+    output.write_text(out / "answers" / "generation.json", json.dumps(record, indent=2) + "\n")
     return record
 
 

@@ -7,14 +7,18 @@ Call `import_auto_lirpa()` instead of `import auto_LiRPA`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 import sys
 import types
+import warnings
 
 import numpy as np
 import torch
+
+from verikit.core.errors import EngineLimitation
 
 APPLIED: list[str] = []
 
@@ -116,20 +120,54 @@ def _ensure_batch_norm_constant_stats() -> None:
     APPLIED.append("auto_LiRPA.BoundBatchNormalization.forward(detached stats)")
 
 
+INSTALL_HINT = "pip install --no-deps auto-lirpa==0.3"
+
+
+class MissingAutoLirpa(EngineLimitation):
+    """auto_LiRPA is not installed: the bounds stage answers unknown with this reason."""
+
+
+@contextlib.contextmanager
+def _recursion_limit_kept():
+    """Import auto_LiRPA without letting it change process-wide state.
+
+    It sets sys.setrecursionlimit(1000000) when imported; with that, deep recursion in any other code
+    (json, tomllib) overflows the C stack and kills the process instead of raising RecursionError. It also
+    calls warnings.simplefilter("once"), which turns on every warning everyone else silenced, and its
+    @torch.jit.script decorators warn that torch.jit.script is deprecated. The recursion limit and the
+    warning filters in force before are put back; only that one deprecation notice is silenced."""
+    before = sys.getrecursionlimit()
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # its own simplefilter call cannot outrank this
+            yield
+    finally:
+        sys.setrecursionlimit(before)
+    for message in caught:
+        if not (issubclass(message.category, DeprecationWarning) and "torch.jit.script" in str(message.message)):
+            warnings.warn_explicit(message.message, message.category, message.filename, message.lineno)
+
+
 def apply() -> list[str]:
     """Apply the missing fixes (idempotent); returns the names of those applied so far."""
     _ensure_numpy_arraysetops()
     _ensure_set_opset_version()
     _ensure_node_item_access()
     _ensure_torch_six()
-    _ensure_named_members_remove_duplicate()  # these import auto_LiRPA, so they come last
-    _ensure_batch_norm_constant_stats()
+    with _recursion_limit_kept():
+        try:
+            _ensure_named_members_remove_duplicate()  # these import auto_LiRPA, so they come last
+        except ModuleNotFoundError as error:
+            if error.name is None or not error.name.startswith("auto_LiRPA"):
+                raise
+            raise MissingAutoLirpa(f"auto_LiRPA is not installed; install it with: {INSTALL_HINT}") from None
+        _ensure_batch_norm_constant_stats()
     return list(APPLIED)
 
 
 def import_auto_lirpa():
-    """The `auto_LiRPA` module, importable after the fixes."""
+    """The `auto_LiRPA` module, importable after the fixes; MissingAutoLirpa (an EngineLimitation) without it."""
     apply()
-    import auto_LiRPA
+    with _recursion_limit_kept():
+        import auto_LiRPA
 
     return auto_LiRPA
