@@ -102,21 +102,33 @@ def _complete_stages(network: Network, options: Options) -> list[Stage]:
     from verikit.core.pwl import NotPiecewiseLinear
 
     cache: dict[str, object] = {}
+    checked: dict[int, str | None] = {}  # id(case) -> None when the pwl form matched onnxruntime on its box
 
-    def piecewise_linear():
+    def piecewise_linear(case: Case):
+        """The piecewise-linear form, or the reason it cannot be used, checked against onnxruntime on
+        the case's box (it is a second translation; a wrong op there would be proven about silently)."""
+        from verikit.onnx.pwl import check_piecewise_linear, to_piecewise_linear
+
         if "pwl" not in cache:
-            from verikit.onnx.pwl import to_piecewise_linear
-
             try:
                 cache["pwl"] = to_piecewise_linear(network)
             except NotPiecewiseLinear as reason:
                 cache["pwl"] = f"complete engines need a piecewise-linear network: {reason}"
-        return cache["pwl"]
+        pwl = cache["pwl"]
+        if isinstance(pwl, str):
+            return pwl
+        if id(case) not in checked:
+            try:
+                check_piecewise_linear(network, pwl, case.box, seed=options.seed)
+                checked[id(case)] = None
+            except ModelError as error:
+                checked[id(case)] = str(error)
+        return checked[id(case)] or pwl
 
     def bab_run(case: Case, budget: Budget) -> Outcome:
         from verikit.engines.bab import engine as bab
 
-        pwl = piecewise_linear()
+        pwl = piecewise_linear(case)
         if isinstance(pwl, str):
             return Unknown(pwl)
         if not pwl.is_relu_mlp:
@@ -126,7 +138,7 @@ def _complete_stages(network: Network, options: Options) -> list[Stage]:
     def smt_run(case: Case, budget: Budget) -> Outcome:
         from verikit.engines.smt import engine as smt
 
-        pwl = piecewise_linear()
+        pwl = piecewise_linear(case)
         if isinstance(pwl, str):
             return Unknown(pwl)
         relus = sum(layer.out_features for layer in pwl.layers[:-1] if hasattr(layer, "out_features"))

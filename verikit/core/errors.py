@@ -57,3 +57,7 @@ class DataError(VerikitError):
 
 class EngineLimitation(VerikitError):
     """An engine cannot handle this network or case; the portfolio records `unknown` with the reason."""
+
+
+class InternalError(VerikitError):
+    """An invariant of verikit's own computation failed (a bug): never turned into a verdict."""
