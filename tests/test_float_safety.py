@@ -66,3 +66,53 @@ def test_crossed_layer_bounds_without_splits_are_an_internal_error():
     x = torch.tensor([[0.5]], dtype=torch.float64)
     with pytest.raises(InternalError, match="without splits"):
         spec_bounds(broken, x, x, torch.tensor([[1.0]], dtype=torch.float64), torch.tensor([-10.0], dtype=torch.float64))
+
+
+def _sigmoid_net():
+    g = GraphBuilder(seed=3)
+    h = g.op("Sigmoid", g.op("Gemm", "x", g.weight(4, 2), g.weight(4), transB=1))
+    return load_network_bytes(g.build((1, 2), g.op("Gemm", h, g.weight(1, 4), g.weight(1), transB=1)))
+
+
+def test_an_auto_lirpa_refutation_the_rigorous_crown_cannot_confirm_is_not_proof(monkeypatch):
+    # auto_LiRPA's float32 error is covered by an estimated slack only; simulate it being too small by
+    # raising its raw bounds: on a ReLU MLP verikit's float64 CROWN must refuse the "proof".
+    from verikit.engines.lirpa import engine as lirpa
+
+    network = _relu_plus(0.0)
+    case = Case(Box(np.array([0.0]), np.array([1.0])), (Conjunction(np.array([[-1.0]]), np.array([-0.75])),))
+    honest = lirpa._raw_lower_bounds
+    monkeypatch.setattr(lirpa, "_raw_lower_bounds", lambda *a, **k: honest(*a, **k) + 1.0)
+    bounded = lirpa.prepare(network)
+    outcome = lirpa.run(bounded, case, Budget.seconds(30), method="crown")
+    assert not isinstance(outcome, Proven)
+    assert "does not confirm" in outcome.reason
+    # on a network that is not piecewise linear the same proof stands, and says what it assumes
+    sigmoid = _sigmoid_net()
+    case = Case(Box(np.array([0.0, 0.0]), np.array([0.01, 0.01])), (Conjunction(np.array([[1.0]]), np.array([-100.0])),))
+    outcome = lirpa.run(lirpa.prepare(sigmoid), case, Budget.seconds(30), method="crown")
+    assert isinstance(outcome, Proven) and outcome.certificate.arithmetic == "real-estimated-slack"
+
+
+def test_every_proven_case_states_its_arithmetic_and_supports_lists_the_same_values():
+    from click.testing import CliRunner
+
+    from verikit.cli.vnnlib_solver import main as solver
+    from verikit.core.result import ARITHMETIC
+    from verikit.report.json import to_dict
+
+    listed = CliRunner().invoke(solver, ["supports", "--proof-arithmetic"]).stdout.split()
+    assert listed == list(ARITHMETIC)
+    network = _relu_plus(0.0)
+    case = Case(Box(np.array([0.0]), np.array([1.0])), (Conjunction(np.array([[-1.0]]), np.array([-2.0])),))
+    seen = {}
+    for engines in (("bounds",), ("bab",), ("smt",)):
+        report = to_dict(verify(network, Property((case,), 1, 1), Options(engines=engines, timeout=30)))
+        assert report["verdict"] == "verified", (engines, report)
+        seen[engines[0]] = report["cases"][0]["arithmetic"]
+    sigmoid = _sigmoid_net()
+    wide = Case(Box(np.array([0.0, 0.0]), np.array([0.01, 0.01])), (Conjunction(np.array([[1.0]]), np.array([-100.0])),))
+    report = to_dict(verify(sigmoid, Property((wide,), 2, 1), Options(engines=("bounds",), timeout=30)))
+    seen["sigmoid"] = report["cases"][0]["arithmetic"]
+    assert seen == {"bounds": "real", "bab": "real", "smt": "exact-rational", "sigmoid": "real-estimated-slack"}
+    assert set(seen.values()) <= set(listed)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from verikit.core.errors import ModelError, SpecError
+from verikit.core.result import ARITHMETIC
 from verikit.spec.vnnlib2 import SUPPORTED_ELEMENT_TYPES, Tensor, UnsupportedQuery
 
 NAME = "verikit"
@@ -70,6 +71,8 @@ def capability(flag: str) -> list[str]:
         "--optimised-disjunctive-reasoning": lambda: ["false"],
         "--serialise-assignments": lambda: ["true"],
         "--unsat-proofs": lambda: ["false"],
+        # not in the standard: what an unsat answer's proof covers (the report's per-case `arithmetic`)
+        "--proof-arithmetic": lambda: list(ARITHMETIC),
     }
     return answers[flag]()
 
