@@ -29,6 +29,27 @@ def _summary(network, result, report_path: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _write_certificate(network, spec: Path, result, timeout: float, path: Path) -> str:
+    """Write the certificate of a verified result; what happened, in a few words."""
+    import json
+
+    from verikit.certify import write_certificate
+    from verikit.core.result import Budget
+    from verikit.spec.load import load_spec
+
+    if result.verdict.value != "verified":
+        return f"none written (the verdict is {result.verdict.value})"
+    prop = load_spec(spec, n_inputs=network.n_inputs, n_outputs=network.n_outputs, network=network)
+    certificate = write_certificate(network, prop, Budget.seconds(timeout))
+    path.write_text(json.dumps(certificate))
+    if "unsupported" in certificate:
+        return f"{path} says the checker cannot read this network ({certificate['unsupported']})"
+    incomplete = [c["index"] for c in certificate["cases"] if "incomplete" in c]
+    if incomplete:
+        return f"{path} is incomplete: the certifying search did not close case(s) {incomplete[:5]}"
+    return f"{path} ({certificate['statistics']['leaves']} leaves; check with `verikit certificate check`)"
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
@@ -39,10 +60,13 @@ def _summary(network, result, report_path: Path | None) -> str:
               help="Write the JSON report here.")
 @click.option("--result-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a VNN-COMP result file (sat/unsat/... and the witness) here.")
+@click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="When verified, write a checkable certificate here (docs/certificates.md); its search "
+                   "gets a budget of --timeout seconds of its own.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of a summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
+def verify(model, spec, timeout, report_path, result_file, certificate_path, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
     from verikit.report import json as json_report
     from verikit.report import vnncomp
@@ -53,8 +77,9 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
         json_report.write(result, report_path, network)
     if result_file is not None:
         vnncomp.write(result, result_file)
+    note = None if certificate_path is None else _write_certificate(network, spec, result, timeout, certificate_path)
     if as_json:
         click.echo(json_report.dumps(result, network))
     else:
-        click.echo(_summary(network, result, report_path))
+        click.echo(_summary(network, result, report_path) + (f"\n  certificate: {note}" if note else ""))
     sys.exit(int(result.verdict.exit_code))
