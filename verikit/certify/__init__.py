@@ -38,8 +38,8 @@ def write_certificate(network: Network, prop: Property, budget: Budget,
     try:
         chain = read_chain(network.onnx_bytes)
         pwl = to_piecewise_linear(network)
-        if not pwl.is_relu_mlp:
-            raise NotPiecewiseLinear("not a ReLU MLP")
+        if not pwl.is_relu_mlp or len(pwl.layers) < 3:
+            raise NotPiecewiseLinear("not a ReLU MLP with a hidden layer")
     except (UnsupportedNetwork, NotPiecewiseLinear) as reason:
         return {**head, "unsupported": f"the checker cannot read this network: {reason}"}
     net = ReluMlp.from_pwl(pwl, torch.float64)

@@ -16,9 +16,21 @@ import numpy as np
 import torch
 
 from verikit.core.result import Budget
-from verikit.engines.bab.branching import relu_scores
+from verikit.engines.bab.branching import autograd_face_gradients, bisection_scores, relu_scores
+from verikit.engines.bab.common import SpecRows
 from verikit.engines.crown.optimise import lower_slopes, optimise_spec
-from verikit.engines.crown.propagate import ACTIVE, INACTIVE, ReluMlp, layer_bounds, spec_bounds
+from verikit.engines.crown.propagate import (
+    ACTIVE, INACTIVE, LayerBounds, Relaxation, ReluMlp, SpecBounds, layer_bounds, spec_bounds,
+)
+
+
+def _detached(bounds: LayerBounds) -> LayerBounds:
+    """The same bounds without the autograd graph."""
+    lower = [t.detach() for t in bounds.lower]
+    upper = [t.detach() for t in bounds.upper]
+    magnitude = [t.detach() for t in bounds.magnitude]
+    return LayerBounds(lower, upper, magnitude, bounds.infeasible.clone(),
+                       [Relaxation.of(lo, up, m) for lo, up, m in zip(lower, upper, magnitude)])
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,9 @@ class ProofSettings:
 
     input_split_max_dims: int = 16  # input splitting up to this many inputs, ReLU splitting above
     batch_size: int = 256
-    alpha_steps: int = 20
+    alpha_steps: int = 20  # ReLU splitting: α/β-CROWN iterations on every open node
+    input_alpha_steps: int = 5  # input splitting: α-CROWN iterations on open boxes...
+    input_alpha_after: int = 2000  # ...once this many boxes were bounded (as verikit.engines.bab does)
     alpha_lr: float = 0.5
     relu_lr: float = 0.1
     max_leaves: int = 200_000
@@ -56,12 +70,15 @@ def prove_disjunct(net: ReluMlp, C: np.ndarray, d: np.ndarray, lower: np.ndarray
     sizes = list(net.hidden_sizes)
     stack = [_Open(torch.tensor(lower, dtype=torch.float64), torch.tensor(upper, dtype=torch.float64),
                    [torch.zeros(s, dtype=torch.int8) for s in sizes], root)]
-    leaves = 0
+    leaves = bounded = 0
     while stack:
         if budget.expired():
             raise ProofFailed("time budget spent")
         batch, stack = stack[-settings.batch_size:], stack[: -settings.batch_size]
-        children = _bound_batch(net, C_t, d_t, batch, relu_mode, settings)
+        steps = settings.alpha_steps if relu_mode else (
+            settings.input_alpha_steps if bounded > settings.input_alpha_after else 0)
+        children = _bound_batch(net, C_t, d_t, batch, relu_mode, settings, steps)
+        bounded += len(batch)
         leaves += len(batch) - len(children) // 2
         if leaves > settings.max_leaves:
             raise ProofFailed(f"more than {settings.max_leaves} leaves")
@@ -70,24 +87,37 @@ def prove_disjunct(net: ReluMlp, C: np.ndarray, d: np.ndarray, lower: np.ndarray
 
 
 def _bound_batch(net: ReluMlp, C: torch.Tensor, d: torch.Tensor, batch: list[_Open], relu_mode: bool,
-                 settings: ProofSettings) -> list[_Open]:
+                 settings: ProofSettings, alpha_steps: int) -> list[_Open]:
     """Bound a batch of nodes; fill in the leaves, split the rest; returns the children."""
     x_lower = torch.stack([item.lower for item in batch])
     x_upper = torch.stack([item.upper for item in batch])
     splits = [torch.stack([item.splits[i] for item in batch]) for i in range(net.depth)] if relu_mode else None
-    with torch.no_grad():
-        bounds = layer_bounds(net, x_lower, x_upper, splits, forward=False)
-        plain = spec_bounds(net, x_lower, x_upper, C, d, bounds, splits=splits)
+    gradients = None
+    if relu_mode:
+        with torch.no_grad():
+            bounds = layer_bounds(net, x_lower, x_upper, splits, forward=False)
+            plain = spec_bounds(net, x_lower, x_upper, C, d, bounds, splits=splits)
+    else:  # the bound's gradient w.r.t. the box faces scores the coordinates to bisect
+        with torch.enable_grad():
+            x_lower.requires_grad_(True)
+            x_upper.requires_grad_(True)
+            bounds = layer_bounds(net, x_lower, x_upper, forward=False)
+            plain = spec_bounds(net, x_lower, x_upper, C, d, bounds)
+            rows = SpecRows(C, d, torch.zeros(C.shape[0], dtype=torch.long), 1)
+            gradients = autograd_face_gradients(plain.lower, rows, x_lower, x_upper)
+        x_lower, x_upper = x_lower.detach(), x_upper.detach()
+        plain = SpecBounds(plain.lower.detach(), plain.coeff.detach(), plain.const.detach(), plain.slack.detach())
+        bounds = _detached(bounds)
     lower = plain.lower.clone()
     alphas: list[torch.Tensor] | None = None
     betas: list[torch.Tensor] | None = None
     open_ = ~((lower > 0).any(dim=1) | bounds.infeasible)
     index = open_.nonzero().squeeze(1)
-    if index.numel() and settings.alpha_steps > 0:
+    if index.numel() and alpha_steps > 0:
         sub = bounds.select(index)
         sub_splits = None if splits is None else [s[index] for s in splits]
         _, params = optimise_spec(net, x_lower[index], x_upper[index], C, d, sub, splits=sub_splits,
-                                  steps=settings.alpha_steps,
+                                  steps=alpha_steps,
                                   lr=settings.relu_lr if relu_mode else settings.alpha_lr)
         slopes = lower_slopes(sub, params.alphas)
         with torch.no_grad():  # the final α, β are what the certificate records: re-bound with them
@@ -145,10 +175,8 @@ def _bound_batch(net: ReluMlp, C: torch.Tensor, d: torch.Tensor, batch: list[_Op
                 child_splits[layer][neuron] = phase
                 children.append(_Open(item.lower, item.upper, child_splits, child))
         return children
-    best_row = lower[rows].argmax(dim=1)
-    coeff = plain.coeff[rows, best_row]  # (K, n)
     width = x_upper[rows] - x_lower[rows]
-    dims = (coeff.abs() * width + 1e-12 * width).argmax(dim=1)
+    dims = bisection_scores(gradients[0][rows], gradients[1][rows], width).argmax(dim=1)
     for j, b in enumerate(still_open):
         item, dim = batch[b], int(dims[j])
         at = float((item.lower[dim] + item.upper[dim]) / 2)

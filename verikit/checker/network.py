@@ -68,8 +68,10 @@ def read_chain(data: bytes) -> Chain:
         kind = tensor.data_type if hasattr(tensor, "data_type") else tensor.type.tensor_type.elem_type
         if kind not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64):
             raise UnsupportedNetwork(f"tensor '{tensor.name}' is not float32 (type {kind})")
-    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-    n_inputs = int(np.prod([d for d in dims if d > 0])) if dims else 1
+    shapes = _shapes(model)
+    n_inputs = int(np.prod(shapes.get(inputs[0].name, (0,))))
+    if n_inputs == 0:
+        raise UnsupportedNetwork("the input's shape is not known")
     current, size = inputs[0].name, n_inputs
     segments: list[list[AffineOp]] = [[]]
     hidden: list[int] = []
@@ -79,7 +81,7 @@ def read_chain(data: bytes) -> Chain:
         data_inputs = [name for name in node.input if name and name not in constants]
         if data_inputs != [current] or len(node.output) != 1:
             raise UnsupportedNetwork(f"node '{node.name}' ({node.op_type}) does not continue a single chain")
-        op, size = _read_op(node, constants, size)
+        op, size = _read_op(node, constants, size, shapes.get(current))
         if op == "relu":
             segments.append([])
             hidden.append(size)
@@ -91,6 +93,21 @@ def read_chain(data: bytes) -> Chain:
     return Chain(tuple(tuple(s) for s in segments), tuple(hidden), n_inputs, size)
 
 
+def _shapes(model) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape as ONNX shape inference gives it; a symbolic dimension (a batch) counts as 1."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - an unreadable graph simply has no known shapes
+        inferred = model
+    found = {}
+    graph = inferred.graph
+    for info in list(graph.value_info) + list(graph.input) + list(graph.output):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+            found[info.name] = tuple(d.dim_value if d.HasField("dim_value") else 1
+                                     for d in info.type.tensor_type.shape.dim)
+    return found
+
+
 def _attribute(node, name: str, default):
     for attribute in node.attribute:
         if attribute.name == name:
@@ -98,19 +115,27 @@ def _attribute(node, name: str, default):
     return default
 
 
-def _read_op(node, constants: dict[str, np.ndarray], size: int):
-    """(AffineOp, "relu" or None for a layout no-op, output size) of one node."""
+def _read_op(node, constants: dict[str, np.ndarray], size: int, shape: tuple[int, ...] | None):
+    """(AffineOp, "relu" or None for a layout no-op, output size) of one node whose data input has
+    `size` values of `shape` (as shape inference gives it; None when unknown)."""
     kind, where = node.op_type, f"node '{node.name}' ({node.op_type})"
+    if kind in ("Add", "Sub", "MatMul", "Gemm") and (shape is None or int(np.prod(shape)) != size):
+        raise UnsupportedNetwork(f"{where}: the shape of its input is not known")
     if kind == "Relu":
         return "relu", size
     if kind in ("Flatten", "Reshape", "Identity"):
         return None, size
     if kind in ("Add", "Sub"):
         first = node.input[0] not in constants
-        constant = constants[node.input[1] if first else node.input[0]].reshape(-1)
-        constant = np.broadcast_to(constant, (size,)).copy() if constant.size in (1, size) else None
-        if constant is None:
-            raise UnsupportedNetwork(f"{where}: a constant that does not broadcast to the {size} values")
+        constant = constants[node.input[1] if first else node.input[0]]
+        try:
+            grows = np.broadcast_shapes(shape, constant.shape) != tuple(shape)
+        except ValueError:
+            grows = True
+        if grows:
+            raise UnsupportedNetwork(f"{where}: a constant of shape {constant.shape} that does not broadcast "
+                                     f"onto the input's shape {shape}")
+        constant = np.broadcast_to(constant, shape).reshape(-1).copy()
         if kind == "Add":
             return AffineOp(None, constant, size, size), size
         if first:  # x - c
@@ -119,13 +144,13 @@ def _read_op(node, constants: dict[str, np.ndarray], size: int):
     if kind == "MatMul":
         if node.input[0] in constants:  # W @ x with x a column (size, 1): y = W x
             weight = constants[node.input[0]]
-            if weight.ndim != 2 or weight.shape[1] != size:
+            if weight.ndim != 2 or weight.shape[1] != size or tuple(shape) not in ((size,), (size, 1)):
                 raise UnsupportedNetwork(f"{where}: weight of shape {weight.shape} on {size} values")
             return AffineOp(weight.copy(), None, size, weight.shape[0]), weight.shape[0]
         if node.input[1] not in constants:
             raise UnsupportedNetwork(f"{where}: the weight is not a constant")
         weight = constants[node.input[1]]
-        if weight.ndim != 2 or weight.shape[0] != size:
+        if weight.ndim != 2 or weight.shape[0] != size or shape[-1] != size:
             raise UnsupportedNetwork(f"{where}: weight of shape {weight.shape} on {size} values")
         return AffineOp(weight.T.copy(), None, size, weight.shape[1]), weight.shape[1]
     if kind == "Gemm":
@@ -135,7 +160,7 @@ def _read_op(node, constants: dict[str, np.ndarray], size: int):
             raise UnsupportedNetwork(f"{where}: the weight or bias is not a constant")
         weight = constants[node.input[1]]
         weight = weight if _attribute(node, "transB", 0) else weight.T
-        if weight.ndim != 2 or weight.shape[1] != size:
+        if weight.ndim != 2 or weight.shape[1] != size or tuple(shape) != (1, size):
             raise UnsupportedNetwork(f"{where}: weight of shape {weight.shape} on {size} values")
         bias = None
         if len(node.input) > 2 and node.input[2]:

@@ -20,8 +20,10 @@ CONFIRM_ALPHA_LR = 0.5
 
 
 def exact_mlp(pwl: PiecewiseLinear) -> ReluMlp | None:
-    """The float64 ReLU MLP of `pwl`, or None when it is not of the shape Affine (Relu Affine)*."""
-    return ReluMlp.from_pwl(pwl, torch.float64) if pwl.is_relu_mlp else None
+    """The float64 ReLU MLP of `pwl`, or None when it is not of the shape Affine (Relu Affine)+."""
+    if not pwl.is_relu_mlp or len(pwl.layers) < 3:
+        return None
+    return ReluMlp.from_pwl(pwl, torch.float64)
 
 
 def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,

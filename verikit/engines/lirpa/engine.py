@@ -123,7 +123,7 @@ def _confirming_mlp(network: Network):
     except NotPiecewiseLinear as reason:
         return f"not piecewise linear: {reason}"
     mlp = exact_mlp(pwl)
-    return (pwl, mlp) if mlp is not None else "not a ReLU MLP (Affine (Relu Affine)*)"
+    return (pwl, mlp) if mlp is not None else "not a ReLU MLP with a hidden layer (Affine (Relu Affine)+)"
 
 
 def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends) -> str | None:
