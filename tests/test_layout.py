@@ -17,8 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "verikit"
 LAYERS = (
     ("core",),
     ("onnx", "spec"),
+    ("checker",),  # the independent certificate checker: numpy, onnx and the spec reader only
     ("witness",),
-    ("engines",),
+    ("engines", "certify"),
     ("portfolio",),
     ("run",),
     ("report",),

@@ -224,6 +224,19 @@ def test_fake_witness_verifier_gives_false_alarms(planted, answers, tmp_path):
     assert all("invalid" in j.reason for j in judgements)
 
 
+def test_sat_without_a_witness_is_unchecked_not_a_false_alarm(bench, planted, tmp_path):
+    # nnenum's run_instance.sh writes only `violated`: right answers that cannot be checked, not wrong ones
+    listing = tmp_path / "planted_instances.csv"
+    listing.write_text("".join(f"{i.onnx},{i.vnnlib},{i.timeout:g}\n" for i in planted))
+    args = ["soundness", "run", str(listing), "--answers", str(bench / "answers" / "answers.csv"),
+            "--verifier", str(FAULTS / "no_witness.sh"), "--jobs", "2", "--out", str(tmp_path), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "soundness.json").read_text())
+    assert data["counts"]["unchecked"] == 2 and data["counts"]["false_alarm"] == 0, data["judgements"]
+    assert all(j["answer"] == "sat" and j["witness_status"] == "missing" for j in data["judgements"])
+
+
 def test_honest_verifier_is_not_flagged(bench, answers, tmp_path):
     # 15 s each: the timeout is a hard deadline from the process start, and on a loaded 2-core machine
     # starting Python and importing torch alone took 3-4.5 s of the 4.5 s a 0.15 scale leaves
@@ -244,7 +257,7 @@ def test_judge_table(bench, answers):
     assert judge("m", "s", "unsat", sat).judgement == "soundness_bug"
     assert judge("m", "s", "unsat", unsat).judgement == "correct"
     assert judge("m", "s", "unsat", None).judgement == "unchecked"
-    assert judge("m", "s", "sat", sat).judgement == "false_alarm"  # no witness
+    assert judge("m", "s", "sat", sat).judgement == "unchecked"  # no witness: cannot be checked
     kwargs = {"witness": witness, "network": network, "prop": prop}
     assert judge("m", "s", "sat", sat, **kwargs).judgement == "correct"
     assert judge("m", "s", "sat", unsat, **kwargs).judgement == "truth_wrong"

@@ -12,6 +12,8 @@ Each fault wraps verikit's one run path (verikit.run) and breaks one thing:
                 the wrong way, scaled up): counterexamples near the box's rim are missed
   never_attack  bounds only, no attack, and answers unsat whenever the bounds are inconclusive
   fake_witness  answers sat with the box centre as witness without checking it (a false alarm)
+  no_witness    answers `violated` (sat) with no witness, as nnenum's run_instance.sh writes it: on the
+                planted instances a right answer that cannot be checked (unchecked, not a false alarm)
 """
 
 from __future__ import annotations
@@ -63,8 +65,12 @@ def fake_witness(onnx: str, vnnlib: str, result_file: str, timeout: float) -> No
     Path(result_file).write_text(format_vnncomp(x, network.replay(x[None, :])[0]))
 
 
+def no_witness(onnx: str, vnnlib: str, result_file: str, timeout: float) -> None:
+    Path(result_file).write_text("violated\n")  # the 2021 word for sat, and no witness
+
+
 TRANSFORMS = {"drop_row": drop_last_disjunct, "loosen": loosen, "shrink_box": shrink_box}
-RUNNERS = {"never_attack": never_attack, "fake_witness": fake_witness}
+RUNNERS = {"never_attack": never_attack, "fake_witness": fake_witness, "no_witness": no_witness}
 OPTIONS = {"loosen": Options(engines=("bounds", "bab"))}  # no attack: it cannot find a violation by LOOSEN
 
 

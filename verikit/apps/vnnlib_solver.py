@@ -19,6 +19,7 @@ import numpy as np
 
 from verikit.core import output
 from verikit.core.errors import ModelError, SpecError, VerikitError
+from verikit.core.result import ARITHMETIC
 from verikit.spec.vnnlib2 import SUPPORTED_ELEMENT_TYPES, Tensor, UnsupportedQuery
 
 NAME = "verikit"
@@ -73,6 +74,8 @@ def capability(flag: str) -> list[str]:
         "--optimised-disjunctive-reasoning": lambda: ["false"],
         "--serialise-assignments": lambda: ["true"],
         "--unsat-proofs": lambda: ["false"],
+        # not in the standard: what an unsat answer's proof covers (the report's per-case `arithmetic`)
+        "--proof-arithmetic": lambda: list(ARITHMETIC),
     }
     return answers[flag]()
 

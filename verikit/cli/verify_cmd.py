@@ -55,6 +55,52 @@ def _summary(result, report_path: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _write_certificate(network, spec: Path, result, timeout: float, path: Path) -> str:
+    """Write the certificate of a verified result; what happened, in a few words."""
+    import json
+
+    from verikit.certify import write_certificate
+    from verikit.core.result import Budget
+    from verikit.spec.load import load_spec
+
+    if result.verdict.value != "verified":
+        return f"none written (the verdict is {result.verdict.value})"
+    prop = load_spec(spec, n_inputs=network.n_inputs, n_outputs=network.n_outputs, network=network)
+    certificate = write_certificate(network, prop, Budget.seconds(timeout))
+    path.write_text(json.dumps(certificate))
+    if "unsupported" in certificate:
+        return f"{path} says the checker cannot read this network ({certificate['unsupported']})"
+    incomplete = [c["index"] for c in certificate["cases"] if "incomplete" in c]
+    if incomplete:
+        return f"{path} is incomplete: the certifying search did not close case(s) {incomplete[:5]}"
+    return f"{path} ({certificate['statistics']['leaves']} leaves; check with `verikit certificate check`)"
+
+
+def _write_certificate(model: Path, spec: Path, result, deadline: float, path: Path) -> str:
+    """Write the certificate of a verified result (a separate certifying search, until `deadline` on
+    time.monotonic()); what happened, in a few words."""
+    import json
+
+    from verikit.certify import write_certificate
+    from verikit.core import output
+    from verikit.core.result import Budget
+    from verikit.onnx.load import load_network
+    from verikit.spec.load import load_spec
+
+    if result.verdict.value != "verified":
+        return f"none written (the verdict is {result.verdict.value})"
+    network = load_network(model)
+    prop = load_spec(spec, n_inputs=network.n_inputs, n_outputs=network.n_outputs, network=network)
+    certificate = write_certificate(network, prop, Budget(deadline - 0.2))
+    output.write_text(path, json.dumps(certificate))
+    if "unsupported" in certificate:
+        return f"{path} says the checker cannot read this network ({certificate['unsupported']})"
+    incomplete = [c["index"] for c in certificate["cases"] if "incomplete" in c]
+    if incomplete:
+        return f"{path} is incomplete: the certifying search did not close case(s) {incomplete[:5]}"
+    return f"{path} ({certificate['statistics']['leaves']} leaves; check with `verikit certificate check`)"
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
@@ -65,10 +111,13 @@ def _summary(result, report_path: Path | None) -> str:
               help="Write the JSON report here.")
 @click.option("--result-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a VNN-COMP result file (sat/unsat/... and the witness) here.")
+@click.option("--certificate", "certificate_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="When verified, write a checkable certificate here (docs/certificates.md); its search "
+                   "gets --timeout seconds of its own, so the command then ends within twice --timeout.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of a summary.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
-def verify(model, spec, timeout, report_path, result_file, as_json, debug, **portfolio):
+def verify(model, spec, timeout, report_path, result_file, certificate_path, as_json, debug, **portfolio):
     """Verify that MODEL (ONNX) satisfies SPEC (VNN-LIB or JSON robustness spec)."""
     started = command_started()  # the budget covers the whole command: start-up, parsing, engines, report
     import verikit.report.json, verikit.report.vnncomp  # noqa: F401, E401  (ready before the deadline, not at it)
@@ -78,21 +127,26 @@ def verify(model, spec, timeout, report_path, result_file, as_json, debug, **por
         _write(result, report_path, result_file, as_json)
         return int(result.exit_code)
 
-    watchdog = hard_deadline(started, timeout, answer_timeout)  # forks: before torch is imported
+    certifying = timeout if certificate_path is not None else 0.0  # the certifying search's own time
+    watchdog = hard_deadline(started, timeout + certifying, answer_timeout)  # forks: before torch is imported
     try:
         options = build_options(timeout, **portfolio)  # imports torch (engine settings)
         choose_torch_threads(model)
         from verikit.run import run_instance
 
         result = run_instance(model, spec, options, started=started, debug=debug)
+        note = None
+        if certificate_path is not None:
+            note = _write_certificate(model, spec, result, started + timeout + certifying, certificate_path)
         watchdog.claim()
-        _write(result, report_path, result_file, as_json)
+        _write(result, report_path, result_file, as_json, note)
     finally:
         watchdog.cancel()
     exit_now(result.exit_code)
 
 
-def _write(result, report_path: Path | None, result_file: Path | None, as_json: bool) -> None:
+def _write(result, report_path: Path | None, result_file: Path | None, as_json: bool,
+           certificate_note: str | None = None) -> None:
     from verikit.report import json as json_report
     from verikit.report import vnncomp
 
@@ -101,7 +155,8 @@ def _write(result, report_path: Path | None, result_file: Path | None, as_json: 
     if as_json:
         click.echo(json_report.dumps(result))
     elif result.verdict.value != "error" or result.model_sha256:  # a model was read: its verdict, then why
-        click.echo(_summary(result, report_path if report_path not in failed else None))
+        click.echo(_summary(result, report_path if report_path not in failed else None)
+                   + (f"\n  certificate: {certificate_note}" if certificate_note else ""))
     if result.verdict.value == "error":
         click.echo(f"verikit: error: {result.reason}", err=True)
     for error in failed.values():

@@ -73,3 +73,7 @@ class OutputError(VerikitError):
     """An output file (report, result file, witness) cannot be written where the user asked."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class InternalError(VerikitError):
+    """An invariant of verikit's own computation failed (a bug): never turned into a verdict."""

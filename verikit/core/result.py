@@ -90,13 +90,30 @@ class DisjunctBounds:
         return float(np.max(self.lower))
 
 
+#: What a `verified` case's proof covers (the report's per-case `arithmetic`; docs/report-schema.md).
+#: No engine proves anything about float32 inference as onnxruntime runs it.
+ARITHMETIC = {
+    "real": "real arithmetic over the network's weights (float32 values, composed in float64 by the "
+            "piecewise-linear translation); every rounding error of the bound computation is bounded and "
+            "accounted for",
+    "real-estimated-slack": "real arithmetic over the float32 weights, but auto_LiRPA's float32 rounding is "
+                            "covered by an estimated relative slack (1e-5), not a derived bound: the network "
+                            "is not piecewise linear, so verikit's rigorous CROWN cannot confirm it",
+    "exact-rational": "exact rational arithmetic (z3) over the network's weights (float32 values, composed "
+                      "in float64 by the piecewise-linear translation)",
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Certificate:
-    """Why a case holds: per disjunct, the bounds that refute it (or a complete engine's word)."""
+    """Why a case holds: per disjunct, the bounds that refute it (or a complete engine's word).
+
+    `arithmetic` is a key of ARITHMETIC: the model of computation the proof holds in."""
 
     method: str
     disjuncts: tuple[DisjunctBounds, ...] = ()
     detail: dict = field(default_factory=dict)
+    arithmetic: str = "real"
 
 
 @dataclass(frozen=True, eq=False)

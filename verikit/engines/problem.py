@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from verikit.core.errors import EngineLimitation
 from verikit.core.network import Network
+from verikit.core.property import Case
 from verikit.core.pwl import NotPiecewiseLinear, PiecewiseLinear
 from verikit.witness.replay import STRICT, Tolerances
 
@@ -49,6 +50,23 @@ class Problem:
                 raise EngineLimitation(f"complete engines need a piecewise-linear network: {reason}") from None
 
         return self.form("piecewise-linear", build)
+
+    def checked_piecewise_linear(self, case: Case) -> PiecewiseLinear:
+        """The piecewise-linear form, checked against onnxruntime on the case's box first: it is a second
+        translation, and a wrong op in it would be proven about silently (EngineLimitation on a mismatch)."""
+
+        def check() -> PiecewiseLinear:
+            from verikit.core.errors import ModelError
+            from verikit.onnx.pwl import check_piecewise_linear
+
+            pwl = self.piecewise_linear()
+            try:
+                check_piecewise_linear(self.network, pwl, case.box, seed=self.seed)
+            except ModelError as error:
+                raise EngineLimitation(str(error)) from None
+            return pwl
+
+        return self.form(f"piecewise-linear checked on case {id(case)}", check)
 
     def piecewise_linear_reason(self) -> str | None:
         """Why the network has no piecewise-linear form, or None when it has one."""

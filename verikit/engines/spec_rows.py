@@ -16,26 +16,44 @@ from verikit.core.property import Case
 
 @dataclass(eq=False)
 class SpecRows:
-    """The disjuncts of a case stacked: C (R, n_out), d (R,), owner (R,) = disjunct index of each row."""
+    """The disjuncts of a case stacked: C (R, n_out), d (R,), owner (R,) = disjunct index of each row.
+
+    `C64`, `d64` keep the case's own float64 values: float64 re-checks must use them, not C and d
+    widened back from the working dtype (float32 rounding of d, ~6e-8 relative, is far beyond what a
+    float64 bound's error allowance covers).
+    """
 
     C: torch.Tensor
     d: torch.Tensor
     owner: torch.Tensor
     count: int
+    C64: torch.Tensor | None = None
+    d64: torch.Tensor | None = None
 
     @classmethod
     def of(cls, case: Case, dtype: torch.dtype) -> "SpecRows":
-        C = np.concatenate([c.C for c in case.disjuncts])
-        d = np.concatenate([c.d for c in case.disjuncts])
+        C = np.concatenate([c.C for c in case.disjuncts]).astype(np.float64)
+        d = np.concatenate([c.d for c in case.disjuncts]).astype(np.float64)
         owner = np.concatenate([np.full(c.rows, k) for k, c in enumerate(case.disjuncts)])
-        return cls(torch.as_tensor(C, dtype=dtype), torch.as_tensor(d, dtype=dtype),
-                   torch.as_tensor(owner, dtype=torch.long), len(case.disjuncts))
+        C64, d64 = torch.as_tensor(C), torch.as_tensor(d)
+        return cls(C64.to(dtype), d64.to(dtype), torch.as_tensor(owner, dtype=torch.long), len(case.disjuncts),
+                   C64, d64)
 
     def subset(self, keep: torch.Tensor, dtype: torch.dtype | None = None) -> "SpecRows":
-        """The rows `keep` (R,) bool, disjunct ids renumbered from 0."""
+        """The rows `keep` (R,) bool, disjunct ids renumbered from 0; in float64 from the case's own values."""
         owner = torch.unique(self.owner[keep], sorted=True, return_inverse=True)[1]
         dtype = dtype or self.C.dtype
-        return SpecRows(self.C[keep].to(dtype), self.d[keep].to(dtype), owner, int(owner.max()) + 1 if owner.numel() else 0)
+        C64 = None if self.C64 is None else self.C64[keep]
+        d64 = None if self.d64 is None else self.d64[keep]
+        if dtype == torch.float64 and C64 is not None:
+            C, d = C64, d64
+        else:
+            C, d = self.C[keep].to(dtype), self.d[keep].to(dtype)
+        return SpecRows(C, d, owner, int(owner.max()) + 1 if owner.numel() else 0, C64, d64)
+
+    def float64(self) -> "SpecRows":
+        """All rows in float64, from the case's own values."""
+        return self.subset(torch.ones_like(self.owner, dtype=torch.bool), torch.float64)
 
     def per_disjunct(self, rows: torch.Tensor, reduce: str = "amax") -> torch.Tensor:
         """Reduce row values (B, R) to one value per disjunct (B, K) (max or min over its rows)."""

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,24 @@ def check_translation(
     return diff
 
 
-def _compare(network: Network, box: Box, samples: int, seed: int) -> tuple[float, str, float]:
-    """(max |diff|, where it occurs, max |y| of onnxruntime's finite outputs)."""
+def check_evaluator(network: Network, box: Box, evaluate: Callable[[np.ndarray], np.ndarray], what: str, *,
+                    tol: float = TRANSLATION_RTOL, samples: int = 64, seed: int = 0) -> float:
+    """Like `check_translation`, for another form of the network (`what` names it in the message)."""
+    diff, where, scale = _compare(network, box, samples, seed, evaluate)
+    allowed = tol * max(1.0, scale)
+    if not diff <= allowed:
+        raise ModelError(
+            f"{what} disagrees with onnxruntime: max |diff| = {diff:.3g} on {where} "
+            f"(allowed {allowed:.3g}); please report this model",
+            where=network.source or None,
+        )
+    return diff
+
+
+def _compare(network: Network, box: Box, samples: int, seed: int,
+             evaluate: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, str, float]:
+    """(max |diff|, where it occurs, max |y| of onnxruntime's finite outputs) between onnxruntime and
+    `evaluate` (points (k, n) float32 -> outputs (k, n_out); default: the torch module)."""
     if box.size != network.n_inputs:
         raise ValueError(f"box has {box.size} inputs, the network {network.n_inputs}")
     points = evaluation_points(box, samples=samples, seed=seed).astype(np.float32)
@@ -131,7 +148,10 @@ def _compare(network: Network, box: Box, samples: int, seed: int) -> tuple[float
         raise ModelError(
             f"onnxruntime cannot run the model on points of the box: {one_line(error)}", where=network.source or None
         ) from error
-    actual = network.forward(points).numpy().astype(np.float64)
+    if evaluate is None:
+        actual = network.forward(points).numpy().astype(np.float64)
+    else:
+        actual = np.asarray(evaluate(points), dtype=np.float64).reshape(expected.shape)
     same = (expected == actual) | (np.isnan(expected) & np.isnan(actual))
     diff = np.where(same, 0.0, np.abs(expected - actual))
     diff = np.where(np.isnan(diff), np.inf, diff)

@@ -21,6 +21,8 @@ from verikit.core.pwl import Affine, Layer, NotPiecewiseLinear, PiecewiseLinear,
 from verikit.core.network import Network
 from verikit.onnx.graph import GraphModule, Step, build_graph
 from verikit.onnx.layout import Meta
+from verikit.onnx.load import check_evaluator
+from verikit.core.property import Box
 from verikit.onnx.ops import Op
 
 MAX_DENSE_ENTRIES = 50_000_000  # one affine segment's W may hold at most this many float64s (400 MB)
@@ -50,6 +52,12 @@ def to_piecewise_linear(network: Network, *, max_dense_entries: int = MAX_DENSE_
         layers += _collapse(segment, segment_start, module.metas[module.output_name], max_dense_entries)
     layers = _tidy(layers, module.n_inputs, module.n_outputs)
     return PiecewiseLinear(tuple(layers), module.n_inputs, module.n_outputs)
+
+
+def check_piecewise_linear(network: Network, pwl: PiecewiseLinear, box: Box, *, seed: int = 0) -> float:
+    """Raise ModelError unless `pwl` (a second translation, made op by op) matches onnxruntime on the box
+    as closely as the torch module must (`check_translation`); returns the max |diff| found."""
+    return check_evaluator(network, box, pwl.evaluate, "the piecewise-linear form", seed=seed)
 
 
 def _chain(module: GraphModule) -> list[tuple[Op, Step]]:
@@ -119,4 +127,4 @@ def _tidy(layers: list[Layer], n_inputs: int, n_outputs: int) -> list[Layer]:
     return tidy
 
 
-__all__ = ["NotPiecewiseLinear", "to_piecewise_linear"]
+__all__ = ["NotPiecewiseLinear", "check_piecewise_linear", "to_piecewise_linear"]

@@ -30,10 +30,10 @@ def _stage_budget(stage: Stage, total: Budget, open_count: int) -> Budget:
 
 def _attempt(stage: Stage, problem: Problem, case: Case, budget: Budget) -> Outcome:
     """One engine on one case; what it cannot handle becomes Unknown with the reason."""
-    reason = stage.engine.supports(problem)
-    if reason is not None:
-        return Unknown(f"{stage.label}: {reason}")
     try:
+        reason = stage.engine.supports(problem)
+        if reason is not None:
+            return Unknown(f"{stage.label}: {reason}")
         return stage.engine.run(problem, case, budget)
     except EngineLimitation as limitation:
         return Unknown(f"{stage.label}: {limitation}")

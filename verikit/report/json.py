@@ -49,7 +49,8 @@ def case_to_dict(case: CaseResult) -> dict:
     entry: dict = {"index": case.index, "engine": case.engine, "method": case.method,
                    "seconds": round(case.seconds, 6), "attempts": case.attempts}
     if isinstance(outcome, Proven):
-        entry.update(status="proven", certificate=_certificate(outcome.certificate))
+        entry.update(status="proven", arithmetic=outcome.certificate.arithmetic,
+                     certificate=_certificate(outcome.certificate))
     elif isinstance(outcome, Falsified):
         entry.update(status="falsified", disjunct=outcome.counterexample.disjunct)
     elif isinstance(outcome, Unknown):

@@ -4,7 +4,8 @@
 | --- | --- | --- |
 | unsat | sat (a counterexample is known) | soundness_bug |
 | unsat | unsat / unknown | correct / unchecked |
-| sat, witness missing or invalid (tolerance 1e-4) | any | false_alarm |
+| sat, no witness in the result file | any | unchecked (a right answer cannot be told from a wrong one) |
+| sat, witness unreadable or failing the replay (tolerance 1e-4) | any | false_alarm |
 | sat, valid witness | sat / unknown | correct (new_sat when the truth was unknown) |
 | sat, valid witness | unsat | truth_wrong (the recorded truth is refuted) |
 | unknown, timeout, error, anything else | any | undecided |
@@ -90,6 +91,11 @@ def judge(
     result.witness_status, result.witness_lines = status, lines
     if status == "unchecked":
         result.judgement, result.reason = UNCHECKED, lines[0]
+    elif status == "missing":
+        # Tools such as nnenum write only `violated`: a sat that cannot be replayed is unchecked, not
+        # wrong; a false alarm needs a witness that fails the replay.
+        result.judgement = UNCHECKED
+        result.reason = f"sat without a witness, so it cannot be checked (known truth: {truth})"
     elif status not in ("strict", "within_tolerance"):
         result.judgement = FALSE_ALARM
         result.reason = f"sat without a valid witness ({status}): {lines[0]}"

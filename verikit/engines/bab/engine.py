@@ -118,7 +118,8 @@ class BabEngine:
 
     def run(self, problem, case: Case, budget: Budget) -> Proven | Falsified | Unknown:
         settings = dataclasses.replace(self.settings, tolerances=problem.tolerances)
-        return run(problem.piecewise_linear(), problem.network, case, budget, seed=problem.seed, settings=settings)
+        return run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
+                   settings=settings)
 
     def settings_dict(self) -> dict:
         return settings_dict(self.settings)

@@ -155,8 +155,9 @@ def _proven_lower_bounds(net: ReluMlp, net64: ReluMlp, spec: SpecRows, lower: to
     if bool(nearly.any()):
         index = nearly.nonzero().squeeze(1)
         lo, hi = lower[index].double(), upper[index].double()
+        spec64 = spec.float64()
         with torch.no_grad():
-            again = spec_bounds(net64, lo, hi, spec.C.double(), spec.d.double(), layer_bounds(net64, lo, hi))
+            again = spec_bounds(net64, lo, hi, spec64.C, spec64.d, layer_bounds(net64, lo, hi))
         lower_bounds[index] = torch.maximum(lower_bounds[index], again.lower.to(lower_bounds.dtype))
         stats.rechecked += int(index.numel())
     return lower_bounds

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from verikit.core.errors import InternalError
 from verikit.engines.crown.forward import ForwardBounds
 from verikit.engines.crown.interval import affine_interval, rounding_gamma
 from verikit.core.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear
@@ -330,7 +331,13 @@ def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
         lower, upper = _tighten(lower, upper, None if splits is None else splits[i])
         if refine and i > 0:
             lower, upper = _refine_unstable(net, i, bounds, lower, upper, zabs, box)
-        bounds.infeasible = bounds.infeasible | (lower > upper).any(dim=1)
+        crossed = (lower > upper).any(dim=1)
+        if splits is None and bool(crossed.any()):
+            # Sound bounds of one neuron over a non-empty box cannot cross; only split constraints can
+            # make a domain empty. Counting this as a refutation would turn a bug into `unsat`.
+            raise InternalError(f"CROWN layer {i}: a lower bound exceeds its upper bound without splits "
+                                f"(unsound bounds; please report this network)")
+        bounds.infeasible = bounds.infeasible | crossed
         bounds.lower.append(lower)
         bounds.upper.append(upper)
         bounds.magnitude.append(zabs.expand_as(lower))

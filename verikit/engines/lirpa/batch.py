@@ -5,7 +5,8 @@ proven robust when every row's lower bound of `y_l - y_j` over the box is > 0. a
 whole batch at once: per-sample `x_L`/`x_U` of shape (B, n_inputs) and C of shape (B, K-1, K).
 
 Bounds come from verikit.engines.lirpa.driver (outward-rounded boxes, widened bounds), one call per
-method of the cascade.
+method of the cascade; on a piecewise-linear ReLU MLP every box proven that way is re-bounded by verikit's
+float64 CROWN (derived rounding allowance), whose bounds replace auto_LiRPA's for it.
 """
 
 from __future__ import annotations
@@ -70,4 +71,22 @@ def robust_margin_bounds(
                              iterations=iterations, lr=ALPHA_LR, budget=budget,
                              done=lambda widened: np.all(widened > 0, axis=1))
         best[open_] = np.maximum(best[open_], found)
+    return _confirmed(bounded, lower, upper, labels, C, best)
+
+
+def _confirmed(bounded: BoundedNetwork, lower: np.ndarray, upper: np.ndarray, labels: np.ndarray, C: np.ndarray,
+               best: np.ndarray) -> np.ndarray:
+    """`best` with every box proven by auto_LiRPA re-bounded by verikit's float64 CROWN, one call per label
+    (a box it does not confirm is no longer proven); unchanged when the network is not a ReLU MLP."""
+    if not isinstance(bounded.pwl, tuple):
+        return best
+    from verikit.engines.crown.confirm import confirmed_lower_bounds
+
+    _, mlp = bounded.pwl
+    proven = np.all(best > 0, axis=1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    for label in np.unique(labels[proven]):
+        index = np.flatnonzero(proven & (labels == label))
+        rows = C[index[0]]
+        best[index] = confirmed_lower_bounds(mlp, lower[index], upper[index], rows, np.zeros(rows.shape[0]))
     return best

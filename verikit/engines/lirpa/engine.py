@@ -3,6 +3,12 @@
 `prepare(network)` traces the network into an auto_LiRPA BoundedModule once; `run(bounded, case, budget)`
 bounds every row of every disjunct in one call, with the spec's rows stacked into one C matrix (one box
 of verikit.engines.lirpa.driver, which owns the float slack: REFUTATION_RTOL).
+
+That slack is an estimate, not a derivation. So on a piecewise-linear ReLU MLP (checked against
+onnxruntime on the case's box) every refutation is confirmed by verikit's own float64 CROWN/α-CROWN
+(`verikit.engines.crown.confirm`, derived rounding allowance) before the case counts as proven; one it
+cannot confirm is Unknown (branch and bound takes it over). On other networks the certificate says
+which arithmetic the proof assumes (`arithmetic="real-estimated-slack"`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, check_method, limitation
 from verikit.engines.lirpa.driver import lower_bounds as driver_lower_bounds
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
-from verikit.core.errors import ExitCode, VerikitError
+from verikit.core.errors import EngineLimitation, ExitCode, VerikitError
 from verikit.core.network import Network
 from verikit.core.result import Budget, Certificate, DisjunctBounds, Proven, Unknown
 from verikit.core.settings import settings_dict
@@ -46,6 +52,7 @@ class BoundedNetwork:
     network: Network
     module: torch.nn.Module  # auto_LiRPA.BoundedModule
     device: str
+    pwl: object = None  # the float64 ReluMlp confirming refutations, or the reason there is none (str)
 
 
 def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
@@ -77,9 +84,50 @@ def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
             raise known from error
     support.fix_maxpool_relaxation(bounded)
     support.ensure_parameter(bounded, device)
-    result = BoundedNetwork(network, bounded, device)
+    result = BoundedNetwork(network, bounded, device, _confirming_mlp(network))
     _check_translation(result)
     return result
+
+
+def _confirming_mlp(network: Network):
+    """The float64 ReluMlp that confirms refutations, or the reason there is none."""
+    from verikit.core.pwl import NotPiecewiseLinear
+    from verikit.engines.crown.confirm import exact_mlp
+    from verikit.onnx.pwl import to_piecewise_linear
+
+    try:
+        pwl = to_piecewise_linear(network)
+    except NotPiecewiseLinear as reason:
+        return f"not piecewise linear: {reason}"
+    mlp = exact_mlp(pwl)
+    return (pwl, mlp) if mlp is not None else "not a ReLU MLP with a hidden layer (Affine (Relu Affine)+)"
+
+
+def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends) -> str | None:
+    """None when verikit's float64 CROWN refutes every disjunct too, else why the proof stands unconfirmed.
+
+    Raises `_NotConfirmable` when the network has no piecewise-linear ReLU-MLP form to confirm with."""
+    from verikit.core.errors import ModelError
+    from verikit.engines.crown.confirm import confirmed_lower_bounds
+    from verikit.onnx.pwl import check_piecewise_linear
+
+    if isinstance(bounded.pwl, str) or bounded.pwl is None:
+        raise _NotConfirmable(bounded.pwl or "no piecewise-linear form")
+    pwl, mlp = bounded.pwl
+    try:
+        check_piecewise_linear(bounded.network, pwl, case.box)
+    except ModelError as error:
+        return str(error)
+    lower = confirmed_lower_bounds(mlp, case.box.lower[None], case.box.upper[None], C, d)[0]
+    open_ = [k for k, (s, e) in enumerate(zip(starts, ends)) if not np.any(lower[s:e] > 0)]
+    if open_:
+        return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's float64 CROWN (derived "
+                f"rounding allowance) does not confirm disjunct(s) {open_[:5]}")
+    return None
+
+
+class _NotConfirmable(Exception):
+    """The network has no form verikit's rigorous CROWN can bound."""
 
 
 def _check_translation(bounded: BoundedNetwork, samples: int = 4, seed: int = 0) -> None:
@@ -209,7 +257,15 @@ def run(
     found = tuple(DisjunctBounds(lower[s:e].copy(), method) for s, e in zip(starts, ends))
     open_ = [index for index, item in enumerate(found) if not item.refuted]
     if not open_:
-        return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL}))
+        try:
+            unconfirmed = _confirm(bounded, case, C, d, starts, ends)
+        except _NotConfirmable as reason:
+            return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL, "unconfirmed": str(reason)},
+                                      arithmetic="real-estimated-slack"))
+        if unconfirmed is not None:
+            return Unknown(unconfirmed, bounds=found)
+        return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL,
+                                                  "confirmed_by": "verikit float64 CROWN/alpha-CROWN"}))
     listed = ", ".join(str(index) for index in open_[:5]) + (", …" if len(open_) > 5 else "")
     best = max(found[index].best for index in open_)
     return Unknown(
@@ -258,7 +314,7 @@ class BoundsEngine:
     def supports(self, problem) -> str | None:
         try:
             problem.lirpa()
-        except BoundsError as limitation:
+        except EngineLimitation as limitation:  # auto_LiRPA missing, or an operator it cannot bound
             return f"bounds engine cannot handle this network: {limitation}"
         return None
 

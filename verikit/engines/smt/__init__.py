@@ -33,7 +33,7 @@ class SmtEngine:
     def run(self, problem, case: Case, budget: Budget) -> Outcome:
         from verikit.engines.smt import engine
 
-        return engine.run(problem.piecewise_linear(), problem.network, case, budget, seed=problem.seed,
+        return engine.run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
                           tolerances=problem.tolerances, relu_encoding=self.settings.relu_encoding,
                           use_crown=self.settings.use_crown)
 

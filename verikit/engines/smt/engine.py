@@ -89,7 +89,8 @@ def run(
     if not _finite_network(pwl):
         return Unknown("SMT needs finite weights: the network has NaN or infinite weights or biases")
     if region.is_empty:
-        return Proven(Certificate("smt", detail={"reason": "the input region is empty", "semantics": SEMANTICS}))
+        return Proven(Certificate("smt", detail={"reason": "the input region is empty", "semantics": SEMANTICS},
+                                  arithmetic="exact-rational"))
     layer_bounds, sources = _bounds(pwl, region, phases, bounds, use_crown)
     enc = encode(pwl, region, case, layer_bounds, phases, relu_encoding)
     solver = z3.Solver(ctx=enc.ctx)
@@ -104,7 +105,7 @@ def run(
     detail = _detail(enc, solver, started, relu_encoding, sources)
     detail["scope"] = "case" if box is None and not phases else "leaf (sub-box or phase constraints)"
     if answer == z3.unsat:
-        return Proven(Certificate("smt", detail=detail))
+        return Proven(Certificate("smt", detail=detail, arithmetic="exact-rational"))
     if answer == z3.sat:
         return _falsify(enc, solver.model(), network, case, budget, seed, tolerances)
     reason = solver.reason_unknown()
