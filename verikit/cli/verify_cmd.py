@@ -55,27 +55,6 @@ def _summary(result, report_path: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _write_certificate(network, spec: Path, result, timeout: float, path: Path) -> str:
-    """Write the certificate of a verified result; what happened, in a few words."""
-    import json
-
-    from verikit.certify import write_certificate
-    from verikit.core.result import Budget
-    from verikit.spec.load import load_spec
-
-    if result.verdict.value != "verified":
-        return f"none written (the verdict is {result.verdict.value})"
-    prop = load_spec(spec, n_inputs=network.n_inputs, n_outputs=network.n_outputs, network=network)
-    certificate = write_certificate(network, prop, Budget.seconds(timeout))
-    path.write_text(json.dumps(certificate))
-    if "unsupported" in certificate:
-        return f"{path} says the checker cannot read this network ({certificate['unsupported']})"
-    incomplete = [c["index"] for c in certificate["cases"] if "incomplete" in c]
-    if incomplete:
-        return f"{path} is incomplete: the certifying search did not close case(s) {incomplete[:5]}"
-    return f"{path} ({certificate['statistics']['leaves']} leaves; check with `verikit certificate check`)"
-
-
 def _write_certificate(model: Path, spec: Path, result, deadline: float, path: Path) -> str:
     """Write the certificate of a verified result (a separate certifying search, until `deadline` on
     time.monotonic()); what happened, in a few words."""

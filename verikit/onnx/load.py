@@ -110,20 +110,13 @@ def check_translation(
 ) -> float:
     """Raise ModelError unless the torch translation matches onnxruntime on the box, within
     `tol * max(1, max |y_onnxruntime|)`; returns the max |diff| found."""
-    diff, where, scale = _compare(network, box, samples, seed)
-    allowed = tol * max(1.0, scale)
-    if not diff <= allowed:
-        raise ModelError(
-            f"torch translation disagrees with onnxruntime: max |diff| = {diff:.3g} on {where} "
-            f"(allowed {allowed:.3g}); please report this model",
-            where=network.source or None,
-        )
-    return diff
+    return check_evaluator(network, box, None, "torch translation", tol=tol, samples=samples, seed=seed)
 
 
-def check_evaluator(network: Network, box: Box, evaluate: Callable[[np.ndarray], np.ndarray], what: str, *,
-                    tol: float = TRANSLATION_RTOL, samples: int = 64, seed: int = 0) -> float:
-    """Like `check_translation`, for another form of the network (`what` names it in the message)."""
+def check_evaluator(network: Network, box: Box, evaluate: Callable[[np.ndarray], np.ndarray] | None, what: str,
+                    *, tol: float = TRANSLATION_RTOL, samples: int = 64, seed: int = 0) -> float:
+    """Like `check_translation`, for another form of the network (`what` names it in the message; `evaluate`
+    None: the torch module)."""
     diff, where, scale = _compare(network, box, samples, seed, evaluate)
     allowed = tol * max(1.0, scale)
     if not diff <= allowed:
