@@ -68,7 +68,8 @@ def check_page(html_file: Path, screenshot: Path, *, click_sortable: bool = True
     if browser is None:
         raise FileNotFoundError("no Chromium found")
     port = _free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write the profile after the browser is killed
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                     f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
                                     "--window-size=1200,900", "about:blank"],
