@@ -18,6 +18,7 @@ import ast
 import csv
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -59,8 +60,12 @@ def setting(value: str):
 
 
 def domain_count(result: dict) -> int:
+    """Domains bounded: from a certificate's detail, or from an Unknown's reason "(N domains bounded, ...)"."""
     detail = result["detail"]
-    return int(detail.get("domains") or 0) if isinstance(detail, dict) else 0
+    if isinstance(detail, dict):
+        return int(detail.get("domains") or 0)
+    found = re.search(r"\((\d+) domains bounded", detail)
+    return int(found.group(1)) if found else 0
 
 
 def main() -> int:
@@ -71,11 +76,13 @@ def main() -> int:
     parser.add_argument("--filter", default="", help="comma-separated substrings of 'onnx:vnnlib'")
     parser.add_argument("--tag", default="", help="written to benchmarks/results/bab_<set>[-TAG].json")
     parser.add_argument("--every", type=int, default=1, help="take every N-th instance (after --filter)")
+    parser.add_argument("--device", default="cpu", help="torch device of branch and bound: cpu, cuda, cuda:N")
     parser.add_argument("--set", action="append", default=[],
                         help="BabSettings override, e.g. batch_size=512 or dtype=float64")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {key: setting(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides["device"] = args.device
     folder = SHARED / args.benchmark
     truth = read_ground_truth(SHARED / "ground_truth" / f"{args.benchmark}.csv")
     with open(folder / f"{args.benchmark}_instances.csv") as handle:
@@ -100,7 +107,8 @@ def main() -> int:
         results.append({"instance": key, "verdict": verdict, "truth": expected, "status": status,
                         "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
                         "detail": detail if isinstance(detail, str) else {k: detail.get(k) for k in
-                                                                          ("domains", "max_depth", "max_queue")}})
+                                                                          ("domains", "max_depth", "max_queue",
+                                                                           "lp_domains", "lp_refuted")}})
         print(f"{key:50s} {verdict:8s} truth={expected:7s} {status:7s} {seconds:7.2f}s  {results[-1]['detail']}",
               flush=True)
     times = [r["seconds"] for r in results] or [0.0]
@@ -122,6 +130,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "settings": {"threads": args.threads,
                                                                 "timeout_scale": args.timeout_scale,
+                                                                "device": args.device,
                                                                 "overrides": args.set},
                                "machine": platform.platform(), "torch": torch.__version__,
                                "results": results}, indent=1))

@@ -43,13 +43,18 @@ class SpecRows:
         """The rows `keep` (R,) bool, disjunct ids renumbered from 0; in float64 from the case's own values."""
         owner = torch.unique(self.owner[keep], sorted=True, return_inverse=True)[1]
         dtype = dtype or self.C.dtype
-        C64 = None if self.C64 is None else self.C64[keep]
-        d64 = None if self.d64 is None else self.d64[keep]
+        cpu_keep = keep.cpu()
+        C64 = None if self.C64 is None else self.C64[cpu_keep]
+        d64 = None if self.d64 is None else self.d64[cpu_keep]
         if dtype == torch.float64 and C64 is not None:
-            C, d = C64, d64
+            C, d = C64.to(self.C.device), d64.to(self.C.device)
         else:
             C, d = self.C[keep].to(dtype), self.d[keep].to(dtype)
         return SpecRows(C, d, owner, int(owner.max()) + 1 if owner.numel() else 0, C64, d64)
+
+    def to(self, device: torch.device | str) -> "SpecRows":
+        """The same rows with C, d and owner on `device` (C64, d64 stay where they are)."""
+        return SpecRows(self.C.to(device), self.d.to(device), self.owner.to(device), self.count, self.C64, self.d64)
 
     def float64(self) -> "SpecRows":
         """All rows in float64, from the case's own values."""
@@ -58,8 +63,8 @@ class SpecRows:
     def per_disjunct(self, rows: torch.Tensor, reduce: str = "amax") -> torch.Tensor:
         """Reduce row values (B, R) to one value per disjunct (B, K) (max or min over its rows)."""
         fill = -math.inf if reduce == "amax" else math.inf
-        out = torch.full((rows.shape[0], self.count), fill, dtype=rows.dtype)
-        return out.scatter_reduce(1, self.owner.expand_as(rows), rows, reduce=reduce)
+        out = torch.full((rows.shape[0], self.count), fill, dtype=rows.dtype, device=rows.device)
+        return out.scatter_reduce(1, self.owner.to(rows.device).expand_as(rows), rows, reduce=reduce)
 
     def violation(self, y: torch.Tensor) -> torch.Tensor:
         """min over disjuncts of max over its rows of C y - d, for outputs (B, n_out) → (B,); <= 0 iff

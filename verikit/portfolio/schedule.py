@@ -83,13 +83,14 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
 def notes(options: Options, problem: Problem | None = None) -> list[str]:
     """Options some scheduled engine does not honour, and stages skipped, said out loud (for the report)."""
     said = [reason for reason in [bab_first(options, problem)] if reason]
-    cpu_only = [name for name in ("attack", "bab", "smt") if name in options.engines]
+    cpu_only = [name for name in ("attack", "smt") if name in options.engines]
     if options.device != "cpu" and cpu_only:
-        said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA); "
-                    f"{', '.join(cpu_only)} run on the CPU")
+        said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA) and branch and "
+                    f"bound; {', '.join(cpu_only)} run on the CPU")
     if "bab" in options.engines and tuple(options.methods) != METHODS:
         said.append("--method selects the bounds engine's stages; branch and bound always uses its own "
                     "CROWN with α optimisation")
-    if options.device != "cpu" and "bounds" not in options.engines:
-        said.append(f"--device {options.device} has no effect: the bounds engine does not run")
+    if options.device != "cpu" and not {"bounds", "bab"} & set(options.engines):
+        said.append(f"--device {options.device} has no effect: neither the bounds engine nor branch and "
+                    f"bound runs")
     return said

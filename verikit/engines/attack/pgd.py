@@ -84,7 +84,9 @@ Loss = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 def uniform_starts(lower: torch.Tensor, upper: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Points drawn uniformly in the boxes [lower, upper] (N, n), one per row."""
-    return lower + (upper - lower) * torch.rand(lower.shape, generator=generator, dtype=lower.dtype)
+    # drawn on the generator's device (a CPU generator keeps runs reproducible across devices)
+    noise = torch.rand(lower.shape, generator=generator, dtype=lower.dtype, device=generator.device)
+    return lower + (upper - lower) * noise.to(lower.device)
 
 
 def pgd(
@@ -112,9 +114,9 @@ def pgd(
     x = starts.detach().clone()
     rows_total = x.shape[0]
     best_x = x.clone()
-    best = torch.full((rows_total,), math.inf, dtype=x.dtype)
-    best_step = torch.full((rows_total,), steps + 1, dtype=torch.long)
-    active, all_active = torch.ones(rows_total, dtype=torch.bool), True
+    best = torch.full((rows_total,), math.inf, dtype=x.dtype, device=x.device)
+    best_step = torch.full((rows_total,), steps + 1, dtype=torch.long, device=x.device)
+    active, all_active = torch.ones(rows_total, dtype=torch.bool, device=x.device), True
     horizon = steps if horizon is None else horizon
     for step in range(steps + 1):
         if budget is not None and budget.expired():
@@ -129,7 +131,7 @@ def pgd(
         with torch.no_grad():
             loss = loss.detach()
             if rows is not None:
-                loss = torch.full((rows_total,), math.inf, dtype=loss.dtype).index_copy(0, rows, loss)
+                loss = torch.full((rows_total,), math.inf, dtype=loss.dtype, device=loss.device).index_copy(0, rows, loss)
             better = loss < best
             best_x = torch.where(better.unsqueeze(1), x, best_x)
             best = torch.where(better, loss, best)

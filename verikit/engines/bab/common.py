@@ -45,6 +45,8 @@ class BabSettings:
     relu_alpha_steps: int = 20  # α-CROWN iterations at the root
     relu_beta_steps: int = 10  # α/β-CROWN iterations per batch of split assignments
     relu_lr: float = 0.1
+    lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
+    gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)
     tolerances: Tolerances = field(default=STRICT)
 
 
@@ -71,7 +73,7 @@ class Validator:
         chosen = torch.argsort(torch.where(promising, violation, torch.full_like(violation, math.inf)))
         chosen = chosen[: min(self.limit, int(promising.sum()))]
         self.replayed += int(chosen.numel())
-        found = validate_batch(self.network, self.case, x[chosen].double().numpy(), self.tolerances)
+        found = validate_batch(self.network, self.case, x[chosen].double().cpu().numpy(), self.tolerances)
         return Falsified(found) if found is not None else None
 
 
@@ -86,6 +88,8 @@ class SearchStats:
     rechecked: int = 0  # near-proofs re-bounded in float64
     replayed: int = 0  # candidates replayed through onnxruntime
     stuck: int = 0  # leaves of relu branching left undecided
+    lp_domains: int = 0  # domains with few free neurons given an LP (bab/leaf.py)
+    lp_refuted: int = 0
 
     def count(self, domains: int, depth: int) -> None:
         self.domains += domains
@@ -99,13 +103,14 @@ class SearchStats:
     def detail(self, **extra) -> dict:
         return {"domains": self.domains, "batches": self.batches, "max_depth": self.max_depth,
                 "max_queue": self.max_queue, "float64_rechecks": self.rechecked,
-                "replayed_candidates": self.replayed, **extra}
+                "replayed_candidates": self.replayed, "lp_domains": self.lp_domains,
+                "lp_refuted": self.lp_refuted, **extra}
 
 
 def root_disjunct_bounds(bounds: SpecBounds, spec: SpecRows, method: str) -> tuple[DisjunctBounds, ...]:
     """Per-disjunct DisjunctBounds of the first domain of `bounds` (the root)."""
-    lower = bounds.lower[0].detach().double().numpy()
-    owner = spec.owner.numpy()
+    lower = bounds.lower[0].detach().double().cpu().numpy()
+    owner = spec.owner.cpu().numpy()
     return tuple(DisjunctBounds(lower[owner == k].copy(), method) for k in range(spec.count))
 
 
@@ -114,4 +119,5 @@ def proven(method: str, stats: SearchStats, **extra) -> Proven:
 
 
 def unknown(reason: str, stats: SearchStats, root: tuple[DisjunctBounds, ...], *, timed_out: bool = False) -> Unknown:
-    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth})", root, timed_out)
+    lps = f", {stats.lp_domains} LPs, {stats.lp_refuted} refuted" if stats.lp_domains else ""
+    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth}{lps})", root, timed_out)

@@ -26,6 +26,7 @@ from verikit.engines.bab import input_split as bab_input
 
 from verikit.engines.bab import relu_split as bab_relu
 from verikit.engines.bab.common import BabSettings, SpecRows
+from verikit.engines.bab.device import ieee_float32, sized_for, torch_device
 from verikit.engines.crown.propagate import ReluMlp
 from verikit.core.pwl import PiecewiseLinear, Relu
 from verikit.core.network import Network
@@ -52,9 +53,11 @@ def run(
     *,
     seed: int = 0,
     settings: BabSettings | None = None,
+    device: str = "cpu",
     **overrides,
 ) -> Proven | Falsified | Unknown:
-    """Decide `case` on the ReLU MLP `pwl` (the exact translation of `network`).
+    """Decide `case` on the ReLU MLP `pwl` (the exact translation of `network`), bounding on `device`
+    ("cpu", "cuda[:N]"; UsageError when absent).
 
     `overrides` replace fields of `settings` (e.g. max_domains=..., batch_size=..., branching="relu").
     """
@@ -72,11 +75,14 @@ def run(
     branching = branching_for(pwl.n_inputs, settings)
     if branching not in ("input", "relu"):
         return Unknown(f"unknown branching {settings.branching!r}")
-    net = ReluMlp.from_pwl(pwl, settings.dtype)
-    net64 = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64)
-    spec = SpecRows.of(case, settings.dtype)
+    where = torch_device(device)
+    net = ReluMlp.from_pwl(pwl, settings.dtype, where)
+    net64 = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64, where)
+    spec = SpecRows.of(case, settings.dtype).to(where)
+    settings = sized_for(settings, where, net.hidden_sizes, net.n_inputs, int(spec.C.shape[0]))
     search = bab_input.search if branching == "input" else bab_relu.search
-    return search(net, net64, network, case, spec, budget, settings, seed)
+    with ieee_float32(where):
+        return search(net, net64, network, case, spec, budget, settings, seed)
 
 
 def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Falsified | Unknown | None:
@@ -119,7 +125,7 @@ class BabEngine:
     def run(self, problem, case: Case, budget: Budget) -> Proven | Falsified | Unknown:
         settings = dataclasses.replace(self.settings, tolerances=problem.tolerances)
         return run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
-                   settings=settings)
+                   settings=settings, device=problem.device)
 
     def settings_dict(self) -> dict:
         return settings_dict(self.settings)

@@ -28,10 +28,10 @@ from verikit.core.property import Case
 class BoxStack:
     """A LIFO of boxes (lower, upper: (n,)) with their depth, in growable tensors."""
 
-    def __init__(self, n: int, dtype: torch.dtype, capacity: int = 4096):
-        self.lower = torch.empty(capacity, n, dtype=dtype)
-        self.upper = torch.empty(capacity, n, dtype=dtype)
-        self.depth = torch.empty(capacity, dtype=torch.int32)
+    def __init__(self, n: int, dtype: torch.dtype, capacity: int = 4096, device: torch.device | str = "cpu"):
+        self.lower = torch.empty(capacity, n, dtype=dtype, device=device)
+        self.upper = torch.empty(capacity, n, dtype=dtype, device=device)
+        self.depth = torch.empty(capacity, dtype=torch.int32, device=device)
         self.size = 0
 
     def __len__(self) -> int:
@@ -43,7 +43,7 @@ class BoxStack:
             capacity = max(2 * self.lower.shape[0], self.size + count)
             for name in ("lower", "upper", "depth"):
                 old = getattr(self, name)
-                new = torch.empty((capacity, *old.shape[1:]), dtype=old.dtype)
+                new = torch.empty((capacity, *old.shape[1:]), dtype=old.dtype, device=old.device)
                 new[: self.size] = old[: self.size]
                 setattr(self, name, new)
         self.lower[self.size : self.size + count] = lower
@@ -61,7 +61,7 @@ class BoxStack:
 
 def bisect(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Children (2B, n) of boxes (B, n) bisected along dims (B,); the two children of a box adjacent."""
-    rows = torch.arange(lower.shape[0])
+    rows = torch.arange(lower.shape[0], device=lower.device)
     middle = (lower[rows, dims] + upper[rows, dims]) / 2
     left_upper = upper.clone()
     left_upper[rows, dims] = middle
@@ -83,10 +83,11 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     generator = torch.Generator().manual_seed(seed)
     validator = Validator(network, case, settings.tolerances)
     stats = SearchStats()
-    stack = BoxStack(net.n_inputs, dtype)
-    root_lower, root_upper = round_outward(torch.as_tensor(case.box.lower.copy()).unsqueeze(0),
-                                           torch.as_tensor(case.box.upper.copy()).unsqueeze(0), dtype)
-    stack.push(root_lower, root_upper, torch.zeros(1, dtype=torch.int32))
+    device = net.device
+    stack = BoxStack(net.n_inputs, dtype, device=device)
+    root_lower, root_upper = round_outward(torch.as_tensor(case.box.lower.copy(), device=device).unsqueeze(0),
+                                           torch.as_tensor(case.box.upper.copy(), device=device).unsqueeze(0), dtype)
+    stack.push(root_lower, root_upper, torch.zeros(1, dtype=torch.int32, device=device))
     root = ()
     autograd = settings.input_score == "autograd"
     while len(stack):
@@ -173,7 +174,8 @@ def _falsify(net: ReluMlp, spec: SpecRows, validator: Validator, lower: torch.Te
     found = validator.first(points, violation)
     if found is not None or settings.attack_every <= 0 or stats.batches % settings.attack_every:
         return found
-    worst = torch.arange(lower.shape[0] - 1, max(-1, lower.shape[0] - 1 - settings.attack_domains), -1)
+    worst = torch.arange(lower.shape[0] - 1, max(-1, lower.shape[0] - 1 - settings.attack_domains), -1,
+                         device=lower.device)
     box_lo = lower[worst].repeat_interleave(settings.attack_restarts, dim=0)
     box_hi = upper[worst].repeat_interleave(settings.attack_restarts, dim=0)
     search = pgd(lambda x, rows: spec.violation(net.forward(x)), uniform_starts(box_lo, box_hi, generator),
@@ -185,4 +187,4 @@ def _bound_minimisers(spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor, 
                       lower_bounds: torch.Tensor) -> torch.Tensor:
     """Per box (B, n): the corner minimising the best row of the disjunct closest to holding."""
     row = spec.best_row_of_worst_disjunct(lower_bounds)
-    return minimising_corner(coeff[torch.arange(coeff.shape[0]), row], lower, upper)
+    return minimising_corner(coeff[torch.arange(coeff.shape[0], device=coeff.device), row], lower, upper)

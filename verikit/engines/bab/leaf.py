@@ -1,84 +1,156 @@
-"""Leaves of ReLU branching: domains in which every neuron is split or stable, so the network is affine on
-the domain's polytope {x in box : split constraints}. One LP per open disjunct (scipy HiGHS) finds the
-point of the polytope closest to satisfying it — a counterexample candidate, still replayed through
-onnxruntime before it counts — or, when there is none, dual multipliers that a float64 CROWN pass turns
-into a sound refutation. The LP's own word never proves anything.
+"""Linear programs on small domains of ReLU branching (scipy's HiGHS).
+
+A domain is a split assignment; on its polytope {x in box : split constraints} the network is affine
+except at the few neurons its bounds leave unstable. One LP per open disjunct over variables (x, a_j for
+each free unstable neuron j, t) — the exact network where neurons are fixed, the triangle relaxation
+(a_j >= 0, a_j >= z_j, a_j <= chord) where they are not — minimises t subject to C_k y - d_k <= t:
+
+- t* > 0: its duals give row weights λ, split multipliers β and, per free neuron, the share of its two
+  lower faces (α); a float64 CROWN pass with exactly those multipliers (its own rounding allowance)
+  must come out > 0 before the disjunct counts as refuted. The LP's own word never proves anything.
+- t* <= 0: the x part of its minimiser is a counterexample candidate (exact when no neuron is free),
+  still replayed through onnxruntime before it counts.
+
+With no free neuron (a leaf) this decides the domain; with a few (<= BabSettings.lp_max_unstable) it
+may refute a domain that α/β-CROWN's few gradient steps leave open, saving the subtree below it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from verikit.engines.bab.common import SpecRows
+from verikit.engines.bab.common import SpecRows, Validator
 from verikit.engines.crown.propagate import ACTIVE, INACTIVE, LayerBounds, ReluMlp, spec_bounds
+from verikit.core.result import Budget, Falsified
 
 
-def _affine_pieces(net: ReluMlp, bounds: LayerBounds, splits: list[torch.Tensor]):
-    """For one leaf (batch 1): the output map y = A x + c (float64) and the split constraints G x <= h."""
-    A = np.eye(net.n_inputs)
-    c = np.zeros(net.n_inputs)
-    G_rows, h_rows = [], []
+@dataclass(frozen=True)
+class DomainLp:
+    """One domain's pieces over variables v = (x, a_free), float64: the output y = A v + c, and the
+    constraints G v <= h, whose rows are the split constraints (`split_rows`, in layer then neuron
+    order) and three per free neuron (`free_rows` (m, 3): a >= 0, a >= z, a <= chord)."""
+
+    A: np.ndarray
+    c: np.ndarray
+    G: np.ndarray
+    h: np.ndarray
+    split_rows: np.ndarray
+    free_rows: np.ndarray
+    free: list[np.ndarray]  # per hidden layer, bool (n_i,): the free unstable neurons
+    n_inputs: int
+
+
+def domain_lp(net: ReluMlp, bounds: LayerBounds, splits: list[torch.Tensor]) -> DomainLp:
+    """The LP pieces of one domain (batch 1; bounds already tightened by its splits)."""
+    free = [((lo[0] < 0) & (up[0] > 0) & (s[0] == 0)).cpu().numpy()
+            for lo, up, s in zip(bounds.lower, bounds.upper, splits)]
+    n, m = net.n_inputs, int(sum(f.sum() for f in free))
+    A, c = np.hstack([np.eye(n), np.zeros((n, m))]), np.zeros(n)
+    split_G, split_h, free_G, free_h = [], [], [], []
+    column = n
     for i in range(net.depth):
-        W = net.weights[i].double().numpy()
-        b = net.biases[i].double().numpy()
-        A, c = W @ A, W @ c + b
-        split = splits[i][0].numpy()
-        active = (split == ACTIVE) | ((split != INACTIVE) & (bounds.lower[i][0].double().numpy() >= 0))
+        W = net.weights[i].detach().double().cpu().numpy()
+        A, c = W @ A, W @ c + net.biases[i].detach().double().cpu().numpy()
+        split = splits[i][0].cpu().numpy()
+        lower = bounds.lower[i][0].double().cpu().numpy()
+        upper = bounds.upper[i][0].double().cpu().numpy()
         constrained = split != 0
-        # active: z >= 0  ⇔  -A x <= c;  inactive: z <= 0  ⇔  A x <= -c
+        # active: z >= 0  ⇔  -A v <= c;  inactive: z <= 0  ⇔  A v <= -c
         sign = np.where(split == ACTIVE, -1.0, 1.0)[constrained]
-        G_rows.append(sign[:, None] * A[constrained])
-        h_rows.append(-sign * c[constrained])
-        A, c = A * active[:, None], c * active
-    W = net.weights[-1].double().numpy()
-    return W @ A, W @ c + net.biases[-1].double().numpy(), G_rows, h_rows
+        split_G.append(sign[:, None] * A[constrained])
+        split_h.append(-sign * c[constrained])
+        post_A, post_c = np.zeros_like(A), np.zeros_like(c)
+        active = (split == ACTIVE) | ((split != INACTIVE) & (lower >= 0) & ~free[i])
+        post_A[active], post_c[active] = A[active], c[active]
+        for j in np.flatnonzero(free[i]):
+            unit = np.zeros(A.shape[1])
+            unit[column] = 1.0
+            chord = upper[j] / (upper[j] - lower[j])
+            free_G.extend([-unit, A[j] - unit, unit - chord * A[j]])
+            free_h.extend([0.0, -c[j], chord * (c[j] - lower[j])])
+            post_A[j] = unit
+            column += 1
+        A, c = post_A, post_c
+    W = net.weights[-1].detach().double().cpu().numpy()
+    A, c = W @ A, W @ c + net.biases[-1].detach().double().cpu().numpy()
+    G_split = np.vstack(split_G) if split_G else np.zeros((0, n + m))
+    G = np.vstack([G_split, np.array(free_G).reshape(-1, n + m)])
+    h = np.concatenate([np.concatenate(split_h) if split_h else np.zeros(0), np.array(free_h)])
+    s = G_split.shape[0]
+    return DomainLp(A, c, G, h, np.arange(s), np.arange(s, s + 3 * m).reshape(m, 3), free, n)
 
 
 def settle_leaf(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows,
-                x_lower: torch.Tensor, x_upper: torch.Tensor) -> tuple[list[np.ndarray], bool]:
-    """One leaf (batch 1, float64 bounds): counterexample candidates and whether it is refuted (sound).
+                x_lower: torch.Tensor, x_upper: torch.Tensor,
+                time_limit: float | None = None) -> tuple[list[np.ndarray], bool]:
+    """One domain (batch 1, float64 bounds): counterexample candidates and whether it is refuted (sound).
 
-    Per disjunct k, the LP  min t  s.t.  C_k y(x) - d_k <= t, split constraints, x in box. When t* <= 0 its
-    minimiser is a candidate. Otherwise its duals give row weights λ (summing to 1) and multipliers μ of
-    the split constraints; max over rows >= the λ-combination, so a float64 CROWN pass on the combined
-    row with β = μ that comes out > 0 refutes the disjunct soundly.
+    Per disjunct k, the LP  min t  s.t.  C_k y(v) - d_k <= t, G v <= h, x in box. When t* <= 0 its
+    minimiser's x is a candidate. Otherwise its duals give row weights λ (summing to 1), multipliers β
+    of the split constraints and α of the free neurons; max over rows >= the λ-combination, so a float64
+    CROWN pass on the combined row with those multipliers that comes out > 0 refutes the disjunct.
+    `time_limit` (s) caps each LP (HiGHS stops; the disjunct then stays open).
     """
     from scipy.optimize import linprog  # scipy.optimize takes 0.15-0.3 s to import; most runs need no LP
 
-    lo, hi = x_lower[0].double().numpy(), x_upper[0].double().numpy()
-    A, c, G_rows, h_rows = _affine_pieces(net64, bounds64, splits)
-    G, h = np.vstack(G_rows), np.concatenate(h_rows)
-    C, d, owner = spec64.C.numpy(), spec64.d.numpy(), spec64.owner.numpy()
-    n = A.shape[1]
+    lo, hi = x_lower[0].double().cpu().numpy(), x_upper[0].double().cpu().numpy()
+    lp = domain_lp(net64, bounds64, splits)
+    m = lp.free_rows.shape[0]
+    C, d, owner = spec64.C.cpu().numpy(), spec64.d.cpu().numpy(), spec64.owner.cpu().numpy()
+    variables = lp.A.shape[1]
+    box = list(zip(lo, hi)) + [(None, None)] * m + [(None, None)]
     candidates, refuted = [], True
     for k in range(spec64.count):
         rows = owner == k
-        M = C[rows] @ A
-        ub = np.vstack([np.hstack([M, -np.ones((M.shape[0], 1))]), np.hstack([G, np.zeros((G.shape[0], 1))])])
-        rhs = np.concatenate([d[rows] - C[rows] @ c, h])
-        cost = np.zeros(n + 1)
+        M = C[rows] @ lp.A
+        ub = np.vstack([np.hstack([M, -np.ones((M.shape[0], 1))]), np.hstack([lp.G, np.zeros((lp.G.shape[0], 1))])])
+        rhs = np.concatenate([d[rows] - C[rows] @ lp.c, lp.h])
+        cost = np.zeros(variables + 1)
         cost[-1] = 1.0
-        result = linprog(cost, A_ub=ub, b_ub=rhs, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
-        if result.status == 2:  # the polytope is empty: refute with a multiple of its Farkas weights
-            refuted = refuted and _refute_empty(net64, bounds64, splits, spec64, k, G, h, x_lower, x_upper)
+        options = {} if time_limit is None or not np.isfinite(time_limit) else {"time_limit": max(0.01, time_limit)}
+        result = linprog(cost, A_ub=ub, b_ub=rhs, bounds=box, method="highs", options=options)
+        if result.status == 2 and m == 0:  # the polytope is empty: refute with a multiple of its Farkas weights
+            refuted = refuted and _refute_empty(net64, bounds64, splits, spec64, k, lp.G, lp.h, x_lower, x_upper)
             continue
         if result.status != 0:
             refuted = False
             continue
         if result.fun <= 0:
-            candidates.append(result.x[:n])
+            candidates.append(result.x[: lp.n_inputs])
             refuted = False
             continue
         duals = np.maximum(-result.ineqlin.marginals, 0.0)
-        weights, multipliers = duals[: M.shape[0]], duals[M.shape[0]:]
-        combined_C = torch.tensor(weights @ C[rows]).unsqueeze(0)
-        combined_d = torch.tensor([weights @ d[rows]])
+        weights, constraint_duals = duals[: M.shape[0]], duals[M.shape[0]:]
+        combined_C = torch.tensor(weights @ C[rows], device=net64.device).unsqueeze(0)
+        combined_d = torch.tensor([weights @ d[rows]], device=net64.device)
         with torch.no_grad():
             bound = spec_bounds(net64, x_lower.double(), x_upper.double(), combined_C, combined_d, bounds64,
-                                splits=splits, betas=_per_layer(multipliers, splits))
+                                splits=splits, betas=_per_layer(constraint_duals[lp.split_rows], splits),
+                                slopes_lo=_free_slopes(bounds64, lp, constraint_duals))
         refuted = refuted and bool(bound.lower[0, 0] > 0)
     return candidates, refuted
+
+
+def _free_slopes(bounds64: LayerBounds, lp: DomainLp, duals: np.ndarray) -> list[torch.Tensor] | None:
+    """Lower slopes (1, 1, n_i) per layer: on free neurons the LP's share μ(a >= z) / (μ(a >= 0) + μ(a >= z))
+    of its two lower faces (a Lagrangian reading of the triangle relaxation), elsewhere CROWN's own."""
+    if lp.free_rows.shape[0] == 0:
+        return None
+    faces = duals[lp.free_rows]  # (m, 3)
+    total = faces[:, 0] + faces[:, 1]
+    alpha = np.where(total > 0, faces[:, 1] / np.where(total > 0, total, 1.0), 0.0)
+    slopes, start = [], 0
+    for relax, free in zip(bounds64.relaxations, lp.free):
+        slope = relax.slope_lo[0].clone()
+        count = int(free.sum())
+        slope[torch.as_tensor(free, device=slope.device)] = torch.tensor(alpha[start : start + count],
+                                                                         dtype=slope.dtype, device=slope.device)
+        start += count
+        slopes.append(slope.reshape(1, 1, -1))
+    return slopes
 
 
 def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows, k: int,
@@ -88,7 +160,7 @@ def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tens
     a float64 CROWN pass with β = M·μ checks that soundly."""
     from scipy.optimize import linprog
 
-    lo, hi = x_lower[0].double().numpy(), x_upper[0].double().numpy()
+    lo, hi = x_lower[0].double().cpu().numpy(), x_upper[0].double().cpu().numpy()
     n = G.shape[1]
     cost = np.zeros(n + 1)
     cost[-1] = 1.0
@@ -97,7 +169,7 @@ def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tens
     if phase.status != 0 or phase.fun <= 0:
         return False
     weights = np.maximum(-phase.ineqlin.marginals, 0.0)
-    row = int((spec64.owner == k).nonzero()[0, 0])
+    row = int((spec64.owner.cpu() == k).nonzero()[0, 0])
     C, d = spec64.C[row : row + 1], spec64.d[row : row + 1]
     with torch.no_grad():
         plain = spec_bounds(net64, x_lower.double(), x_upper.double(), C, d, bounds64).lower[0, 0]
@@ -108,12 +180,55 @@ def _refute_empty(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tens
 
 
 def _per_layer(multipliers: np.ndarray, splits: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Split-constraint multipliers (in _affine_pieces order) as β tensors (1, 1, n_i) per layer."""
+    """Split-constraint multipliers (in DomainLp order) as β tensors (1, 1, n_i) per layer."""
     betas, start = [], 0
     for split in splits:
-        constrained = (split[0] != 0).numpy()
+        constrained = (split[0] != 0).cpu().numpy()
         beta = np.zeros(constrained.size)
         beta[constrained] = multipliers[start : start + int(constrained.sum())]
         start += int(constrained.sum())
-        betas.append(torch.tensor(beta).reshape(1, 1, -1))
+        betas.append(torch.tensor(beta, device=split.device).reshape(1, 1, -1))
     return betas
+
+
+def settle_small(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tensor], spec64: SpecRows,
+                 validator: Validator, x_lower: torch.Tensor, x_upper: torch.Tensor, limit: int,
+                 budget: Budget) -> tuple[Falsified | None, torch.Tensor, int]:
+    """LPs on the domains (B, float64 bounds) with 1..`limit` free unstable neurons: a replayed
+    counterexample or None, the domains refuted (B,) bool, and how many LPs ran. Stops when the budget
+    is spent (the rest stay open)."""
+    free = sum(((lo < 0) & (up > 0) & (s == 0)).sum(dim=1) for lo, up, s in zip(bounds64.lower, bounds64.upper, splits))
+    refuted = torch.zeros(free.shape[0], dtype=torch.bool)
+    small = ((free >= 1) & (free <= limit) & ~bounds64.infeasible.cpu()).nonzero().squeeze(1).tolist()
+    solved = 0
+    for b in small:
+        if budget.expired():
+            break
+        index = torch.tensor([b], device=bounds64.lower[0].device)
+        one = [s[b : b + 1] for s in splits]
+        candidates, refuted_b = settle_leaf(net64, bounds64.select(index), one, spec64, x_lower, x_upper,
+                                            time_limit=budget.remaining())
+        solved += 1
+        refuted[b] = refuted_b
+        if candidates:
+            points = torch.tensor(np.stack(candidates), dtype=torch.float64, device=x_lower.device)
+            with torch.no_grad():
+                violation = spec64.violation(net64.forward(points))
+            found = validator.first(points.cpu(), violation.cpu())
+            if found is not None:
+                return found, refuted, solved
+    return None, refuted, solved
+
+
+def prune_with_lp(ctx, rows64: SpecRows, splits: list[torch.Tensor], open_index: torch.Tensor,
+                  restrict) -> tuple[Falsified | None, torch.Tensor]:
+    """The call site of relu_split's search (`ctx` its _Search): LPs on the open domains `open_index` with
+    at most `settings.lp_max_unstable` free neurons; a counterexample, or the domains still open.
+    `restrict(root, splits)` tightens the root's bounds by splits (relu_split.restrict)."""
+    open_splits = [s[open_index] for s in splits]
+    bounds64 = restrict(ctx.root64, open_splits)
+    found, refuted, solved = settle_small(ctx.net64, bounds64, open_splits, rows64, ctx.validator, ctx.x_lower,
+                                          ctx.x_upper, ctx.settings.lp_max_unstable, ctx.budget)
+    ctx.stats.lp_domains += solved
+    ctx.stats.lp_refuted += int(refuted.sum())
+    return found, open_index[~refuted.to(open_index.device)]

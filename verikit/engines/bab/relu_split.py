@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from verikit.engines.bab.branching import relu_scores
-from verikit.engines.bab.leaf import settle_leaf
+from verikit.engines.bab.leaf import prune_with_lp, settle_leaf
 from verikit.engines.bab.common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
@@ -42,7 +42,7 @@ def restrict(root: LayerBounds, splits: list[torch.Tensor]) -> LayerBounds:
         upper.append(up)
         magnitude.append(zabs.expand_as(lo))
         relaxations.append(Relaxation.of(lo, up, zabs))
-    infeasible = torch.zeros(splits[0].shape[0], dtype=torch.bool)
+    infeasible = torch.zeros(splits[0].shape[0], dtype=torch.bool, device=splits[0].device)
     for lo, up in zip(lower, upper):
         infeasible |= (lo > up).any(dim=1)
     return LayerBounds(lower, upper, magnitude, infeasible, relaxations)
@@ -84,8 +84,8 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     del seed  # the search is deterministic; kept for a uniform signature
     stats = SearchStats()
     validator = Validator(network, case, settings.tolerances)
-    x_lower = torch.as_tensor(case.box.lower.copy(), dtype=torch.float64).unsqueeze(0)
-    x_upper = torch.as_tensor(case.box.upper.copy(), dtype=torch.float64).unsqueeze(0)
+    x_lower = torch.as_tensor(case.box.lower.copy(), dtype=torch.float64, device=net.device).unsqueeze(0)
+    x_upper = torch.as_tensor(case.box.upper.copy(), dtype=torch.float64, device=net.device).unsqueeze(0)
     spec64 = spec.subset(torch.ones_like(spec.owner, dtype=torch.bool), torch.float64)
 
     root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
@@ -126,8 +126,8 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
     box_lower, box_upper = round_outward(ctx.x_lower, ctx.x_upper, settings.dtype)
     sizes = list(net.hidden_sizes)
     capacity = max(2, min(settings.max_domains, QUEUE_BYTES // max(1, sum(sizes))))
-    queue = torch.zeros(1, sum(sizes), dtype=torch.int8)
-    queue_depth = torch.zeros(1, dtype=torch.int32)
+    queue = torch.zeros(1, sum(sizes), dtype=torch.int8, device=net.device)
+    queue_depth = torch.zeros(1, dtype=torch.int32, device=net.device)
     stuck = stats.stuck
     while queue.shape[0]:
         if ctx.budget.expired():
@@ -155,6 +155,12 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
                          result.lower[open_index])
         if found is not None:
             return found
+        if settings.lp_max_unstable > 0:
+            found, open_index = prune_with_lp(ctx, rows64, splits, open_index, restrict)
+            if found is not None:
+                return found
+            if open_index.numel() == 0:
+                continue
         record: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             spec_bounds(net, box_lower, box_upper, rows.C, rows.d, bounds, splits=splits,
@@ -175,8 +181,8 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
         parents = assignment[open_index][order]
         neuron = best.indices[order]
         children = parents.repeat_interleave(2, dim=0)
-        children[torch.arange(children.shape[0]), neuron.repeat_interleave(2)] = torch.tensor(
-            [INACTIVE, ACTIVE], dtype=torch.int8).repeat(parents.shape[0])
+        children[torch.arange(children.shape[0], device=net.device), neuron.repeat_interleave(2)] = torch.tensor(
+            [INACTIVE, ACTIVE], dtype=torch.int8, device=net.device).repeat(parents.shape[0])
         queue = torch.cat([queue, children])
         queue_depth = torch.cat([queue_depth, (depth[open_index][order] + 1).repeat_interleave(2)])
         stats.max_queue = max(stats.max_queue, queue.shape[0])
@@ -230,7 +236,7 @@ def _falsify(net: ReluMlp, spec: SpecRows, validator: Validator, x_lower: torch.
              coeff: torch.Tensor, lower_bounds: torch.Tensor) -> Falsified | None:
     """The minimisers of each open domain's worst-disjunct best row, replayed when they violate."""
     row = spec.best_row_of_worst_disjunct(lower_bounds)
-    direction = coeff[torch.arange(coeff.shape[0]), row]
+    direction = coeff[torch.arange(coeff.shape[0], device=coeff.device), row]
     points = minimising_corner(direction, x_lower.expand_as(direction), x_upper.expand_as(direction))
     with torch.no_grad():
         violation = spec.violation(net.forward(points.to(net.dtype)))

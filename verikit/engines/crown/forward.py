@@ -29,7 +29,7 @@ class ForwardBounds:
     def first_layer(cls, weight_t: torch.Tensor, bias: torch.Tensor) -> "ForwardBounds":
         """z_0 = W_0 x + b_0 exactly (weight_t is W_0.T, (n_in, n))."""
         G = torch.cat([weight_t, bias.unsqueeze(0)]).unsqueeze(0)
-        return cls(G, G, torch.zeros(1, weight_t.shape[1], dtype=weight_t.dtype))
+        return cls(G, G, torch.zeros(1, weight_t.shape[1], dtype=weight_t.dtype, device=weight_t.device))
 
     @property
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,7 +115,7 @@ def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Te
     relaxation is rebuilt before layer i+1 is optimised. Meant for few domains (the root of ReLU
     branching): the parameters number 2·(unstable neurons)·(earlier neurons) per domain.
     """
-    box = InputBox(x_lower.to(net.dtype), x_upper.to(net.dtype))
+    box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
     lower, upper = list(bounds.lower), list(bounds.upper)
     relaxations = list(bounds.relaxations)
     for i in range(1, net.depth):
@@ -131,7 +131,7 @@ def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Te
         alphas = [r.slope_lo.unsqueeze(0).expand(lam.shape[0], -1, -1).clone().requires_grad_(True)
                   for r in relaxations[:i]]
         optimiser = torch.optim.Adam(alphas, lr=lr)
-        best = torch.full((lam.shape[0], lower[i].shape[0]), -torch.inf, dtype=net.dtype)
+        best = torch.full((lam.shape[0], lower[i].shape[0]), -torch.inf, dtype=net.dtype, device=net.device)
         with torch.enable_grad():
             for _ in range(steps + 1):
                 slopes = [torch.where(r.unstable.unsqueeze(0), a.clamp(0.0, 1.0), r.slope_lo.unsqueeze(0))

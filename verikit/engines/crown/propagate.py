@@ -48,13 +48,15 @@ class ReluMlp:
     gamma: float  # relative floating-point error allowance of one bound
 
     @classmethod
-    def from_pwl(cls, pwl: PiecewiseLinear, dtype: torch.dtype = torch.float32) -> "ReluMlp":
-        """Torch copy of `pwl` (which must satisfy `is_relu_mlp`) in `dtype`."""
+    def from_pwl(cls, pwl: PiecewiseLinear, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> "ReluMlp":
+        """Torch copy of `pwl` (which must satisfy `is_relu_mlp`) in `dtype` on `device`; every tensor the
+        bounds create follows the weights' device."""
         if not pwl.is_relu_mlp:
             raise NotPiecewiseLinear("the CROWN engine needs layers Affine (Relu Affine)*")
         affines = [layer for layer in pwl.layers if isinstance(layer, Affine)]
-        weights = tuple(torch.as_tensor(a.weight, dtype=dtype).contiguous() for a in affines)
-        biases = tuple(torch.as_tensor(a.bias, dtype=dtype).contiguous() for a in affines)
+        weights = tuple(torch.as_tensor(a.weight, dtype=dtype, device=device).contiguous() for a in affines)
+        biases = tuple(torch.as_tensor(a.bias, dtype=dtype, device=device).contiguous() for a in affines)
         gamma = rounding_gamma(max(max(w.shape) for w in weights), len(weights), dtype)
         return cls(
             weights=weights,
@@ -70,6 +72,10 @@ class ReluMlp:
     @property
     def dtype(self) -> torch.dtype:
         return self.weights[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights[0].device
 
     @property
     def depth(self) -> int:
@@ -302,12 +308,12 @@ def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
     Splits (B, n_i) tighten each layer as soon as it is bounded. With forward=False, interval=False
     every layer >= 1 gets plain CROWN on every neuron (what auto_LiRPA's "CROWN" computes).
     """
-    x_lower, x_upper = x_lower.to(net.dtype), x_upper.to(net.dtype)
+    x_lower, x_upper = x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype)
     box = InputBox(x_lower, x_upper)
     batch = max(x_lower.shape[0], 1 if splits is None else splits[0].shape[0])
     if forward is None:
         forward = batch * (net.n_inputs + 1) * max(net.hidden_sizes, default=1) <= FORWARD_ELEMENT_CAP
-    bounds = LayerBounds([], [], [], torch.zeros(batch, dtype=torch.bool), [])
+    bounds = LayerBounds([], [], [], torch.zeros(batch, dtype=torch.bool, device=net.device), [])
     symbolic = ForwardBounds.first_layer(net.weights_t[0], net.biases[0]) if forward else None
     for i in range(net.depth):
         if i == 0:
@@ -366,9 +372,9 @@ def spec_bounds(
     """
     if bounds is None:
         bounds = layer_bounds(net, x_lower, x_upper, splits)
-    box = InputBox(x_lower.to(net.dtype), x_upper.to(net.dtype))
-    C = C.to(net.dtype)
-    d = d.to(net.dtype)
+    box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
+    C = C.to(net.device, net.dtype)
+    d = d.to(net.device, net.dtype)
     H = net.depth
     lam = (C @ net.weights[H]).unsqueeze(1)  # (R, 1, n_{H-1})
     const = (C @ net.biases[H] - d).unsqueeze(1)
