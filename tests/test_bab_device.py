@@ -69,3 +69,16 @@ def test_cuda_gives_the_cpu_answers(branching):
         assert isinstance(outcome, Falsified if sat else Proven), (seed, outcome)
         if sat:
             assert case.box.contains(outcome.counterexample.x)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_check_script_refuses_in_one_line_without_cuda():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    done = subprocess.run(["bash", str(script)], env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.count("\n") == 1 and "no CUDA device" in done.stderr

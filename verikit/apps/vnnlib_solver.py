@@ -36,7 +36,7 @@ PARTIAL_OPERATORS = {
     "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
     "Pow": "only a constant whole exponent 1..4 (bounded as a product); other exponents are refused",
-    "Split": "only models that use the first output; the other outputs are refused",
+    "Split": "every output; using more than one makes the graph branch, which only the bounds engine takes",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),

@@ -164,20 +164,22 @@ class _Builder:
             self.steps[-1] = Step(self.steps[-1].inputs, node.output[0])
             self._record(self.ops[-1], info, node.output[0])
             return
-        for extra in node.output[1:]:
-            if extra and self.uses[extra]:
-                raise info.unsupported(f"using output '{extra}'")
+        extras = [k for k, extra in enumerate(node.output) if k and extra and self.uses[extra]]
+        if extras and not cls.per_output:
+            raise info.unsupported(f"using output '{node.output[extras[0]]}'")
         folded = cls.fold(info, inputs)
         if folded is not None:
             self.values[node.output[0]] = Const(folded)
             return
-        try:
-            op = cls(info, inputs)
-        except (ValueError, IndexError, TypeError, KeyError) as error:
-            raise ModelError(f"{info.where}: invalid attributes or inputs: {one_line(error)}") from error
-        self.ops.append(op)
-        self.steps.append(Step(tuple(n for n, v in zip(node.input, inputs) if isinstance(v, Dyn)), node.output[0]))
-        self._record(op, info, node.output[0])
+        for part in [0, *extras]:  # one op per used output, each on the same inputs
+            try:
+                op = cls(info, inputs, part=part) if part else cls(info, inputs)
+            except (ValueError, IndexError, TypeError, KeyError) as error:
+                raise ModelError(f"{info.where}: invalid attributes or inputs: {one_line(error)}") from error
+            self.ops.append(op)
+            self.steps.append(Step(tuple(n for n, v in zip(node.input, inputs) if isinstance(v, Dyn)),
+                                   node.output[part]))
+            self._record(op, info, node.output[part])
 
     def _record(self, op: Op, info: NodeInfo, output: str) -> None:
         """Run `op` on the probes of its inputs; keep its probe output and its Meta."""

@@ -225,10 +225,21 @@ def prune_with_lp(ctx, rows64: SpecRows, splits: list[torch.Tensor], open_index:
     """The call site of relu_split's search (`ctx` its _Search): LPs on the open domains `open_index` with
     at most `settings.lp_max_unstable` free neurons; a counterexample, or the domains still open.
     `restrict(root, splits)` tightens the root's bounds by splits (relu_split.restrict)."""
-    open_splits = [s[open_index] for s in splits]
-    bounds64 = restrict(ctx.root64, open_splits)
-    found, refuted, solved = settle_small(ctx.net64, bounds64, open_splits, rows64, ctx.validator, ctx.x_lower,
-                                          ctx.x_upper, ctx.settings.lp_max_unstable, ctx.budget)
+    # a split only clamps the root's bounds of its own neuron: the free neurons are the root's unstable
+    # ones left unsplit, counted without building any bounds
+    root = ctx.root64
+    free = sum(((lo < 0) & (up > 0) & (s[open_index] == 0)).sum(dim=1)
+               for lo, up, s in zip(root.lower, root.upper, splits))
+    small = (free <= ctx.settings.lp_max_unstable).nonzero().squeeze(1)
+    if small.numel() == 0:
+        return None, open_index
+    chosen = open_index[small]
+    chosen_splits = [s[chosen] for s in splits]
+    found, refuted, solved = settle_small(ctx.net64, restrict(root, chosen_splits), chosen_splits, rows64,
+                                          ctx.validator, ctx.x_lower, ctx.x_upper, ctx.settings.lp_max_unstable,
+                                          ctx.budget)
     ctx.stats.lp_domains += solved
     ctx.stats.lp_refuted += int(refuted.sum())
-    return found, open_index[~refuted.to(open_index.device)]
+    keep = torch.ones(open_index.shape[0], dtype=torch.bool, device=open_index.device)
+    keep[small[refuted.to(small.device)]] = False
+    return found, open_index[keep]

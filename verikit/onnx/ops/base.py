@@ -3,7 +3,7 @@
 An `Op` is built from one node and its inputs — constants already folded in as numpy arrays, the
 input-dependent ones described by their `Meta` — and its `forward` takes the input-dependent inputs
 (torch, batch first, in node order) and returns the node's first output, held as `out_merged` says
-(see `verikit.onnx.layout`). Optional: `fold` (an output known at load time, like Shape's) and
+(see `verikit.onnx.layout`); a class with `per_output` is built once per used output (`part=k`). Optional: `fold` (an output known at load time, like Shape's) and
 `pwl_layers` (for `pwl_role == "piecewise"`). A new op is one new class with `@register("OpType")`.
 """
 
@@ -75,6 +75,9 @@ class Op(nn.Module):
     #: (a reshape: flat order unchanged), "piecewise" (the op gives its layers: `pwl_layers(size)`),
     #: or "other" (not piecewise linear)
     pwl_role: str = "other"
+    #: whether the class builds one op per used output (`cls(node, inputs, part=k)`); otherwise the graph
+    #: builder refuses a model that uses any output but the first
+    per_output: ClassVar[bool] = False
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__()

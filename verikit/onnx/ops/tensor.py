@@ -1,4 +1,4 @@
-"""Expand (broadcast to a constant shape), Split (its first output) and ConstantOfShape (folded)."""
+"""Expand (broadcast to a constant shape), Split (one op per used output) and ConstantOfShape (folded)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,14 @@ class Expand(Op):
 
 @register("Split")
 class Split(Op):
-    """The first part of a Split (the graph builder refuses a model that uses any other output)."""
+    """Part `part` of a Split: a selection of consecutive indices along its axis. The graph builder makes
+    one op per output the model uses, each reading the same input."""
 
     attributes = frozenset({"axis", "split", "num_outputs"})
     pwl_role = "affine"
+    per_output = True
 
-    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value], part: int = 0) -> None:
         super().__init__(node, inputs)
         if not isinstance(inputs[0], Dyn) or len(self.in_metas) != 1:
             raise node.unsupported("input-dependent split sizes")
@@ -63,12 +65,15 @@ class Split(Op):
             sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
             if sum(sizes) != size or min(sizes) < 0:
                 raise node.invalid(f"split sizes {sizes} do not add up to {size}")
-            first = sizes[0]
         else:
             parts = int(node.attr("num_outputs", len(node.outputs) or 1))
-            first = -(-size // parts)  # ONNX: equal parts, the last one smaller
+            chunk = -(-size // parts)  # ONNX: equal parts, the last one smaller
+            sizes = [max(0, min(chunk, size - k * chunk)) for k in range(parts)]
+        if not 0 <= part < len(sizes):
+            raise node.invalid(f"output {part} of a split into {len(sizes)} parts")
+        first, start = sizes[part], sum(sizes[:part])
         if first == 0:
-            raise node.unsupported("an empty first part")
+            raise node.unsupported(f"an empty part (output {part})")
         self.meta = meta
         self.stacked_path = not meta.merged or axis == 0
         self.dim = axis + 1 if self.stacked_path else axis
@@ -77,7 +82,7 @@ class Split(Op):
         target = preferred(out_shape)
         self.out_merged = target.merged
         self.target = target.torch_shape
-        self.register_buffer("indices", torch.arange(first))
+        self.register_buffer("indices", torch.arange(start, start + first))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_stacked(x, self.meta) if self.stacked_path else x
