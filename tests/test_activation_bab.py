@@ -30,14 +30,16 @@ BOX = Box(np.full(2, -1.0), np.full(2, 1.0))
 GRID = 1001  # points per axis of the brute-force grid on BOX
 
 
-def mlp_bytes(activation: str, seed: int, *, sizes=(2, 8, 8, 1), head: str | None = None) -> bytes:
-    """Gemm layers with `activation` between them (weights N(0, 1)), optionally a `head` op at the end."""
+def mlp_bytes(activation: str | tuple[str, ...], seed: int, *, sizes=(2, 8, 8, 1), head: str | None = None) -> bytes:
+    """Gemm layers with `activation` (one, or one per hidden layer) between them (weights N(0, 1)),
+    optionally a `head` op at the end."""
     g = GraphBuilder(seed)
     value = "x"
+    activations = (activation,) * (len(sizes) - 2) if isinstance(activation, str) else activation
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         value = g.op("Gemm", value, g.weight(n_out, n_in, scale=1.0), g.weight(n_out, scale=0.5), transB=1)
         if index < len(sizes) - 2:
-            value = g.op(activation, value)
+            value = g.op(activations[index], value)
     if head:
         value = g.op(head, value, axis=1)
     return g.build((1, sizes[0]), value)
@@ -128,9 +130,14 @@ def random_domains(net: ActivationNet, generator: torch.Generator, splits: int, 
         yield lower, upper, bounds
 
 
-@pytest.mark.parametrize("activation,seed", [("Sigmoid", 0), ("Tanh", 1), ("Sigmoid", 3), ("Tanh", 4)])
+FUNCTIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+
+
+@pytest.mark.parametrize("activation,seed", [("Sigmoid", 0), ("Tanh", 1), ("Sigmoid", 3), ("Tanh", 4),
+                                             (("Relu", "Sigmoid", "Tanh"), 5)])
 def test_sampled_points_of_every_domain_lie_within_its_bounds(activation, seed):
-    chain = to_activation_chain(load_network_bytes(mlp_bytes(activation, seed=seed)))
+    sizes = (2, 8, 8, 1) if isinstance(activation, str) else (2, 8, 8, 8, 1)
+    chain = to_activation_chain(load_network_bytes(mlp_bytes(activation, seed=seed, sizes=sizes)))
     net = ActivationNet.from_chain(chain)
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(20000, 2, generator=generator, dtype=torch.float64) * 2 - 1
@@ -139,7 +146,7 @@ def test_sampled_points_of_every_domain_lie_within_its_bounds(activation, seed):
     for i in range(net.depth):
         z = values @ net.weights_t[i] + net.biases[i]
         pre.append(z)
-        values = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}[net.kinds[i]](z)
+        values = FUNCTIONS[net.kinds[i]](z)
     y = values @ net.weights_t[-1] + net.biases[-1]
     C = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
     d = torch.tensor([0.0, 0.0], dtype=torch.float64)
@@ -152,10 +159,10 @@ def test_sampled_points_of_every_domain_lie_within_its_bounds(activation, seed):
         if not bool(inside.any()):
             continue
         assert not bool(bounds.infeasible.any())  # a domain with points is never called empty
-        for z, lo, hi, lines in zip(pre, bounds.lower, bounds.upper, bounds.lines):
+        for z, lo, hi, lines, kind in zip(pre, bounds.lower, bounds.upper, bounds.lines, net.kinds):
             zin = z[inside]
             assert bool(((zin >= lo) & (zin <= hi)).all())
-            kind_values = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}[activation.lower()](zin)
+            kind_values = FUNCTIONS[kind](zin)
             assert bool((lines.slope_lo * zin + lines.icpt_lo <= kind_values).all())
             assert bool((kind_values <= lines.slope_up * zin + lines.icpt_up).all())
         plain = row_bounds(net, box_lo, box_hi, bounds, C, d).lower[0]
@@ -174,7 +181,7 @@ def test_relaxation_lines_enclose_the_activation(kind):
     width = torch.exp(torch.randn(4000, 1, generator=generator, dtype=torch.float64) * 2)
     upper = lower + width
     theta = torch.rand(3, 4000, 1, generator=generator, dtype=torch.float64)  # α: any tangent point allowed
-    f = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[kind]
+    f = FUNCTIONS[kind]
     z = lower + torch.rand(4000, 64, generator=generator, dtype=torch.float64) * width
     for lines in (relax(kind, lower, upper), relax(kind, lower, upper, None, theta, theta.flip(0))):
         assert bool((lines.slope_lo * z + lines.icpt_lo <= f(z)).all())

@@ -38,9 +38,12 @@ def optimised_rows(net: ActivationNet, lower: torch.Tensor, upper: torch.Tensor,
     total = sum(sizes)
     batch, rows = bounds.infeasible.shape[0], C.shape[0]
     with torch.no_grad():
-        sides = [(tangents(kind, lo, up), tangents(kind, -up, -lo))
+        # ReLU layers keep their fixed lines (no tangent points; their θ entries stay unused)
+        sides = [None if kind == "relu" else (tangents(kind, lo, up), tangents(kind, -up, -lo))
                  for kind, lo, up in zip(net.kinds, bounds.lower, bounds.upper)]
-        default = torch.cat([torch.cat([low.default, up.default], dim=1) for low, up in sides], dim=1)
+        default = torch.cat([torch.zeros(batch, 2 * lo.shape[1], dtype=torch.float64) if side is None
+                             else torch.cat([side[0].default, side[1].default], dim=1)
+                             for side, lo in zip(sides, bounds.lower)], dim=1)
         theta0 = default.unsqueeze(1).expand(batch, rows, 2 * total)
         if start is None:
             params = torch.cat([torch.zeros(batch, rows, 2 * total, dtype=torch.float64), theta0], dim=2)
