@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_activation_bab.py                 # defaults below
     PYTHONPATH=. .venv/bin/python benchmarks/bench_activation_bab.py --seeds 6 --timeout 20 --set activation_split=midpoint
 
-Networks: seeded MLPs inputs→8→8→1 (tests/onnx_factory.mlp), Sigmoid or Tanh, on the box [-1, 1]^n.
+Networks: seeded MLPs inputs→8→8→1 (weights N(0, --weight-scale²)), Sigmoid or Tanh, on the box [-1, 1]^n.
 Properties "y <= d" (sat iff some x in the box reaches d). The true minimum m of y is estimated by a grid
 (2 inputs, 401² points) or by 20000 samples plus PGD (more inputs); per network:
 - unsat instances d = m - f·(m - a) for f in --fractions, where a is auto_LiRPA's α-CROWN lower bound of
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from onnx_factory import mlp  # noqa: E402
+from onnx_factory import GraphBuilder  # noqa: E402
 
 from verikit.core.property import Box, Case, Conjunction  # noqa: E402
 from verikit.core.result import Budget, Falsified, Proven  # noqa: E402
@@ -43,6 +43,18 @@ from verikit.engines.bab.engine import BabEngine  # noqa: E402
 from verikit.engines.lirpa.engine import BoundsEngine  # noqa: E402
 from verikit.engines.problem import Problem  # noqa: E402
 from verikit.onnx.load import load_network_bytes  # noqa: E402
+
+
+def mlp_bytes(activation: str, n: int, seed: int, scale: float) -> bytes:
+    """n → 8 → 8 → 1 Gemm layers with `activation` between them, weights N(0, scale²), biases N(0, 0.25)."""
+    g = GraphBuilder(seed)
+    value = "x"
+    sizes = (n, 8, 8, 1)
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        value = g.op("Gemm", value, g.weight(n_out, n_in, scale=scale), g.weight(n_out, scale=0.5), transB=1)
+        if index < len(sizes) - 2:
+            value = g.op(activation, value)
+    return g.build((1, n), value)
 
 
 def estimated_minimum(network, n: int, seed: int) -> tuple[float, float]:
@@ -92,6 +104,7 @@ def main() -> int:
     parser.add_argument("--activations", nargs="+", default=["Sigmoid", "Tanh"])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.1])
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--weight-scale", type=float, default=1.0)
     parser.add_argument("--set", action="append", default=[], help="BabSettings field=value")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "activation_bab.json"))
     args = parser.parse_args()
@@ -108,7 +121,7 @@ def main() -> int:
     for activation in args.activations:
         for n in args.inputs:
             for seed in range(args.seeds):
-                data = mlp((n, 8, 8, 1), seed=seed, activation=activation)
+                data = mlp_bytes(activation, n, seed, args.weight_scale)
                 network = load_network_bytes(data)
                 problem = Problem(network, seed=seed)
                 box = Box(np.full(n, -1.0), np.full(n, 1.0))
@@ -142,7 +155,7 @@ def main() -> int:
     wrong = [r for r in rows if r["bab"] != "open" and r["bab"] != r["expected"]]
     bounds_decided = sum(1 for r in rows if {"Proven", "Falsified"} & set(r["bounds"].values()))
     bab_decided = sum(1 for r in rows if r["bab"] != "open")
-    summary = {"instances": len(rows), "decided_by_bounds_alone": bounds_decided, "decided_by_bab": bab_decided,
+    summary = {"instances": len(rows), "weight_scale": args.weight_scale, "decided_by_bounds_alone": bounds_decided, "decided_by_bab": bab_decided,
                "wrong": len(wrong), "bab_settings": overrides, "timeout_s": args.timeout,
                "load": os.getloadavg(), "machine": platform.processor() or platform.machine()}
     print(json.dumps(summary))

@@ -16,6 +16,7 @@ from verikit.engines.bab import engine as bab
 from verikit.engines.bab.activation_bounds import ActivationNet, domain_bounds, row_bounds
 from verikit.engines.bab.activation_optimise import optimised_rows
 from verikit.engines.bab.activation_relax import relax
+from verikit.engines.bab.common import BabSettings
 from verikit.engines.bab.engine import BabEngine
 from verikit.engines.lirpa.engine import BoundsEngine
 from verikit.engines.problem import Problem
@@ -69,7 +70,8 @@ def alpha_crown_lower(problem: Problem) -> float:
 
 
 @pytest.mark.parametrize("activation", ["Sigmoid", "Tanh"])
-def test_branch_and_bound_proves_what_bounds_alone_leave_open(activation):
+@pytest.mark.parametrize("inputs_too", [False, True], ids=["neuron-splits", "neuron-and-input-splits"])
+def test_branch_and_bound_proves_what_bounds_alone_leave_open(activation, inputs_too):
     network = load_network_bytes(mlp_bytes(activation, seed=1))
     problem = Problem(network)
     chain = to_activation_chain(network)
@@ -81,10 +83,14 @@ def test_branch_and_bound_proves_what_bounds_alone_leave_open(activation):
     assert minimum - lipschitz_error > threshold
     for method in ("crown", "alpha-crown"):
         assert isinstance(BoundsEngine(method).run(problem, case, Budget.seconds(60)), Unknown)
-    outcome = BabEngine().run(problem, case, Budget.seconds(60))
+    # input_split_max_dims=0: only pre-activation intervals are split
+    settings = BabSettings(input_split_max_dims=16 if inputs_too else 0)
+    outcome = BabEngine(settings).run(problem, case, Budget.seconds(60))
     assert isinstance(outcome, Proven), outcome
     assert outcome.certificate.method == "bab-activation"
     assert outcome.certificate.detail["domains"] > 1  # the root bound alone did not decide it
+    if not inputs_too:
+        assert outcome.certificate.detail["input_splits"] == 0
 
 
 @pytest.mark.parametrize("activation", ["Sigmoid", "Tanh"])

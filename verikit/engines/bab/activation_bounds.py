@@ -135,7 +135,7 @@ def substitute(net: ActivationNet, lam: torch.Tensor, const: torch.Tensor, magni
 
 def domain_bounds(net: ActivationNet, lower: torch.Tensor, upper: torch.Tensor, con_lower: list[torch.Tensor],
                   con_upper: list[torch.Tensor], *, refine: bool = True) -> DomainBounds:
-    """Bounds of every hidden pre-activation over domains: input box lower, upper (1, n) and per-layer
+    """Bounds of every hidden pre-activation over domains: input boxes lower, upper (1|B, n) and per-layer
     constraints con_lower[i], con_upper[i] (B, n_i)."""
     batch = con_lower[0].shape[0]
     bounds = DomainBounds([], [], [], [], torch.zeros(batch, dtype=torch.bool))
@@ -173,8 +173,9 @@ def _crown_layer(net: ActivationNet, i: int, bounds: DomainBounds, lower: torch.
     chunk = max(1, PASS_ELEMENT_CAP // max(1, 2 * rows * max(net.hidden_sizes[:i])))
     pieces = []
     for start in range(0, batch, chunk):
-        part = select(bounds, slice(start, start + chunk))
-        value, _ = substitute(net, lam, const, const.abs(), i - 1, part, lower, upper)
+        part = slice(start, start + chunk)
+        box_lo, box_hi = (lower, upper) if lower.shape[0] == 1 else (lower[part], upper[part])
+        value, _ = substitute(net, lam, const, const.abs(), i - 1, select(bounds, part), box_lo, box_hi)
         pieces.append(value)
     both = torch.cat(pieces, dim=1)  # (2 n_i, B)
     return both[:rows].T, -both[rows:].T

@@ -1,19 +1,21 @@
 """Branch and bound that splits pre-activation intervals, for MLPs with S-shaped activations (sigmoid, tanh;
 ReLU layers may be mixed in).
 
-A domain is a set of interval constraints on the hidden pre-activations (verikit.engines.bab.activation_bounds);
-the root has none. Each batch pops the newest domains (children of the worst come out first), bounds them
-in float64, drops those where every disjunct has a row with a proven lower bound > 0 (or whose constraints
-leave no point), replays cheap candidates of the rest through onnxruntime, and splits one neuron of each:
+A domain is an input box plus interval constraints on the hidden pre-activations
+(verikit.engines.bab.activation_bounds); the root is the case's box with no constraint. Each batch pops
+the newest domains (children of the worst come out first), bounds them in float64, drops those where
+every disjunct has a row with a proven lower bound > 0 (or whose constraints leave no point), replays
+cheap candidates of the rest through onnxruntime, and splits one interval of each:
 
-- which: the largest relaxation gap (upper line - lower line on the neuron's interval) times |coefficient|
-  of the neuron's output in the bound of the row that keeps the worst disjunct open (a BaBSR-like estimate
-  of how much the bound moves when the gap closes);
+- which: the one costing the bound most — for a neuron, the relaxation gap (upper line - lower line on
+  its interval) times |coefficient| of its output in the bound of the row that keeps the worst disjunct
+  open (a BaBSR-like estimate); for an input coordinate (only with at most
+  `BabSettings.input_split_max_dims` inputs), |coefficient| times the box's width along it;
 - where (`BabSettings.activation_split`): "midpoint" (default) halves the interval, so both children
   shrink and the chord/tangent gap (which grows with the square of the width) falls to about a quarter;
   "inflection" splits at 0 when 0 lies in the middle half (each side is then convex or concave) and at the
-  midpoint otherwise. ReLU neurons are always split at 0 (both sides are then exact). Measured on random
-  sigmoid/tanh MLPs (benchmarks/bench_activation_bab.py): midpoint decided 23 of 24, inflection 21.
+  midpoint otherwise. ReLU neurons are always split at 0 (both sides are then exact), input coordinates
+  at the midpoint. Measured in benchmarks/README.md (benchmarks/bench_activation_bab.py).
 
 Bounds are α/β-optimised (verikit.engines.bab.activation_optimise) on the domains plain bounds leave open,
 warm-started from the parent's parameters.
@@ -98,11 +100,16 @@ def search(chain: ActivationChain, network: Network, case: Case, budget: Budget,
     if found is not None:
         return found
     sizes = net.hidden_sizes
-    is_relu = torch.cat([torch.full((n,), kind == "relu") for n, kind in zip(sizes, net.kinds)])
+    n = net.n_inputs
+    # a domain is one flat vector of intervals: the input box's n coordinates, then every hidden neuron
+    is_relu = torch.cat([torch.zeros(n, dtype=torch.bool)]
+                        + [torch.full((width,), kind == "relu") for width, kind in zip(sizes, net.kinds)])
+    is_input = torch.arange(n + sum(sizes)) < n
+    split_inputs = n <= settings.input_split_max_dims
     optimise = settings.activation_beta_steps > 0
-    stack = DomainStack(sum(sizes), (spec.C.shape[0], 4 * sum(sizes)) if optimise else None)
-    root_values = {"lower": torch.full((1, sum(sizes)), -torch.inf, dtype=torch.float64),
-                   "upper": torch.full((1, sum(sizes)), torch.inf, dtype=torch.float64),
+    stack = DomainStack(n + sum(sizes), (spec.C.shape[0], 4 * sum(sizes)) if optimise else None)
+    root_values = {"lower": torch.cat([box_lower, torch.full((1, sum(sizes)), -torch.inf, dtype=torch.float64)], 1),
+                   "upper": torch.cat([box_upper, torch.full((1, sum(sizes)), torch.inf, dtype=torch.float64)], 1),
                    "depth": torch.zeros(1, dtype=torch.int32)}
     if optimise:
         root_values["beta"] = torch.cat([torch.zeros(1, spec.C.shape[0], 2 * sum(sizes), dtype=torch.float64),
@@ -110,15 +117,17 @@ def search(chain: ActivationChain, network: Network, case: Case, budget: Budget,
                                                     dtype=torch.float64)], dim=2)
     stack.push(**root_values)
     root: tuple[DisjunctBounds, ...] = ()
+    input_splits = 0
     while len(stack):
         if budget.expired():
             return unknown("time budget spent", stats.with_replays(validator), root, timed_out=True)
         popped = stack.pop(settings.activation_batch_size)
         depth = popped["depth"]
-        bounds = domain_bounds(net, box_lower, box_upper, list(popped["lower"].split(sizes, dim=1)),
-                               list(popped["upper"].split(sizes, dim=1)))
+        x_lower, x_upper = popped["lower"][:, :n], popped["upper"][:, :n]
+        bounds = domain_bounds(net, x_lower, x_upper, list(popped["lower"][:, n:].split(sizes, dim=1)),
+                               list(popped["upper"][:, n:].split(sizes, dim=1)))
         with torch.no_grad():
-            rows = row_bounds(net, box_lower, box_upper, bounds, spec.C, spec.d)
+            rows = row_bounds(net, x_lower, x_upper, bounds, spec.C, spec.d)
         if not root:
             root = _root_bounds(rows.lower, spec)
         stats.count(depth.shape[0], int(depth.max()))
@@ -126,8 +135,8 @@ def search(chain: ActivationChain, network: Network, case: Case, budget: Budget,
         betas = None
         if optimise and bool(still_open.any()):
             index = still_open.nonzero().squeeze(1)
-            better, betas = optimised_rows(net, box_lower, box_upper, select(bounds, index), spec.C, spec.d,
-                                           steps=settings.activation_beta_steps, lr=settings.activation_lr,
+            better, betas = optimised_rows(net, x_lower[index], x_upper[index], select(bounds, index), spec.C,
+                                           spec.d, steps=settings.activation_beta_steps, lr=settings.activation_lr,
                                            start=popped["beta"][index])
             rows = _merged(rows, better, index)
             full = torch.zeros_like(popped["beta"])
@@ -141,25 +150,30 @@ def search(chain: ActivationChain, network: Network, case: Case, budget: Budget,
         index = index[torch.argsort(per[index].min(dim=1).values, descending=True, stable=True)]
         row = spec.best_row_of_worst_disjunct(rows.lower[index])
         coeff = rows.coeff[row, index]  # (K, n)
-        candidates = minimising_corner(coeff, box_lower.expand_as(coeff), box_upper.expand_as(coeff))
+        candidates = minimising_corner(coeff, x_lower[index], x_upper[index])
         found = _attack(net, spec, validator, box_lower, box_upper, candidates, settings, generator,
                         rounds=1 if settings.attack_every and stats.batches % settings.attack_every == 0 else 0)
         if found is not None:
             return found
-        lower = torch.cat(bounds.lower, dim=1)[index]
-        upper = torch.cat(bounds.upper, dim=1)[index]
+        lower = torch.cat([x_lower, *bounds.lower], dim=1)[index]
+        upper = torch.cat([x_upper, *bounds.upper], dim=1)[index]
+        # what each interval costs the bound: the linear bound's spread over an input coordinate, and the
+        # relaxation gap of a neuron times its coefficient
+        input_cost = coeff.abs() * (upper[:, :n] - lower[:, :n]) if split_inputs else torch.zeros_like(coeff)
         gap = torch.cat([lines.gap(lo, up) for lines, lo, up in zip(bounds.lines, bounds.lower, bounds.upper)],
                         dim=1)[index]
         weight = torch.cat([lam[row, index].abs() for lam in rows.on_layers], dim=1)
-        score = torch.where(upper - lower > MIN_WIDTH * (1 + lower.abs() + upper.abs()), gap * weight,
-                            torch.zeros_like(gap))
+        score = torch.cat([input_cost, gap * weight], dim=1)
+        score = torch.where(upper - lower > MIN_WIDTH * (1 + lower.abs() + upper.abs()), score,
+                            torch.zeros_like(score))
         best = score.max(dim=1)
         splittable = best.values > 0
         stats.stuck += int((~splittable).sum())
         if not bool(splittable.all()):
-            return unknown("a domain is left open with no neuron worth splitting (its relaxation is exact up to "
+            return unknown("a domain is left open with no interval worth splitting (its relaxation is exact up to "
                            "rounding, or the coefficients vanish)", stats.with_replays(validator), root)
-        child_lower, child_upper = _split(lower, upper, best.indices, is_relu, settings.activation_split)
+        input_splits += int(is_input[best.indices].sum())
+        child_lower, child_upper = _split(lower, upper, best.indices, is_relu, is_input, settings.activation_split)
         children = {"lower": child_lower, "upper": child_upper, "depth": (depth[index] + 1).repeat_interleave(2)}
         if optimise:  # both children start from the multipliers their parent ended with
             children["beta"] = betas[index].repeat_interleave(2, dim=0)
@@ -172,12 +186,14 @@ def search(chain: ActivationChain, network: Network, case: Case, budget: Budget,
             return unknown(f"open-domain queue over its memory cap ({stack.bytes} > "
                            f"{settings.activation_queue_bytes} bytes, {len(stack)} domains)",
                            stats.with_replays(validator), root)
-    return proven(METHOD, stats.with_replays(validator), dtype="float64", split=settings.activation_split)
+    return proven(METHOD, stats.with_replays(validator), dtype="float64", split=settings.activation_split,
+                  input_splits=input_splits)
 
 
 def _split(lower: torch.Tensor, upper: torch.Tensor, neuron: torch.Tensor, is_relu: torch.Tensor,
-           how: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Children (2K, S) of domains (K, S) split at one neuron each; the two children of one adjacent."""
+           is_input: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Children (2K, n+S) of domains (K, n+S) split at one interval each (input coordinates at the
+    midpoint); the two children of one adjacent."""
     rows = torch.arange(lower.shape[0])
     lo, up = lower[rows, neuron], upper[rows, neuron]
     point = (lo + up) / 2
@@ -187,7 +203,7 @@ def _split(lower: torch.Tensor, upper: torch.Tensor, neuron: torch.Tensor, is_re
         at_zero = at_zero & ((lo + quarter <= 0) & (up - quarter >= 0) | is_relu[neuron])
     else:
         at_zero = at_zero & is_relu[neuron]
-    point = torch.where(at_zero, torch.zeros_like(point), point)
+    point = torch.where(at_zero & ~is_input[neuron], torch.zeros_like(point), point)
     left_upper = upper.clone()
     left_upper[rows, neuron] = point
     right_lower = lower.clone()
