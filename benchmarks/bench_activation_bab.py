@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_activation_bab.py                 # defaults below
     PYTHONPATH=. .venv/bin/python benchmarks/bench_activation_bab.py --seeds 6 --timeout 20 --set activation_split=midpoint
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_activation_bab.py --wide --timeout 60 --out /tmp/wide.json
 
 Networks: seeded MLPs inputs→8→8→1 (weights N(0, --weight-scale²)), Sigmoid or Tanh, on the box [-1, 1]^n.
 Properties "y <= d" (sat iff some x in the box reaches d). The true minimum m of y is estimated by a grid
@@ -97,6 +98,44 @@ def alpha_lower(problem: Problem, box: Box) -> float:
     return float(bounds[0].lower[0])
 
 
+def wide(args, engine: BabEngine) -> int:
+    """--wide: a seeded 784→50→50→10 sigmoid MLP (MNIST-sized input, weights N(0, 4/fan_in)), local
+    robustness of a random image in [0, 1]^784 at each --eps: 9 disjuncts "y_label - y_k <= 0"."""
+    g = GraphBuilder(0)
+    value, sizes = "x", (784, 50, 50, 10)
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        value = g.op("Gemm", value, g.weight(n_out, n_in, scale=2 / np.sqrt(n_in)), g.weight(n_out, scale=0.3),
+                     transB=1)
+        if index < len(sizes) - 2:
+            value = g.op("Sigmoid", value)
+    network = load_network_bytes(g.build((1, 784), value))
+    problem = Problem(network)
+    x0 = np.random.default_rng(1).uniform(0, 1, 784)
+    label = int(network.replay(x0[None])[0].argmax())
+    rows = []
+    for eps in args.eps:
+        box = Box(np.clip(x0 - eps, 0, 1), np.clip(x0 + eps, 0, 1))
+        disjuncts = []
+        for k in range(10):
+            if k != label:
+                row = np.zeros((1, 10))
+                row[0, label], row[0, k] = 1.0, -1.0
+                disjuncts.append(Conjunction(row, np.zeros(1)))
+        case = Case(box, tuple(disjuncts))
+        bounds_said = {m: type(BoundsEngine(m).run(problem, case, Budget.seconds(60))).__name__
+                       for m in ("ibp", "crown", "alpha-crown")}
+        started = time.monotonic()
+        outcome = engine.run(problem, case, Budget.seconds(args.timeout))
+        seconds = time.monotonic() - started
+        detail = outcome.certificate.detail if isinstance(outcome, Proven) else {}
+        rows.append({"eps": eps, "bounds": bounds_said, "bab": type(outcome).__name__, "bab_seconds": round(seconds, 3),
+                     "domains": detail.get("domains"), "reason": getattr(outcome, "reason", None)})
+        print(json.dumps(rows[-1]), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"wide": rows, "load": os.getloadavg()}, indent=1))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=4)
@@ -105,6 +144,8 @@ def main() -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.1])
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--weight-scale", type=float, default=1.0)
+    parser.add_argument("--wide", action="store_true", help="the 784-input sigmoid MLP instead (see `wide`)")
+    parser.add_argument("--eps", type=float, nargs="+", default=[0.03, 0.05, 0.07, 0.1])
     parser.add_argument("--set", action="append", default=[], help="BabSettings field=value")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "activation_bab.json"))
     args = parser.parse_args()
@@ -117,6 +158,8 @@ def main() -> int:
         except (ValueError, SyntaxError):
             overrides[name] = value
     engine = BabEngine(BabSettings(**overrides))
+    if args.wide:
+        return wide(args, engine)
     rows = []
     for activation in args.activations:
         for n in args.inputs:

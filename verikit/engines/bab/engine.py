@@ -123,11 +123,9 @@ class BabEngine:
 
     def supports(self, problem) -> str | None:
         reason = self._relu_reason(problem)
-        if reason is None or activation_form.s_shaped_reason(problem) is None:
-            return None
-        if activation_form.S_SHAPED_OPS & problem.network.op_types:
-            return activation_form.s_shaped_reason(problem)
-        return reason
+        if reason is None or not activation_form.S_SHAPED_OPS & problem.network.op_types:
+            return reason  # (no second dense translation for networks without sigmoid/tanh)
+        return activation_form.s_shaped_reason(problem)
 
     @staticmethod
     def _relu_reason(problem) -> str | None:
