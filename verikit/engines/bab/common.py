@@ -47,6 +47,12 @@ class BabSettings:
     relu_lr: float = 0.1
     lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
     gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)
+    # S-shaped activations (verikit.engines.bab.activation_split)
+    activation_batch_size: int = 128  # domains bounded per call
+    activation_split: str = "midpoint"  # "midpoint" or "inflection" (at 0 when central, else the midpoint)
+    activation_queue_bytes: int = 1 << 30  # memory cap of the open-domain queue
+    activation_beta_steps: int = 10  # Adam steps on β (split multipliers) and α per batch (0: fixed bounds)
+    activation_lr: float = 0.1
     tolerances: Tolerances = field(default=STRICT)
 
 
