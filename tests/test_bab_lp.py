@@ -96,3 +96,40 @@ def test_lp_pruning_refutes_domains_that_crown_leaves_open():
         assert isinstance(outcome, Proven)
         refuted += outcome.certificate.detail["lp_refuted"]
     assert refuted > 0
+
+
+def test_tighter_domain_bounds_given_to_the_lp_are_used_and_stay_sound():
+    """prune_with_lp intersects the root's clipped bounds with the batch's own (here α-CROWN-tightened layer
+    bounds, sound and tighter): a spec whose margin lies between the LP optimum on the root's bounds and
+    on the tighter ones stays open without them and is refuted with them; no sampled point violates it."""
+    from types import SimpleNamespace
+
+    from verikit.engines.bab.common import BabSettings, SearchStats, Validator
+    from verikit.engines.bab.leaf import prune_with_lp
+    from verikit.engines.bab.relu_split import restrict
+    from verikit.engines.crown.optimise import optimise_layer_bounds
+
+    separated = 0
+    for seed in range(8):
+        network, pwl, case = _wide_instance(seed)
+        net, lower, upper, bounds, splits = _root(pwl, case)
+        tighter = optimise_layer_bounds(net, lower, upper, bounds, steps=30)
+        loose, tight = (_lp_minimum(net, b, splits, case, 0) for b in (bounds, tighter))
+        if tight - loose < 1e-2:
+            continue
+        separated += 1
+        C = case.disjuncts[0].C
+        shifted = Case(case.box, (Conjunction(C, case.disjuncts[0].d + (loose + tight) / 2),))
+        spec = SpecRows.of(shifted, torch.float64)
+        still_open = []
+        for own in (None, tighter):
+            ctx = SimpleNamespace(root64=bounds, net64=net, x_lower=lower, x_upper=upper, stats=SearchStats(),
+                                  validator=Validator(network, shifted, BabSettings().tolerances),
+                                  settings=BabSettings(lp_max_unstable=64), budget=Budget.seconds(30))
+            found, open_index = prune_with_lp(ctx, spec, splits, torch.tensor([0]), restrict, own)
+            assert found is None
+            still_open.append(open_index.numel())
+        assert still_open == [1, 0], (seed, loose, tight)
+        samples = case.box.sample(4096, np.random.default_rng(seed))
+        assert (pwl.evaluate(samples) @ C.T - shifted.disjuncts[0].d).min() > 0
+    assert separated >= 2

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from verikit.engines.bab.common import SpecRows, Validator
-from verikit.engines.crown.propagate import ACTIVE, INACTIVE, LayerBounds, ReluMlp, spec_bounds
+from verikit.engines.crown.propagate import ACTIVE, INACTIVE, LayerBounds, Relaxation, ReluMlp, spec_bounds
 from verikit.core.result import Budget, Falsified
 
 
@@ -220,26 +220,44 @@ def settle_small(net64: ReluMlp, bounds64: LayerBounds, splits: list[torch.Tenso
     return None, refuted, solved
 
 
-def prune_with_lp(ctx, rows64: SpecRows, splits: list[torch.Tensor], open_index: torch.Tensor,
-                  restrict) -> tuple[Falsified | None, torch.Tensor]:
+def prune_with_lp(ctx, rows64: SpecRows, splits: list[torch.Tensor], open_index: torch.Tensor, restrict,
+                  bounds: LayerBounds | None = None) -> tuple[Falsified | None, torch.Tensor]:
     """The call site of relu_split's search (`ctx` its _Search): LPs on the open domains `open_index` with
     at most `settings.lp_max_unstable` free neurons; a counterexample, or the domains still open.
-    `restrict(root, splits)` tightens the root's bounds by splits (relu_split.restrict)."""
-    # a split only clamps the root's bounds of its own neuron: the free neurons are the root's unstable
-    # ones left unsplit, counted without building any bounds
+    `restrict(root, splits)` tightens the root's bounds by splits (relu_split.restrict); `bounds`, the
+    batch's own sound bounds (any dtype, e.g. refined after the splits), tighten them further."""
+    # a split only clamps its own neuron's bounds, so the free neurons are counted on the root's bounds
+    # (and the batch's own) without building a LayerBounds per domain
     root = ctx.root64
+    lowers, uppers = list(root.lower), list(root.upper)
+    if bounds is not None:
+        lowers = [torch.maximum(lo, b[open_index].double()) for lo, b in zip(lowers, bounds.lower)]
+        uppers = [torch.minimum(up, b[open_index].double()) for up, b in zip(uppers, bounds.upper)]
     free = sum(((lo < 0) & (up > 0) & (s[open_index] == 0)).sum(dim=1)
-               for lo, up, s in zip(root.lower, root.upper, splits))
+               for lo, up, s in zip(lowers, uppers, splits))
     small = (free <= ctx.settings.lp_max_unstable).nonzero().squeeze(1)
     if small.numel() == 0:
         return None, open_index
     chosen = open_index[small]
     chosen_splits = [s[chosen] for s in splits]
-    found, refuted, solved = settle_small(ctx.net64, restrict(root, chosen_splits), chosen_splits, rows64,
-                                          ctx.validator, ctx.x_lower, ctx.x_upper, ctx.settings.lp_max_unstable,
-                                          ctx.budget)
+    clipped = restrict(root, chosen_splits)
+    if bounds is not None:
+        clipped = _tightened(clipped, [lo[small] for lo in lowers], [up[small] for up in uppers])
+    found, refuted, solved = settle_small(ctx.net64, clipped, chosen_splits, rows64, ctx.validator, ctx.x_lower,
+                                          ctx.x_upper, ctx.settings.lp_max_unstable, ctx.budget)
     ctx.stats.lp_domains += solved
     ctx.stats.lp_refuted += int(refuted.sum())
     keep = torch.ones(open_index.shape[0], dtype=torch.bool, device=open_index.device)
     keep[small[refuted.to(small.device)]] = False
     return found, open_index[keep]
+
+
+def _tightened(bounds: LayerBounds, lowers: list[torch.Tensor], uppers: list[torch.Tensor]) -> LayerBounds:
+    """`bounds` (float64, B domains) intersected with other sound bounds (B, n_i) of the same domains."""
+    lower = [torch.maximum(lo, other) for lo, other in zip(bounds.lower, lowers)]
+    upper = [torch.minimum(up, other) for up, other in zip(bounds.upper, uppers)]
+    infeasible = bounds.infeasible.clone()
+    for lo, up in zip(lower, upper):
+        infeasible |= (lo > up).any(dim=1)
+    relaxations = [Relaxation.of(lo, up, m) for lo, up, m in zip(lower, upper, bounds.magnitude)]
+    return LayerBounds(lower, upper, list(bounds.magnitude), infeasible, relaxations)

@@ -156,7 +156,7 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
         if found is not None:
             return found
         if settings.lp_max_unstable > 0:
-            found, open_index = prune_with_lp(ctx, rows64, splits, open_index, restrict)
+            found, open_index = prune_with_lp(ctx, rows64, splits, open_index, restrict, bounds)
             if found is not None:
                 return found
             if open_index.numel() == 0:
