@@ -15,6 +15,7 @@ from verikit.engines.lirpa.engine import BoundsEngine
 from verikit.engines.problem import Problem
 from verikit.engines.smt import SmtEngine
 from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
+from verikit.engines.tensor_bab.engine import TensorBabEngine
 from verikit.portfolio import METHODS
 from verikit.portfolio.options import Options
 
@@ -58,7 +59,8 @@ def bab_first(options: Options, problem: Problem | None) -> str | None:
 
 
 def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
-    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound, SMT."""
+    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound (MLP, then
+    tensor), SMT."""
     alone = len(options.engines) == 1
     stages: list[Stage] = []
     if "attack" in options.engines:
@@ -72,12 +74,23 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
         stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))
+        if _tensor_bab_wanted(options, problem):  # CNNs and residual networks, on auto_LiRPA's graph
+            stages.append(Stage(TensorBabEngine(options.tensor_bab, options.bounds.max_matrix_bytes), per_case=True))
     if "smt" in options.engines:
         limit = options.smt.max_relus
         if limit is None and not alone:
             limit = AUTOMATIC_MAX_RELUS
         stages.append(Stage(SmtEngine(options.smt, limit), per_case=True))
     return stages
+
+
+def _tensor_bab_wanted(options: Options, problem: Problem | None) -> bool:
+    """The tensor branch and bound is scheduled unless off, or (when=auto) the MLP one takes the network."""
+    if options.tensor_bab.when == "never":
+        return False
+    if options.tensor_bab.when == "auto" and problem is not None:
+        return BabEngine(options.bab).supports(problem) is not None
+    return True
 
 
 def notes(options: Options, problem: Problem | None = None) -> list[str]:

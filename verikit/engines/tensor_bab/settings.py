@@ -1,0 +1,37 @@
+"""Settings of the tensor branch and bound (`--set tensor_bab.FIELD=VALUE`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from verikit.core.settings import SettingError
+
+
+@dataclass(frozen=True)
+class TensorBabSettings:
+    """ReLU-split branch and bound on auto_LiRPA's graph (CNNs, residual networks).
+
+    `when`: "auto" runs it on networks the MLP branch and bound does not take (no piecewise-linear chain:
+    residual Add, max-pooling, too large to densify), "always" on every network with a ReLU, "never" not.
+    `batch_size` domains per auto_LiRPA call at most (fewer when bounds.max_matrix_bytes says so);
+    `root_alpha_steps` α-CROWN steps at the root, whose α every domain reuses; `domain_alpha_steps`
+    α-CROWN steps per batch instead (0: reuse the root's); `refine_layers` the last split layers whose
+    bounds CROWN re-derives per batch from the splits before them. The open-domain queue is capped by
+    `max_domains` and by `max_queue_bytes`; past either the answer is unknown.
+    """
+
+    when: str = "auto"
+    batch_size: int = 64
+    root_alpha_steps: int = 20
+    domain_alpha_steps: int = 0
+    refine_layers: int = 1
+    alpha_lr: float = 0.1
+    max_domains: int = 200_000
+    max_queue_bytes: int = 1 * 2**30
+    replay_limit: int = 4
+
+    def __post_init__(self) -> None:
+        if self.when not in ("auto", "always", "never"):
+            raise SettingError(f"setting tensor_bab.when must be auto, always or never, got {self.when!r}")
+        if self.batch_size < 2:
+            raise SettingError(f"setting tensor_bab.batch_size must be at least 2, got {self.batch_size}")
