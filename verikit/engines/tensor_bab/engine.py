@@ -10,6 +10,7 @@ from verikit.core.errors import EngineLimitation
 from verikit.core.property import Case
 from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
 from verikit.core.settings import settings_dict
+from verikit.engines.lirpa import memory
 from verikit.engines.lirpa.support import UnsupportedByBoundsError
 from verikit.engines.tensor_bab.settings import TensorBabSettings
 
@@ -53,6 +54,10 @@ class TensorBabEngine:
             return Unknown("tensor branch and bound needs a non-empty bounded input box")
         if budget.expired():
             return Unknown("no time left for tensor branch and bound", timed_out=True)
+        method = "alpha-crown" if self.settings.root_alpha_steps > 0 else "crown"
+        too_big = memory.over_cap(problem.lirpa().module, method, self.max_matrix_bytes)
+        if too_big:  # the root's bounds are the bounds engine's; domains then fit the cap by batch size
+            return Unknown(f"tensor branch and bound: {too_big}")
         try:
             return search(problem.lirpa(), case, budget, self.settings, cap_bytes=self.max_matrix_bytes,
                           tolerances=problem.tolerances)
