@@ -162,3 +162,20 @@ def test_portfolio_runs_the_tensor_search_on_a_residual_network(residual):
     assert result.verdict == Verdict.VERIFIED, result.reason
     assert result.method == "tensor-crown"
     assert any(stage["stage"] == "bab/tensor-crown" for stage in result.schedule)
+
+
+def test_bounds_crossed_by_rounding_do_not_close_a_domain(residual):
+    """float32 CROWN bounds of a nearly constant neuron can cross in the last bit (seen on sri_resnet_b);
+    that is no proof the domain is empty, so the domain keeps its finite bound."""
+    bounded = Problem(residual).lirpa()
+    case = robust_case(residual, 0.6)
+    spec = SpecRows.of(case, torch.float32)
+    root = bounding.prepare_root(bounded, case.box.lower, case.box.upper, spec.C64.numpy(), alpha_steps=0,
+                                 alpha_lr=0.1, stop_alpha=lambda raw: False)
+    name = root.layers[1].name
+    low, high = root.intermediate[name]
+    crossed = low.clone()
+    crossed[0, 0] = torch.nextafter(high[0, 0], torch.tensor(float("inf")))
+    root.intermediate[name] = (crossed, high)
+    result = bounding.bound_batch(bounded, root, [[], [(1, 0, True)], [(1, 0, False)]])
+    assert np.all(np.isfinite(result.raw_lower))

@@ -144,6 +144,11 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
                 np.where(np.isnan(raw), -np.inf, raw))
 
 
+def _never(raw: torch.Tensor) -> torch.Tensor:
+    """α-CROWN's per-box stop criterion that never stops early (replaces the root's, which set_bound_opts keeps)."""
+    return torch.zeros((raw.shape[0], 1), dtype=torch.bool, device=raw.device)
+
+
 def domain_bounds(root: Root, splits: list[list[tuple[int, int, bool]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per split layer, (lower, upper) of shape (B, size): the root's bounds clamped by each domain's splits
     (layer index, flat neuron index, active?)."""
@@ -202,14 +207,14 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
                 alpha_lr: float = 0.1, refine_layers: int = 0) -> BatchBounds:
     """CROWN (root α reused, or `alpha_steps` of α-CROWN) on each domain of the batch, intermediate bounds
     fixed to the root's as clamped by the domain's splits (the last `refine_layers` re-derived first).
-    A domain whose bounds cross (lower > upper somewhere) is empty: its raw bound is +inf."""
+
+    Crossed bounds (lower > upper) do not close a domain: float32 CROWN bounds of a neuron that is nearly
+    constant cross by rounding alone (seen on sri_resnet_b: -9.17e-10 > -9.17e-10 in the last bit), so a
+    crossing is no proof that the domain is empty. ReLU relaxations stay valid with them."""
     module = bounded.module
     batch = len(splits)
     layer_bounds = domain_bounds(root, splits)
     refined = refine(bounded, root, layer_bounds, refine_layers)
-    empty = torch.zeros(batch, dtype=torch.bool)
-    for low, high in layer_bounds:
-        empty |= (low > high).any(dim=1).cpu()
     intermediate = _fixed_bounds(root, layer_bounds, batch)
     x = _lirpa_input(root, batch)
     C = root.C[None].expand(batch, -1, -1)
@@ -217,7 +222,8 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     needed = {module.final_name: [input_name]}
     with _quiet(), contextlib.ExitStack() as stack:
         if alpha_steps > 0:
-            module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr)}})
+            module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr),
+                                                           "stop_criterion_func": _never}})
             raw, _, A = module.compute_bounds(x=(x,), C=C, method="CROWN-Optimized", bound_upper=False,
                                               intermediate_layer_bounds=intermediate, return_A=True,
                                               needed_A_dict=needed)
@@ -248,5 +254,4 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     values = np.where(np.isnan(values), -np.inf, values)
     if refined is not None:
         values = np.maximum(values, refined)
-    values[empty.numpy()] = np.inf
     return BatchBounds(values, layer_bounds, coefficients, candidates)
