@@ -6,7 +6,7 @@ by the domain's splits: an "active" split raises the lower bound to 0, an "inact
 upper bound to 0. Bounds valid on the whole box stay valid on any subset of it, and the clamps hold on
 the domain by its definition, so every relaxation used is valid on the domain, and so is the bound.
 The ReLU lower slopes are the root's α (optimised once for the final spec; any slope in [0, 1] is
-sound), optionally re-optimised per batch. Nothing here decides a verdict: the caller widens the raw
+sound). Nothing here decides a verdict: the caller widens the raw
 float32 bounds by the driver's slack (verikit.engines.lirpa.driver.widen).
 """
 
@@ -144,11 +144,6 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
                 np.where(np.isnan(raw), -np.inf, raw))
 
 
-def _never(raw: torch.Tensor) -> torch.Tensor:
-    """α-CROWN's per-box stop criterion that never stops early (replaces the root's, which set_bound_opts keeps)."""
-    return torch.zeros((raw.shape[0], 1), dtype=torch.bool, device=raw.device)
-
-
 def domain_bounds(root: Root, splits: list[list[tuple[int, int, bool]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per split layer, (lower, upper) of shape (B, size): the root's bounds clamped by each domain's splits
     (layer index, flat neuron index, active?)."""
@@ -203,9 +198,9 @@ def refine(bounded, root: Root, layer_bounds: list[tuple[torch.Tensor, torch.Ten
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], *, alpha_steps: int = 0,
-                alpha_lr: float = 0.1, refine_layers: int = 0) -> BatchBounds:
-    """CROWN (root α reused, or `alpha_steps` of α-CROWN) on each domain of the batch, intermediate bounds
+def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], *,
+                refine_layers: int = 0) -> BatchBounds:
+    """CROWN (the root's α reused) on each domain of the batch, intermediate bounds
     fixed to the root's as clamped by the domain's splits (the last `refine_layers` re-derived first).
 
     Crossed bounds (lower > upper) do not close a domain: float32 CROWN bounds of a neuron that is nearly
@@ -220,25 +215,17 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     C = root.C[None].expand(batch, -1, -1)
     input_name = module.input_name[0]
     needed = {module.final_name: [input_name]}
-    with _quiet(), contextlib.ExitStack() as stack:
-        if alpha_steps > 0:
-            module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr),
-                                                           "stop_criterion_func": _never}})
-            raw, _, A = module.compute_bounds(x=(x,), C=C, method="CROWN-Optimized", bound_upper=False,
-                                              intermediate_layer_bounds=intermediate, return_A=True,
-                                              needed_A_dict=needed)
-        else:
-            stack.enter_context(torch.no_grad())
-            reuse = root.alpha is not None
-            if reuse:
-                for node in root.relu_nodes:
-                    if node.name in root.alpha:
-                        alpha = root.alpha[node.name]  # (2, spec, 1, *shape): repeat along the batch
-                        node.alpha = {module.final_name: alpha.expand(-1, -1, batch, *alpha.shape[3:]).contiguous()}
-                        node.alpha_lookup_idx = {module.final_name: None}
-            raw, _, A = module.compute_bounds(x=(x,), C=C, method="CROWN", bound_upper=False, reuse_alpha=reuse,
-                                              intermediate_layer_bounds=intermediate, return_A=True,
-                                              needed_A_dict=needed)
+    with _quiet(), torch.no_grad():
+        reuse = root.alpha is not None
+        if reuse:
+            for node in root.relu_nodes:
+                if node.name in root.alpha:
+                    alpha = root.alpha[node.name]  # (2, spec, 1, *shape): repeat along the batch
+                    node.alpha = {module.final_name: alpha.expand(-1, -1, batch, *alpha.shape[3:]).contiguous()}
+                    node.alpha_lookup_idx = {module.final_name: None}
+        raw, _, A = module.compute_bounds(x=(x,), C=C, method="CROWN", bound_upper=False, reuse_alpha=reuse,
+                                          intermediate_layer_bounds=intermediate, return_A=True,
+                                          needed_A_dict=needed)
     coefficients = []
     for node in root.relu_nodes:
         lA = getattr(node, "lA", None)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from verikit.core.property import Case
-from verikit.core.result import Budget, Certificate, DisjunctBounds, Falsified, Proven, Unknown
+from verikit.core.result import Budget, Certificate, DisjunctBounds, Falsified, Proven, StepTimer, Unknown
 from verikit.engines.bab.common import Validator
 from verikit.engines.lirpa.driver import REFUTATION_RTOL, widen
 from verikit.engines.spec_rows import SpecRows
@@ -64,7 +64,7 @@ def _batch_size(per_domain_bytes: int, settings: TensorBabSettings, cap_bytes: i
     return max(1, min(settings.batch_size, cap_bytes // max(1, per_domain_bytes)))
 
 
-def per_domain_bytes(root: bounding.Root, rows: int, alpha_steps: int) -> int:
+def per_domain_bytes(root: bounding.Root, rows: int) -> int:
     """Estimated bytes one domain adds to a batch: the final backward pass's (rows x node) matrices (lower
     bound only, a few temporaries alive at once), the clamped intermediate bounds and the repeated α."""
     largest = max([int(np.prod(low.shape[1:])) for low, _ in root.intermediate.values()] + [root.x_lower.numel()])
@@ -72,8 +72,7 @@ def per_domain_bytes(root: bounding.Root, rows: int, alpha_steps: int) -> int:
     alpha = sum(int(a.numel()) for a in (root.alpha or {}).values())
     matrices = 3 * rows * largest
     values = matrices + 2 * intermediate + alpha + sum(2 * rows * layer.size for layer in root.layers)
-    factor = 3 if alpha_steps > 0 else 1  # α-CROWN keeps the graph for the gradient
-    return 4 * values * factor
+    return 4 * values
 
 
 def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, cap_bytes: int,
@@ -102,10 +101,10 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
         return Proven(Certificate(METHOD, found, detail(), arithmetic="real-estimated-slack"))
     if not root.layers:
         return Unknown("tensor branch and bound: the network has no ReLU to split", found)
-    per_domain = per_domain_bytes(root, spec.C.shape[0], settings.domain_alpha_steps)
+    per_domain = per_domain_bytes(root, spec.C.shape[0])
     batch = _batch_size(per_domain, settings, cap_bytes)
     queue = DomainQueue()
-    first = bounding.bound_batch(bounded, root, [[]], alpha_steps=0)
+    first = bounding.bound_batch(bounded, root, [[]])
     if first.candidates is not None:
         falsified = _try_candidates(bounded, spec, validator, first.candidates, root_widened[None])
         if falsified is not None:
@@ -115,14 +114,14 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
         return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
                        found)
     queue.push(float(judge.per_disjunct(root_widened[None]).min()), np.zeros(0, dtype=np.int64), choice)
+    timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
     while len(queue):
-        if budget.expired():
+        if timer.out_of_time():
             return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
                            f"{queue.worst():.4g}; {stats['domains']} domains bounded)", found, timed_out=True)
         parents = queue.pop(max(1, batch // 2))
         splits = [child for parent in parents for child in children(parent)]
         result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
-                                      alpha_steps=settings.domain_alpha_steps, alpha_lr=settings.alpha_lr,
                                       refine_layers=settings.refine_layers)
         stats["domains"] += len(splits)
         stats["batches"] += 1

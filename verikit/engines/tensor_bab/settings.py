@@ -14,17 +14,16 @@ class TensorBabSettings:
     `when`: "auto" runs it on networks the MLP branch and bound does not take (no piecewise-linear chain:
     residual Add, max-pooling, too large to densify), "always" on every network with a ReLU, "never" not.
     `batch_size` domains per auto_LiRPA call at most (fewer when bounds.max_matrix_bytes says so);
-    `root_alpha_steps` α-CROWN steps at the root, whose α every domain reuses; `domain_alpha_steps`
-    α-CROWN steps per batch instead (0: reuse the root's); `refine_layers` the last split layers whose
-    bounds CROWN re-derives per batch from the splits before them. The open-domain queue is capped by
+    `root_alpha_steps` α-CROWN steps of size `alpha_lr` at the root, whose α every domain reuses;
+    `refine_layers` the last split layers whose bounds CROWN re-derives per batch from the splits before
+    them (0: fixed; on sri_resnet_b one layer costs 27x the domains per second and loses). The open-domain queue is capped by
     `max_domains` and by `max_queue_bytes`; past either the answer is unknown.
     """
 
     when: str = "auto"
     batch_size: int = 64
     root_alpha_steps: int = 20
-    domain_alpha_steps: int = 0
-    refine_layers: int = 1
+    refine_layers: int = 0
     alpha_lr: float = 0.1
     max_domains: int = 200_000
     max_queue_bytes: int = 1 * 2**30
