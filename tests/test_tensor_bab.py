@@ -179,3 +179,17 @@ def test_bounds_crossed_by_rounding_do_not_close_a_domain(residual):
     root.intermediate[name] = (crossed, high)
     result = bounding.bound_batch(bounded, root, [[], [(1, 0, True)], [(1, 0, False)]])
     assert np.all(np.isfinite(result.raw_lower))
+
+
+def test_branching_prefers_the_unstable_neuron_whose_intercept_costs_the_bound_most():
+    from verikit.engines.tensor_bab.domains import branch_choice
+
+    low = torch.tensor([[-1.0, -1.0, 0.5], [-1.0, -1.0, -2.0]])
+    high = torch.tensor([[1.0, 1.0, 2.0], [1.0, 1.0, -1.0]])
+    # domain 0: neuron 1 has the larger negative coefficient; domain 1: coefficients are positive (the
+    # lower bound uses the exact lower relaxation there), so the intercept alone breaks the tie
+    coefficient = torch.tensor([[[-0.1, -2.0, -5.0]], [[0.3, 0.1, -9.0]]])
+    open_rows = torch.ones(2, 1, dtype=torch.bool)
+    assert branch_choice([(low, high)], [coefficient], open_rows) == [(0, 1), (0, 0)]
+    stable = (torch.zeros(1, 3), torch.ones(1, 3))
+    assert branch_choice([stable], [None], torch.ones(1, 1, dtype=torch.bool)) == [None]
