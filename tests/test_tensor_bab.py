@@ -161,7 +161,10 @@ def test_portfolio_runs_the_tensor_search_on_a_residual_network(residual):
     result = verify(residual, prop, Options(timeout=60))
     assert result.verdict == Verdict.VERIFIED, result.reason
     assert result.method == "tensor-crown"
-    assert any(stage["stage"] == "bab/tensor-crown" for stage in result.schedule)
+    stages = [stage["stage"] for stage in result.schedule]
+    assert "bab/tensor-crown" in stages and "bounds/crown" in stages
+    assert "bounds/alpha-crown" not in stages  # the tensor search's root is that bound
+    assert any("alpha-crown stage is skipped" in note for note in result.settings["notes"])
 
 
 def test_bounds_crossed_by_rounding_do_not_close_a_domain(residual):

@@ -58,6 +58,24 @@ def bab_first(options: Options, problem: Problem | None) -> str | None:
             "(--set portfolio.schedule=full runs them)")
 
 
+def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
+    """Why the α-CROWN bounds stage can be skipped on this problem, or None.
+
+    When the tensor branch and bound takes the network (the MLP one does not), its root bound is
+    auto_LiRPA's α-CROWN on the same box with the same fixed intermediate bounds, so the α-CROWN stage
+    in front of it would compute that bound twice; on sri_resnet_b under load it took the whole budget
+    (90 s and more), leaving the search no time.
+    """
+    if options.portfolio.schedule != "adaptive" or problem is None or "bab" not in options.engines:
+        return None
+    if tuple(options.methods) != METHODS or options.tensor_bab.when != "auto" or options.tensor_bab.root_alpha_steps <= 0:
+        return None  # the user chose bound methods or the tensor search's policy: run what was asked
+    if BabEngine(options.bab).supports(problem) is None:
+        return None
+    return ("adaptive schedule: the tensor branch and bound runs α-CROWN at its root, so the bounds engine's "
+            "alpha-crown stage is skipped (--set portfolio.schedule=full runs it)")
+
+
 def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
     """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound (MLP, then
     tensor), SMT."""
@@ -71,7 +89,8 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
             stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
                                 share=options.portfolio.attack_share))
     if "bounds" in options.engines and bab_first(options, problem) is None:
-        stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods)
+        skip = ("alpha-crown",) if tensor_root_first(options, problem) else ()
+        stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods if method not in skip)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))
         if _tensor_bab_wanted(options, problem):  # CNNs and residual networks, on auto_LiRPA's graph
@@ -95,7 +114,7 @@ def _tensor_bab_wanted(options: Options, problem: Problem | None) -> bool:
 
 def notes(options: Options, problem: Problem | None = None) -> list[str]:
     """Options some scheduled engine does not honour, and stages skipped, said out loud (for the report)."""
-    said = [reason for reason in [bab_first(options, problem)] if reason]
+    said = [reason for reason in [bab_first(options, problem), tensor_root_first(options, problem)] if reason]
     cpu_only = [name for name in ("attack", "bab", "smt") if name in options.engines]
     if options.device != "cpu" and cpu_only:
         said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA); "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from verikit.core.result import Budget, StepTimer
 from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa import support
 from verikit.engines.lirpa.compat import import_auto_lirpa
@@ -104,9 +105,11 @@ def split_layers(module) -> tuple[tuple[SplitLayer, ...], tuple[object, ...]]:
 
 
 def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *, alpha_steps: int,
-                 alpha_lr: float, stop_alpha) -> Root:
+                 alpha_lr: float, stop_alpha, budget: Budget | None = None) -> Root:
     """CROWN on the box for the intermediate bounds, then (alpha_steps > 0) α-CROWN on the final spec
-    with those fixed; the α found is kept for every domain. `stop_alpha(raw (1, R)) -> bool` ends α early."""
+    with those fixed; the α found is kept for every domain. `stop_alpha(raw (1, R)) -> bool` ends α early,
+    and so does a step that would overrun `budget`."""
+    timer = StepTimer(budget)
     import_auto_lirpa()
     module, device = bounded.module, bounded.device
     low, high = round_outward(torch.tensor(lower)[None], torch.tensor(upper)[None], torch.float32)
@@ -128,7 +131,7 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
                 node.use_sparse_spec_alpha = False  # see driver._dense_spec_alpha
 
         def criterion(value: torch.Tensor) -> torch.Tensor:
-            done = bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
+            done = timer.out_of_time() or bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
             return torch.full((value.shape[0], 1), done, dtype=torch.bool, device=value.device)
 
         module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr),
