@@ -162,9 +162,9 @@ def test_portfolio_runs_the_tensor_search_on_a_residual_network(residual):
     assert result.verdict == Verdict.VERIFIED, result.reason
     assert result.method == "tensor-crown"
     stages = [stage["stage"] for stage in result.schedule]
-    assert "bab/tensor-crown" in stages and "bounds/crown" in stages
-    assert "bounds/alpha-crown" not in stages  # the tensor search's root is that bound
-    assert any("alpha-crown stage is skipped" in note for note in result.settings["notes"])
+    assert "bab/tensor-crown" in stages and "bounds/ibp" in stages
+    assert "bounds/crown" not in stages and "bounds/alpha-crown" not in stages  # the tensor search's root
+    assert any("alpha-crown stages are skipped" in note for note in result.settings["notes"])
 
 
 def test_bounds_crossed_by_rounding_do_not_close_a_domain(residual):

@@ -59,12 +59,12 @@ def bab_first(options: Options, problem: Problem | None) -> str | None:
 
 
 def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
-    """Why the α-CROWN bounds stage can be skipped on this problem, or None.
+    """Why the CROWN and α-CROWN bounds stages can be skipped on this problem, or None.
 
-    When the tensor branch and bound takes the network (the MLP one does not), its root bound is
-    auto_LiRPA's α-CROWN on the same box with the same fixed intermediate bounds, so the α-CROWN stage
-    in front of it would compute that bound twice; on sri_resnet_b under load it took the whole budget
-    (90 s and more), leaving the search no time.
+    When the tensor branch and bound takes the network (the MLP one does not), its root is auto_LiRPA's
+    CROWN and then α-CROWN on the same box with the same fixed intermediate bounds (it answers proven when
+    they refute every disjunct), so those stages in front of it would compute each bound twice; on
+    sri_resnet_b under load they took the whole budget (90 s and more), leaving the search no time.
     """
     if options.portfolio.schedule != "adaptive" or problem is None or "bab" not in options.engines:
         return None
@@ -72,8 +72,8 @@ def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
         return None  # the user chose bound methods or the tensor search's policy: run what was asked
     if BabEngine(options.bab).supports(problem) is None:
         return None
-    return ("adaptive schedule: the tensor branch and bound runs α-CROWN at its root, so the bounds engine's "
-            "alpha-crown stage is skipped (--set portfolio.schedule=full runs it)")
+    return ("adaptive schedule: the tensor branch and bound runs CROWN and α-CROWN at its root, so the bounds "
+            "engine's crown and alpha-crown stages are skipped (--set portfolio.schedule=full runs them)")
 
 
 def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
@@ -89,7 +89,7 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
             stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
                                 share=options.portfolio.attack_share))
     if "bounds" in options.engines and bab_first(options, problem) is None:
-        skip = ("alpha-crown",) if tensor_root_first(options, problem) else ()
+        skip = ("crown", "alpha-crown") if tensor_root_first(options, problem) else ()
         stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods if method not in skip)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))

@@ -88,7 +88,7 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
 
     root = bounding.prepare_root(bounded, case.box.lower, case.box.upper, spec.C64.numpy(),
                                  alpha_steps=settings.root_alpha_steps, alpha_lr=settings.alpha_lr,
-                                 stop_alpha=root_done, budget=budget)
+                                 stop_alpha=root_done, budget=budget.share(settings.root_alpha_share))
     root_widened = judge.widened(root.raw_lower[None])[0]
     found = _root_bounds(judge, root_widened)
     stats = {"domains": 1, "batches": 0, "max_depth": 0, "max_queue": 0, "max_queue_bytes": 0}
