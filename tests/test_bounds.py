@@ -308,3 +308,18 @@ def test_no_state_carries_over_between_calls():
             again = bounds.output_bounds(shared, box, method=method, iterations=3)
             fresh = bounds.output_bounds(bounds.prepare(network), box, method=method, iterations=3)
             np.testing.assert_allclose(again, fresh, rtol=1e-5, atol=1e-5)
+
+
+def test_problem_builds_the_piecewise_linear_form_once_for_every_engine(monkeypatch):
+    """The bounds engine's confirming float64 CROWN reuses the Problem's piecewise-linear form."""
+    from verikit.engines.problem import Problem
+    from verikit.onnx import pwl as pwl_module
+
+    calls = []
+    original = pwl_module.to_piecewise_linear
+    monkeypatch.setattr(pwl_module, "to_piecewise_linear", lambda network: calls.append(1) or original(network))
+    problem = Problem(random_network([3, 4, 2], seed=1))
+    form = problem.piecewise_linear()
+    bounded = problem.lirpa()
+    assert calls == [1]
+    assert bounded.pwl[0] is form

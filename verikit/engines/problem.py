@@ -89,6 +89,10 @@ class Problem:
         def build():
             from verikit.engines.lirpa.engine import prepare
 
-            return prepare(self.network, device=self.device)
+            try:  # the confirming float64 CROWN reuses this problem's piecewise-linear form
+                pwl = self.piecewise_linear()
+            except EngineLimitation as reason:
+                pwl = str(reason)
+            return prepare(self.network, device=self.device, pwl=pwl)
 
         return self.form(f"auto_LiRPA:{self.device}", build)

@@ -53,6 +53,8 @@ def bab_first(options: Options, problem: Problem | None) -> str | None:
     inputs = problem.network.n_inputs
     if inputs > options.bab.input_split_max_dims or BabEngine(options.bab).supports(problem) is not None:
         return None
+    if problem.piecewise_linear_reason() is not None:  # sigmoid/tanh: bab splits activations, bounds go first
+        return None
     return (f"adaptive schedule: {inputs} inputs and a ReLU MLP, so branch and bound (input splitting) runs "
             "right after the attack and the auto_LiRPA bounds stages are skipped "
             "(--set portfolio.schedule=full runs them)")

@@ -45,6 +45,12 @@ class BabSettings:
     relu_alpha_steps: int = 20  # α-CROWN iterations at the root
     relu_beta_steps: int = 10  # α/β-CROWN iterations per batch of split assignments
     relu_lr: float = 0.1
+    # S-shaped activations (verikit.engines.bab.activation_split)
+    activation_batch_size: int = 128  # domains bounded per call
+    activation_split: str = "midpoint"  # "midpoint" or "inflection" (at 0 when central, else the midpoint)
+    activation_queue_bytes: int = 1 << 30  # memory cap of the open-domain queue
+    activation_beta_steps: int = 10  # Adam steps on β (split multipliers) and α per batch (0: fixed bounds)
+    activation_lr: float = 0.1
     tolerances: Tolerances = field(default=STRICT)
 
 

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from verikit.engines.bab import activation_form
+from verikit.engines.bab import activation_split as bab_activation
 from verikit.engines.bab import input_split as bab_input
 
 from verikit.engines.bab import relu_split as bab_relu
 from verikit.engines.bab.common import BabSettings, SpecRows
 from verikit.engines.crown.propagate import ReluMlp
+from verikit.core.activations import ActivationChain
 from verikit.core.pwl import PiecewiseLinear, Relu
 from verikit.core.network import Network
 from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
@@ -34,7 +37,7 @@ from verikit.core.settings import settings_dict
 from verikit.core.property import Case
 from verikit.witness.replay import validate_batch
 
-__all__ = ["BabSettings", "run", "branching_for"]
+__all__ = ["BabSettings", "run", "run_activation", "branching_for"]
 
 
 def branching_for(n_inputs: int, settings: BabSettings) -> str:
@@ -79,6 +82,19 @@ def run(
     return search(net, net64, network, case, spec, budget, settings, seed)
 
 
+def run_activation(chain: ActivationChain, network: Network, case: Case, budget: Budget, *, seed: int = 0,
+                   settings: BabSettings | None = None, **overrides) -> Proven | Falsified | Unknown:
+    """Decide `case` on `chain` (the translation of `network`, with sigmoid/tanh layers) by splitting
+    pre-activation intervals (verikit.engines.bab.activation_split)."""
+    settings = dataclasses.replace(settings or BabSettings(), **overrides)
+    if chain.n_inputs != case.box.size:
+        return Unknown(f"case box has {case.box.size} inputs, network {chain.n_inputs}")
+    trivial = _trivial(network, case, settings)
+    if trivial is not None:
+        return trivial
+    return bab_activation.search(chain, network, case, budget, settings, seed)
+
+
 def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Falsified | Unknown | None:
     """Outcomes that need no search: empty box, no disjunct, an always-true disjunct, unbounded box."""
     box = case.box
@@ -98,13 +114,21 @@ def _trivial(network: Network, case: Case, settings: BabSettings) -> Proven | Fa
 
 @dataclass(frozen=True)
 class BabEngine:
-    """Branch and bound behind the Engine protocol: ReLU MLPs only (see `supports`)."""
+    """Branch and bound behind the Engine protocol: ReLU MLPs, and MLPs with sigmoid/tanh layers (see
+    `supports`; those go to verikit.engines.bab.activation_split)."""
 
     settings: BabSettings = BabSettings()
     name = "bab"
     method = "crown"
 
     def supports(self, problem) -> str | None:
+        reason = self._relu_reason(problem)
+        if reason is None or not activation_form.S_SHAPED_OPS & problem.network.op_types:
+            return reason  # (no second dense translation for networks without sigmoid/tanh)
+        return activation_form.s_shaped_reason(problem)
+
+    @staticmethod
+    def _relu_reason(problem) -> str | None:
         reason = problem.piecewise_linear_reason()
         if reason is not None:
             return reason
@@ -118,6 +142,9 @@ class BabEngine:
 
     def run(self, problem, case: Case, budget: Budget) -> Proven | Falsified | Unknown:
         settings = dataclasses.replace(self.settings, tolerances=problem.tolerances)
+        if self._relu_reason(problem) is not None:  # supported, so: an MLP with sigmoid/tanh layers
+            return run_activation(activation_form.checked_activation_chain(problem, case), problem.network, case,
+                                  budget, seed=problem.seed, settings=settings)
         return run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
                    settings=settings)
 

@@ -55,8 +55,11 @@ class BoundedNetwork:
     pwl: object = None  # the float64 ReluMlp confirming refutations, or the reason there is none (str)
 
 
-def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
+def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwork:
     """Trace `network` into auto_LiRPA on `device` ("cpu" or "cuda").
+
+    `pwl`: the network's piecewise-linear form when the caller already holds it (a PiecewiseLinear, or the
+    reason there is none as a str); None builds it here.
 
     Raises UnsupportedByBoundsError when auto_LiRPA cannot handle an operator, BoundsError when its
     translation disagrees with the network's module, DeviceUnavailableError for a missing device.
@@ -84,21 +87,24 @@ def prepare(network: Network, *, device: str = "cpu") -> BoundedNetwork:
             raise known from error
     support.fix_maxpool_relaxation(bounded)
     support.ensure_parameter(bounded, device)
-    result = BoundedNetwork(network, bounded, device, _confirming_mlp(network))
+    result = BoundedNetwork(network, bounded, device, _confirming_mlp(network, pwl))
     _check_translation(result)
     return result
 
 
-def _confirming_mlp(network: Network):
+def _confirming_mlp(network: Network, pwl=None):
     """The float64 ReluMlp that confirms refutations, or the reason there is none."""
     from verikit.core.pwl import NotPiecewiseLinear
     from verikit.engines.crown.confirm import exact_mlp
     from verikit.onnx.pwl import to_piecewise_linear
 
-    try:
-        pwl = to_piecewise_linear(network)
-    except NotPiecewiseLinear as reason:
-        return f"not piecewise linear: {reason}"
+    if isinstance(pwl, str):
+        return pwl
+    if pwl is None:
+        try:
+            pwl = to_piecewise_linear(network)
+        except NotPiecewiseLinear as reason:
+            return f"not piecewise linear: {reason}"
     mlp = exact_mlp(pwl)
     return (pwl, mlp) if mlp is not None else "not a ReLU MLP with a hidden layer (Affine (Relu Affine)+)"
 
