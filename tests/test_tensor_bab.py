@@ -196,3 +196,17 @@ def test_branching_prefers_the_unstable_neuron_whose_intercept_costs_the_bound_m
     assert branch_choice([(low, high)], [coefficient], open_rows) == [(0, 1), (0, 0)]
     stable = (torch.zeros(1, 3), torch.ones(1, 3))
     assert branch_choice([stable], [None], torch.ones(1, 1, dtype=torch.bool)) == [None]
+
+
+def test_a_cnn_too_large_to_densify_is_searched_on_tensors():
+    """Conv 3->16 on 3x32x32: 3072 x 16384 dense, past the MLP search's limit; the tensor search takes it."""
+    g = GraphBuilder(seed=4)
+    value = g.op("Conv", "x", g.weight(16, 3, 3, 3, scale=0.2), g.weight(16, scale=0.1), pads=[1, 1, 1, 1])
+    value = g.op("Flatten", g.op("Relu", value), axis=1)
+    value = g.op("Gemm", value, g.weight(10, 16 * 32 * 32, scale=0.02), g.weight(10), transB=1)
+    network = load_network_bytes(g.build((1, 3, 32, 32), value, output_shape=(1, 10)), "cifar_cnn")
+    problem = Problem(network)
+    assert "too many to hold densely" in BabEngine().supports(problem)
+    assert TensorBabEngine().supports(problem) is None
+    outcome = TensorBabEngine().run(problem, robust_case(network, 1e-2), Budget.seconds(60))
+    assert isinstance(outcome, Falsified), outcome  # a replayed corner of a split domain

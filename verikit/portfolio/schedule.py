@@ -72,7 +72,7 @@ def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
         return None
     if tuple(options.methods) != METHODS or options.tensor_bab.when != "auto" or options.tensor_bab.root_alpha_steps <= 0:
         return None  # the user chose bound methods or the tensor search's policy: run what was asked
-    if BabEngine(options.bab).supports(problem) is None:
+    if not _tensor_bab_wanted(options, problem):
         return None
     return ("adaptive schedule: the tensor branch and bound runs CROWN and α-CROWN at its root, so the bounds "
             "engine's crown and alpha-crown stages are skipped (--set portfolio.schedule=full runs them)")
@@ -106,10 +106,13 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
 
 
 def _tensor_bab_wanted(options: Options, problem: Problem | None) -> bool:
-    """The tensor branch and bound is scheduled unless off, or (when=auto) the MLP one takes the network."""
+    """The tensor branch and bound is scheduled unless off, or (when=auto) the MLP one takes the network or
+    it has no Relu."""
     if options.tensor_bab.when == "never":
         return False
     if options.tensor_bab.when == "auto" and problem is not None:
+        if "Relu" not in problem.network.op_types:  # nothing to split: the MLP search's reason stands
+            return False
         return BabEngine(options.bab).supports(problem) is not None
     return True
 
