@@ -23,6 +23,7 @@ from verikit.core.result import Budget, StepTimer
 from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa import support
 from verikit.engines.lirpa.compat import import_auto_lirpa
+from verikit.engines.lirpa.driver import limitation
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +119,13 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
     partial = Root(low.to(device), high.to(device), spec, {}, layers, relus, None, np.zeros(0))
     x = _lirpa_input(partial, 1)
     with _quiet(), torch.no_grad():
-        raw, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN", bound_upper=False)
+        try:
+            raw, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN", bound_upper=False)
+        except Exception as error:  # noqa: BLE001 - re-raised unless it is a known auto_LiRPA limitation
+            known = limitation(error, "compute CROWN bounds for branch and bound", bounded.network.source)
+            if known is None:
+                raise
+            raise known from error
     intermediate = {}
     for name in _required_bounds(module):
         node = module[name]
