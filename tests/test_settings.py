@@ -96,7 +96,9 @@ def test_cuda_without_a_gpu_is_refused_not_ignored():
 
 def test_the_schedule_follows_the_options():
     labels = [f"{s.engine.name}/{s.engine.method}" for s in plan(Options(methods=("crown",)))]
-    assert labels == ["attack/pgd", "bounds/crown", "bab/crown", "smt/z3"]
+    assert labels == ["attack/pgd", "bounds/crown", "bab/crown", "bab/tensor-crown", "smt/z3"]
+    never = plan(Options(methods=("crown",)).with_settings(["tensor_bab.when=never"]))
+    assert [f"{s.engine.name}/{s.engine.method}" for s in never][-2:] == ["bab/crown", "smt/z3"]
     alone = plan(Options(engines=("smt",)))
     assert alone[0].engine.max_relus is None  # alone, SMT has no automatic size limit
     assert plan(Options())[-1].engine.max_relus == 40

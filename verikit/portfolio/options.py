@@ -14,6 +14,7 @@ from verikit.engines.attack.engine import AttackSettings
 from verikit.engines.bab.common import BabSettings
 from verikit.engines.lirpa.engine import BoundsSettings
 from verikit.engines.smt.settings import SmtSettings
+from verikit.engines.tensor_bab.settings import TensorBabSettings
 from verikit.portfolio import ENGINES, METHODS
 from verikit.witness.replay import STRICT, Tolerances
 
@@ -38,7 +39,7 @@ class PortfolioSettings:
 
 
 #: The settings groups `--set GROUP.FIELD=VALUE` reaches, by the Options field that holds each.
-SETTING_GROUPS = ("portfolio", "attack", "bounds", "bab", "smt")
+SETTING_GROUPS = ("portfolio", "attack", "bounds", "bab", "tensor_bab", "smt")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Options:
     attack: AttackSettings = AttackSettings()
     bounds: BoundsSettings = BoundsSettings()
     bab: BabSettings = BabSettings()
+    tensor_bab: TensorBabSettings = TensorBabSettings()
     smt: SmtSettings = SmtSettings()
 
     def __post_init__(self) -> None:

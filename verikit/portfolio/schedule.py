@@ -15,6 +15,7 @@ from verikit.engines.lirpa.engine import BoundsEngine
 from verikit.engines.problem import Problem
 from verikit.engines.smt import SmtEngine
 from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
+from verikit.engines.tensor_bab.engine import TensorBabEngine
 from verikit.portfolio import METHODS
 from verikit.portfolio.options import Options
 
@@ -59,8 +60,27 @@ def bab_first(options: Options, problem: Problem | None) -> str | None:
             "(--set portfolio.schedule=full runs them)")
 
 
+def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
+    """Why the CROWN and α-CROWN bounds stages can be skipped on this problem, or None.
+
+    When the tensor branch and bound takes the network (the MLP one does not), its root is auto_LiRPA's
+    CROWN and then α-CROWN on the same box with the same fixed intermediate bounds (it answers proven when
+    they refute every disjunct), so those stages in front of it would compute each bound twice; on
+    sri_resnet_b under load they took the whole budget (90 s and more), leaving the search no time.
+    """
+    if options.portfolio.schedule != "adaptive" or problem is None or "bab" not in options.engines:
+        return None
+    if tuple(options.methods) != METHODS or options.tensor_bab.when != "auto" or options.tensor_bab.root_alpha_steps <= 0:
+        return None  # the user chose bound methods or the tensor search's policy: run what was asked
+    if not _tensor_bab_wanted(options, problem):
+        return None
+    return ("adaptive schedule: the tensor branch and bound runs CROWN and α-CROWN at its root, so the bounds "
+            "engine's crown and alpha-crown stages are skipped (--set portfolio.schedule=full runs them)")
+
+
 def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
-    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound, SMT."""
+    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound (MLP, then
+    tensor), SMT."""
     alone = len(options.engines) == 1
     stages: list[Stage] = []
     if "attack" in options.engines:
@@ -71,9 +91,12 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
             stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
                                 share=options.portfolio.attack_share))
     if "bounds" in options.engines and bab_first(options, problem) is None:
-        stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods)
+        skip = ("crown", "alpha-crown") if tensor_root_first(options, problem) else ()
+        stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods if method not in skip)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))
+        if _tensor_bab_wanted(options, problem):  # CNNs and residual networks, on auto_LiRPA's graph
+            stages.append(Stage(TensorBabEngine(options.tensor_bab, options.bounds.max_matrix_bytes), per_case=True))
     if "smt" in options.engines:
         limit = options.smt.max_relus
         if limit is None and not alone:
@@ -82,9 +105,21 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
     return stages
 
 
+def _tensor_bab_wanted(options: Options, problem: Problem | None) -> bool:
+    """The tensor branch and bound is scheduled unless off, or (when=auto) the MLP one takes the network or
+    it has no Relu."""
+    if options.tensor_bab.when == "never":
+        return False
+    if options.tensor_bab.when == "auto" and problem is not None:
+        if "Relu" not in problem.network.op_types:  # nothing to split: the MLP search's reason stands
+            return False
+        return BabEngine(options.bab).supports(problem) is not None
+    return True
+
+
 def notes(options: Options, problem: Problem | None = None) -> list[str]:
     """Options some scheduled engine does not honour, and stages skipped, said out loud (for the report)."""
-    said = [reason for reason in [bab_first(options, problem)] if reason]
+    said = [reason for reason in [bab_first(options, problem), tensor_root_first(options, problem)] if reason]
     cpu_only = [name for name in ("attack", "smt") if name in options.engines]
     if options.device != "cpu" and cpu_only:
         said.append(f"--device {options.device} applies to the bounds engine (auto_LiRPA) and branch and "

@@ -1,0 +1,164 @@
+"""The tensor branch-and-bound loop: pop the lowest-bound domains, split each at its chosen ReLU, bound
+both children in one auto_LiRPA batch, keep the open ones.
+
+Proven only when every domain is closed: each of its disjuncts has a row whose widened lower bound
+(float32 bound minus the driver's slack, verikit.engines.lirpa.driver.widen) is > 0. The two children
+of a split cover their parent, so the closed domains cover the box. Falsified only with a candidate
+(the corner of the box minimising a domain's worst row) replayed through onnxruntime. Everything else —
+budget out, queue over its byte cap, a domain with no unstable neuron left yet open — is Unknown with
+the reason.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from verikit.core.property import Case
+from verikit.core.result import Budget, Certificate, DisjunctBounds, Falsified, Proven, StepTimer, Unknown
+from verikit.engines.bab.common import Validator
+from verikit.engines.lirpa.driver import REFUTATION_RTOL, widen
+from verikit.engines.spec_rows import SpecRows
+from verikit.engines.tensor_bab import bounding
+from verikit.engines.tensor_bab.domains import DomainQueue, branch_choice, children, unpack
+from verikit.engines.tensor_bab.settings import TensorBabSettings
+from verikit.witness.replay import Tolerances
+
+METHOD = "tensor-bab"
+
+
+class _Judge:
+    """Widens raw bounds (B, R) and reduces them per disjunct: a row refutes its disjunct when > 0."""
+
+    def __init__(self, bounded, case: Case, spec: SpecRows):
+        center = (case.box.lower + case.box.upper) / 2.0
+        y_center = bounded.network.forward(center[None]).double().cpu().numpy()[0]
+        C64, d64 = spec.C64.numpy(), spec.d64.numpy()
+        self.center_term = np.abs(C64) @ np.abs(y_center)
+        self.d = d64
+        self.spec = spec
+
+    def widened(self, raw: np.ndarray) -> np.ndarray:
+        return widen(raw, self.d[None, :], self.center_term[None, :])
+
+    def per_disjunct(self, widened: np.ndarray) -> np.ndarray:
+        """Best row bound per disjunct (B, K)."""
+        return self.spec.per_disjunct(torch.as_tensor(widened)).numpy()
+
+    def open_rows(self, widened: np.ndarray) -> torch.Tensor:
+        """(B, R) bool: rows of the disjuncts not refuted yet."""
+        refuted = self.per_disjunct(widened) > 0
+        return torch.as_tensor(~refuted[:, self.spec.owner.numpy()])
+
+
+def _root_bounds(judge: _Judge, widened: np.ndarray) -> tuple[DisjunctBounds, ...]:
+    owner = judge.spec.owner.numpy()
+    return tuple(DisjunctBounds(widened[owner == k].copy(), METHOD) for k in range(judge.spec.count))
+
+
+def _batch_size(per_domain_bytes: int, settings: TensorBabSettings, cap_bytes: int) -> int:
+    if not cap_bytes:
+        return settings.batch_size
+    return max(1, min(settings.batch_size, cap_bytes // max(1, per_domain_bytes)))
+
+
+def per_domain_bytes(root: bounding.Root, rows: int) -> int:
+    """Estimated bytes one domain adds to a batch: the final backward pass's (rows x node) matrices (lower
+    bound only, a few temporaries alive at once), the clamped intermediate bounds and the repeated α."""
+    largest = max([int(np.prod(low.shape[1:])) for low, _ in root.intermediate.values()] + [root.x_lower.numel()])
+    intermediate = sum(2 * int(np.prod(low.shape[1:])) for low, _ in root.intermediate.values())
+    alpha = sum(int(a.numel()) for a in (root.alpha or {}).values())
+    matrices = 3 * rows * largest
+    values = matrices + 2 * intermediate + alpha + sum(2 * rows * layer.size for layer in root.layers)
+    return 4 * values
+
+
+def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, cap_bytes: int,
+           tolerances: Tolerances) -> Proven | Falsified | Unknown:
+    """Decide `case` by ReLU splitting on the auto_LiRPA graph of `bounded` (a BoundedNetwork)."""
+    started = time.monotonic()
+    spec = SpecRows.of(case, torch.float32)
+    judge = _Judge(bounded, case, spec)
+    validator = Validator(bounded.network, case, tolerances, limit=settings.replay_limit)
+
+    def root_done(raw: np.ndarray) -> bool:
+        return bool(np.all(judge.per_disjunct(judge.widened(raw)) > 0)) or budget.expired()
+
+    root = bounding.prepare_root(bounded, case.box.lower, case.box.upper, spec.C64.numpy(),
+                                 alpha_steps=settings.root_alpha_steps, alpha_lr=settings.alpha_lr,
+                                 stop_alpha=root_done, budget=budget.share(settings.root_alpha_share))
+    root_widened = judge.widened(root.raw_lower[None])[0]
+    found = _root_bounds(judge, root_widened)
+    stats = {"domains": 1, "batches": 0, "max_depth": 0, "max_queue": 0, "max_queue_bytes": 0}
+
+    def detail(**extra) -> dict:
+        return {**stats, "replayed_candidates": validator.replayed, "refutation_rtol": REFUTATION_RTOL,
+                "seconds": round(time.monotonic() - started, 3), **extra}
+
+    if all(item.refuted for item in found):
+        return Proven(Certificate(METHOD, found, detail(), arithmetic="real-estimated-slack"))
+    if not root.layers:
+        return Unknown("tensor branch and bound: the network has no ReLU to split", found)
+    per_domain = per_domain_bytes(root, spec.C.shape[0])
+    batch = _batch_size(per_domain, settings, cap_bytes)
+    queue = DomainQueue()
+    first = bounding.bound_batch(bounded, root, [[]])
+    if first.candidates is not None:
+        falsified = _try_candidates(bounded, spec, validator, first.candidates, root_widened[None])
+        if falsified is not None:
+            return falsified
+    choice = branch_choice(first.layer_bounds, first.relu_coefficients, judge.open_rows(root_widened[None]))[0]
+    if choice is None:
+        return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
+                       found)
+    queue.push(float(judge.per_disjunct(root_widened[None]).min()), np.zeros(0, dtype=np.int64), choice)
+    timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
+    while len(queue):
+        if timer.out_of_time():
+            return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
+                           f"{queue.worst():.4g}; {stats['domains']} domains bounded)", found, timed_out=True)
+        parents = queue.pop(max(1, batch // 2))
+        splits = [child for parent in parents for child in children(parent)]
+        result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
+                                      refine_layers=settings.refine_layers)
+        stats["domains"] += len(splits)
+        stats["batches"] += 1
+        stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
+        widened = judge.widened(result.raw_lower)
+        worst = judge.per_disjunct(widened).min(axis=1)
+        if result.candidates is not None:
+            falsified = _try_candidates(bounded, spec, validator, result.candidates, widened)
+            if falsified is not None:
+                return falsified
+        open_ = np.flatnonzero(~(worst > 0))
+        if open_.size == 0:
+            continue
+        choices = branch_choice([(low[open_], high[open_]) for low, high in result.layer_bounds],
+                                [None if c is None else c[open_] for c in result.relu_coefficients],
+                                judge.open_rows(widened[open_]))
+        for index, choice in zip(open_, choices):
+            if choice is None:
+                return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
+                               f"(bound {worst[index]:.4g}: split constraints are not carried into the bound, no β)",
+                               found)
+            queue.push(float(worst[index]), splits[index], choice)
+        stats["max_queue"] = max(stats["max_queue"], len(queue))
+        stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
+        if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
+            return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
+                           f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
+                           found)
+    return Proven(Certificate(METHOD, found, detail(batch_size=batch), arithmetic="real-estimated-slack"))
+
+
+def _try_candidates(bounded, spec: SpecRows, validator: Validator, candidates: torch.Tensor,
+                    widened: np.ndarray) -> Falsified | None:
+    """Replay the corner minimising each domain's worst open row (when the torch forward says it may violate)."""
+    rows = spec.best_row_of_worst_disjunct(torch.as_tensor(widened))
+    x = candidates[torch.arange(candidates.shape[0]), rows].detach().double().cpu()
+    with torch.no_grad():
+        y = bounded.network.forward(x.numpy()).double()
+    violation = spec.float64().violation(y)
+    return validator.first(x, violation)
