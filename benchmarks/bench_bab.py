@@ -17,7 +17,9 @@ import argparse
 import ast
 import csv
 import json
+import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -52,15 +54,22 @@ def run_instance(network, pwl, prop, seconds: float, overrides: dict) -> tuple[s
 
 
 def setting(value: str):
-    """A --set value: a Python literal, or a torch dtype name (float32, float64)."""
+    """A --set value: a Python literal, a torch dtype name (float32, float64), else the string itself."""
     if value in ("float32", "float64"):
         return getattr(torch, value)
-    return ast.literal_eval(value)
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
 
 
 def domain_count(result: dict) -> int:
+    """Domains bounded: from a proof's detail, or the "(N domains bounded" of an Unknown's reason."""
     detail = result["detail"]
-    return int(detail.get("domains") or 0) if isinstance(detail, dict) else 0
+    if isinstance(detail, dict):
+        return int(detail.get("domains") or 0)
+    match = re.search(r"\((\d+) domains bounded", detail)
+    return int(match.group(1)) if match else 0
 
 
 def main() -> int:
@@ -98,11 +107,13 @@ def main() -> int:
         status = "correct" if verdict == expected else (
             "WRONG" if verdict in ("sat", "unsat") and expected in ("sat", "unsat") else "open")
         results.append({"instance": key, "verdict": verdict, "truth": expected, "status": status,
-                        "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                        "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "load": os.getloadavg()[0],
                         "detail": detail if isinstance(detail, str) else {k: detail.get(k) for k in
                                                                           ("domains", "max_depth", "max_queue")}})
-        print(f"{key:50s} {verdict:8s} truth={expected:7s} {status:7s} {seconds:7.2f}s  {results[-1]['detail']}",
-              flush=True)
+        domains = domain_count(results[-1])
+        results[-1]["domains_per_s"] = round(domains / max(seconds, 1e-9), 1)
+        print(f"{key:50s} {verdict:8s} truth={expected:7s} {status:7s} {seconds:7.2f}s  "
+              f"{domains / max(seconds, 1e-9):7.0f} dom/s  {results[-1]['detail']}", flush=True)
     times = [r["seconds"] for r in results] or [0.0]
     summary = {
         "instances": len(results),
