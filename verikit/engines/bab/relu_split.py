@@ -93,7 +93,8 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
             continue
         keep = spec.owner == k
         alphas = [a[keep].to(settings.dtype) for a in root_params.alphas]
-        outcome = _search_disjunct(context, spec.subset(keep), spec.subset(keep, torch.float64), alphas)
+        outcome = _search_disjunct(context, spec.subset(keep), spec.subset(keep, torch.float64), alphas,
+                                   float(per[k]))
         if isinstance(outcome, Falsified):
             return outcome
         if outcome is not None:
@@ -122,10 +123,10 @@ def _stored(tensors: list[torch.Tensor] | None, index: torch.Tensor) -> torch.Te
     return torch.cat(tensors, dim=2)[:, index].transpose(0, 1)
 
 
-def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
-                     alphas: list[torch.Tensor]) -> Falsified | str | None:
-    """Branch and bound on the rows of one disjunct: None when refuted everywhere, a counterexample, or
-    the reason it stopped."""
+def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows, alphas: list[torch.Tensor],
+                     root_bound: float) -> Falsified | str | None:
+    """Branch and bound on the rows of one disjunct (its root bound `root_bound`): None when refuted
+    everywhere, a counterexample, or the reason it stopped."""
     settings, stats, net = ctx.settings, ctx.stats, ctx.net
     box_lower, box_upper = round_outward(ctx.x_lower, ctx.x_upper, settings.dtype)
     box = InputBox(box_lower, box_upper)
@@ -134,7 +135,7 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
     warm = settings.relu_warm_start
     per_domain = bytes_per_domain(sum(sizes), rows.C.shape[0], warm, torch.finfo(settings.dtype).bits // 8)
     root = Domains(torch.zeros(1, sum(sizes), dtype=torch.int8), torch.zeros(1, dtype=torch.int32),
-                   torch.full((1,), -1, dtype=torch.int16), torch.full((1,), -torch.inf, dtype=torch.float64),
+                   torch.full((1,), -1, dtype=torch.int16), torch.full((1,), root_bound, dtype=torch.float64),
                    _stored(alphas, torch.tensor([0])) if warm else None,
                    torch.zeros(1, rows.C.shape[0], sum(sizes), dtype=settings.dtype) if warm else None)
     stack = DomainStack(root)
