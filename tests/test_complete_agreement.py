@@ -5,8 +5,8 @@ phases, each partial pattern kept only if a linear program finds it feasible) an
 one LP: the largest t with `C y + t <= d` for every row of a disjunct. Its maximum t* over the regions
 says whether the disjunct can hold (t* >= 0). Each spec's right-hand sides are then shifted so that
 every disjunct's t* is a chosen margin at least MIN_MARGIN away from 0, which keeps the float LP and
-the float32 replay clear of ties. SMT (z3) and branch and bound must return exactly the reference's
-verdict, and every counterexample must replay through onnxruntime.
+the float32 replay clear of ties. SMT (z3) and branch and bound (input splitting, and ReLU splitting
+with β split multipliers) must return exactly the reference's verdict, and every counterexample must replay through onnxruntime.
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def test_smt_bab_and_brute_force_agree_on_200_random_specs():
     rng = np.random.default_rng(20240607)
     started = time.monotonic()
     counts = {"sat": 0, "unsat": 0}
+    split_proofs = 0  # ReLU-split proofs that needed more than the root (so β bounds decided them)
     for index in range(NETWORKS):
         network, pwl = random_network(rng, index)
         centre = rng.uniform(-1.0, 1.0, pwl.n_inputs)
@@ -153,6 +154,10 @@ def test_smt_bab_and_brute_force_agree_on_200_random_specs():
             for name, outcome in (
                 ("smt", smt.run(pwl, network, case, Budget.seconds(ENGINE_BUDGET_S), seed=index)),
                 ("bab", bab.run(pwl, network, case, Budget.seconds(ENGINE_BUDGET_S), seed=index)),
+                # ReLU splitting: split constraints enter the bound through β (warm-started from the
+                # parent), with look-ahead branching, and refined intermediate bounds on every other network
+                ("bab-relu", bab.run(pwl, network, case, Budget.seconds(ENGINE_BUDGET_S), seed=index,
+                                     branching="relu", relu_refine=index % 2 == 1)),
             ):
                 if violated:
                     assert isinstance(outcome, Falsified), f"{name} on {where}: {outcome}"
@@ -161,6 +166,9 @@ def test_smt_bab_and_brute_force_agree_on_200_random_specs():
                     assert case.disjuncts[found.disjunct].holds(network.replay(found.x[None, :])[0])
                 else:
                     assert isinstance(outcome, Proven), f"{name} on {where}: {outcome}"
+                    split_proofs += name == "bab-relu" and outcome.certificate.detail.get("domains", 1) > 1
     assert counts["sat"] >= 40 and counts["unsat"] >= 40, counts
     assert sum(counts.values()) == 200
-    print(f"200 specs ({counts}) in {time.monotonic() - started:.1f} s")
+    print(f"200 specs ({counts}, {split_proofs} ReLU-split proofs past the root) in "
+          f"{time.monotonic() - started:.1f} s")
+    assert split_proofs >= 10, split_proofs

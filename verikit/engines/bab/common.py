@@ -22,7 +22,7 @@ class BabSettings:
     """Knobs of branch and bound, with measured defaults (benchmarks/bench_bab.py).
 
     `branching`: "input" (bisect input coordinates), "relu" (split unstable neurons) or "auto" (input
-    when n_inputs <= `input_split_max_dims`). `max_domains` caps the open-domain queue (memory).
+    when n_inputs <= `input_split_max_dims`). `max_domains` caps the open-domain queue by count, `max_queue_bytes` by memory (ReLU branching).
     """
 
     branching: str = "auto"
@@ -45,6 +45,11 @@ class BabSettings:
     relu_alpha_steps: int = 20  # α-CROWN iterations at the root
     relu_beta_steps: int = 10  # α/β-CROWN iterations per batch of split assignments
     relu_lr: float = 0.1
+    relu_branching: str = "fsb"  # "babsr" (best score) or "fsb" (look ahead at the best few), branching.py
+    fsb_candidates: int = 4  # candidates per domain whose children FSB bounds before choosing
+    relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
+    relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
+    max_queue_bytes: int = 2_000_000_000  # open ReLU-split domains, everything stored per domain
     lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
     gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)
     # S-shaped activations (verikit.engines.bab.activation_split)

@@ -2,11 +2,14 @@
 
 The root's hidden bounds are computed once in float64 (forward + CROWN) and rounded outward to the
 working dtype. A domain is a split assignment (ACTIVE / INACTIVE / FREE per hidden neuron); its bound is
-α/β-CROWN (`crown_opt`) on the root bounds tightened by its splits. Rows refuted at the root are left
+α/β-CROWN (`optimise_spec`) on the root bounds tightened by its splits (optionally re-bounded by CROWN
+below its latest split, `relu_refine`), warm-started from its parent's α and β (`relu_warm_start`). Rows refuted at the root are left
 out of the search (a sub-domain inherits the root's refutation). A domain the working dtype nearly
 proves (proven before its rounding allowance only) is re-bounded in float64 with the same α/β, which
 are valid at any value. Branching picks, per domain, the free unstable neuron whose upper-relaxation
-intercept costs the open rows the most (a BaBSR-like score).
+intercept costs the open rows the most (a BaBSR-like score, "babsr"), or the best of the few top-scored
+ones after bounding their children ("fsb", branching.lookahead_choice). Open domains live in a stack
+(bab.domains) capped by count (`max_domains`) and bytes (`max_queue_bytes`).
 """
 
 from __future__ import annotations
@@ -16,37 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verikit.engines.bab.branching import relu_scores
+from verikit.engines.bab.branching import RELU_BRANCHINGS, lookahead_choice, relu_scores
+from verikit.engines.bab.domains import DomainStack, Domains, bytes_per_domain
 from verikit.engines.bab.leaf import prune_with_lp, settle_leaf
 from verikit.engines.bab.common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
 from verikit.engines.crown.propagate import (
-    ACTIVE, INACTIVE, LayerBounds, Relaxation, ReluMlp, layer_bounds, round_outward, spec_bounds,
+    ACTIVE, INACTIVE, InputBox, LayerBounds, Relaxation, ReluMlp, layer_bounds, round_outward, spec_bounds,
 )
+from verikit.engines.crown.refine import refine_after, restrict, tightest
 from verikit.engines.crown.optimise import Multipliers, lower_slopes, optimise_layer_bounds, optimise_spec
 from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Proven, Unknown
 from verikit.core.property import Case
-
-QUEUE_BYTES = 400_000_000  # memory allowed for open split assignments (int8 per hidden neuron)
-
-
-def restrict(root: LayerBounds, splits: list[torch.Tensor]) -> LayerBounds:
-    """The root's bounds (1, n_i) tightened by split assignments (B, n_i)."""
-    lower, upper, magnitude, relaxations = [], [], [], []
-    for lo, up, zabs, split in zip(root.lower, root.upper, root.magnitude, splits):
-        lo = torch.where(split == ACTIVE, lo.clamp(min=0), lo)
-        up = torch.where(split == INACTIVE, up.clamp(max=0), up)
-        lower.append(lo)
-        upper.append(up)
-        magnitude.append(zabs.expand_as(lo))
-        relaxations.append(Relaxation.of(lo, up, zabs))
-    infeasible = torch.zeros(splits[0].shape[0], dtype=torch.bool, device=splits[0].device)
-    for lo, up in zip(lower, upper):
-        infeasible |= (lo > up).any(dim=1)
-    return LayerBounds(lower, upper, magnitude, infeasible, relaxations)
-
 
 def outward(bounds: LayerBounds, dtype: torch.dtype) -> LayerBounds:
     """The same bounds in `dtype`, lower rounded down and upper rounded up."""
@@ -83,6 +69,8 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     """
     del seed  # the search is deterministic; kept for a uniform signature
     stats = SearchStats()
+    if settings.relu_branching not in RELU_BRANCHINGS:
+        return Unknown(f"unknown bab.relu_branching {settings.relu_branching!r} (one of {', '.join(RELU_BRANCHINGS)})")
     validator = Validator(network, case, settings.tolerances)
     x_lower = torch.as_tensor(case.box.lower.copy(), dtype=torch.float64, device=net.device).unsqueeze(0)
     x_upper = torch.as_tensor(case.box.upper.copy(), dtype=torch.float64, device=net.device).unsqueeze(0)
@@ -105,12 +93,13 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
             continue
         keep = spec.owner == k
         alphas = [a[keep].to(settings.dtype) for a in root_params.alphas]
-        outcome = _search_disjunct(context, spec.subset(keep), spec.subset(keep, torch.float64), alphas)
+        outcome = _search_disjunct(context, spec.subset(keep), spec.subset(keep, torch.float64), alphas,
+                                   float(per[k]))
         if isinstance(outcome, Falsified):
             return outcome
         if outcome is not None:
             return unknown(f"disjunct {k}: {outcome}", stats.with_replays(validator), root,
-                           timed_out=outcome == TIMED_OUT)
+                           timed_out=outcome.startswith(TIMED_OUT))
     return proven("bab-relu", stats.with_replays(validator), dtype=str(settings.dtype).replace("torch.", ""),
                   disjuncts_refuted_at_root=int((per > 0).sum()))
 
@@ -118,35 +107,65 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
 TIMED_OUT = "time budget spent"
 
 
-def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
-                     alphas: list[torch.Tensor]) -> Falsified | str | None:
-    """Branch and bound on the rows of one disjunct: None when refuted everywhere, a counterexample, or
-    the reason it stopped."""
+def _start(ctx: _Search, batch: Domains, alphas: list[torch.Tensor]) -> Multipliers:
+    """The batch's first α/β: the parents' (warm start) or the root's α and β = 0."""
+    sizes = list(ctx.net.hidden_sizes)
+    if batch.alpha is None:
+        return Multipliers([a.expand(-1, batch.size, -1).clone() for a in alphas], None)
+    per_layer = [list(t.transpose(0, 1).split(sizes, dim=2)) for t in (batch.alpha, batch.beta)]
+    return Multipliers(per_layer[0], per_layer[1])
+
+
+def _stored(tensors: list[torch.Tensor] | None, index: torch.Tensor) -> torch.Tensor | None:
+    """Per-layer multipliers (R, B, n_i) of domains `index`, as (K, R, N) to store with children."""
+    if tensors is None:
+        return None
+    return torch.cat(tensors, dim=2)[:, index].transpose(0, 1)
+
+
+def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows, alphas: list[torch.Tensor],
+                     root_bound: float) -> Falsified | str | None:
+    """Branch and bound on the rows of one disjunct (its root bound `root_bound`): None when refuted
+    everywhere, a counterexample, or the reason it stopped."""
     settings, stats, net = ctx.settings, ctx.stats, ctx.net
     box_lower, box_upper = round_outward(ctx.x_lower, ctx.x_upper, settings.dtype)
+    box = InputBox(box_lower, box_upper)
     sizes = list(net.hidden_sizes)
-    capacity = max(2, min(settings.max_domains, QUEUE_BYTES // max(1, sum(sizes))))
-    queue = torch.zeros(1, sum(sizes), dtype=torch.int8, device=net.device)
-    queue_depth = torch.zeros(1, dtype=torch.int32, device=net.device)
+    device = net.device
+    layer_ends = torch.tensor(sizes, device=net.device).cumsum(0)
+    warm = settings.relu_warm_start
+    per_domain = bytes_per_domain(sum(sizes), rows.C.shape[0], warm, torch.finfo(settings.dtype).bits // 8)
+    root = Domains(torch.zeros(1, sum(sizes), dtype=torch.int8, device=device),
+                   torch.zeros(1, dtype=torch.int32, device=device),
+                   torch.full((1,), -1, dtype=torch.int16, device=device),
+                   torch.full((1,), root_bound, dtype=torch.float64, device=device),
+                   _stored(alphas, torch.tensor([0], device=device)) if warm else None,
+                   torch.zeros(1, rows.C.shape[0], sum(sizes), dtype=settings.dtype, device=device) if warm else None)
+    stack = DomainStack(root)
     stuck = stats.stuck
-    while queue.shape[0]:
+    while len(stack):
         if ctx.budget.expired():
-            return TIMED_OUT
-        take = min(settings.relu_batch_size, queue.shape[0])
-        assignment, depth = queue[-take:], queue_depth[-take:]
-        queue, queue_depth = queue[:-take], queue_depth[:-take]
-        splits = list(assignment.split(sizes, dim=1))
+            return f"{TIMED_OUT}; open domains' lower bound {stack.lowest_bound():.4g}"
+        batch = stack.pop(settings.relu_batch_size)
+        take = batch.size
+        splits = list(batch.assignment.split(sizes, dim=1))
         bounds = restrict(ctx.root_work, splits)
-        start = Multipliers([a.expand(-1, take, -1).clone() for a in alphas], None)
+        split_layers = batch.layer[batch.layer >= 0]
+        if settings.relu_refine and split_layers.numel():
+            bounds = refine_after(net, bounds, splits, box, int(split_layers.min()))
         result, params = optimise_spec(net, box_lower, box_upper, rows.C, rows.d, bounds, splits=splits,
-                                       steps=settings.relu_beta_steps, lr=settings.relu_lr, start=start,
+                                       steps=settings.relu_beta_steps, lr=settings.relu_lr,
+                                       start=_start(ctx, batch, alphas), use_beta=True,
                                        stop=lambda lower: (rows.per_disjunct(lower) > 0).all())
-        stats.count(take, int(depth.max()))
+        stats.count(take, int(batch.depth.max()))
         per = rows.per_disjunct(result.lower)
         done = (per > 0).all(dim=1)
         nearly = ~done & (rows.per_disjunct(result.lower + result.slack) > 0).all(dim=1)
         if bool(nearly.any()):
-            done = done | _recheck(ctx.net64, ctx.root64, rows64, ctx.x_lower, ctx.x_upper, splits, params, nearly)
+            base64 = restrict(ctx.root64, splits)
+            if settings.relu_refine:
+                base64 = tightest(base64, bounds)
+            done = done | _recheck(ctx.net64, base64, rows64, ctx.x_lower, ctx.x_upper, splits, params, nearly)
             stats.rechecked += int(nearly.sum())
         open_index = (~done).nonzero().squeeze(1)
         if open_index.numel() == 0:
@@ -162,39 +181,49 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows,
             if open_index.numel() == 0:
                 continue
         record: dict[int, torch.Tensor] = {}
+        slopes = lower_slopes(bounds, params.alphas)
         with torch.no_grad():
             spec_bounds(net, box_lower, box_upper, rows.C, rows.d, bounds, splits=splits,
-                        slopes_lo=lower_slopes(bounds, params.alphas), betas=params.betas, record=record)
+                        slopes_lo=slopes, betas=params.betas, record=record)
         scores = relu_scores(bounds, record, result.lower <= 0, splits)[open_index]
-        best = scores.max(dim=1)
-        leaves = ~torch.isfinite(best.values)
+        leaves = ~torch.isfinite(scores.max(dim=1).values)
         if bool(leaves.any()):
             found = _settle_leaves(ctx.net64, ctx.root64, rows64, ctx.validator, ctx.x_lower, ctx.x_upper,
                                    [s[open_index[leaves]] for s in splits], stats)
             if found is not None:
                 return found
-            open_index, best = open_index[~leaves], _select(best, ~leaves)
+            open_index, scores = open_index[~leaves], scores[~leaves]
             if open_index.numel() == 0:
                 continue
+        if settings.relu_branching == "fsb":
+            neuron = lookahead_choice(
+                net, box_lower, box_upper, rows, bounds.select(open_index), [s[open_index] for s in splits],
+                [a[:, open_index] for a in params.alphas],
+                None if params.betas is None else [b[:, open_index] for b in params.betas],
+                scores, settings.fsb_candidates)
+        else:
+            neuron = scores.argmax(dim=1)
         # worst domains end on top of the stack
         order = torch.argsort(per[open_index].min(dim=1).values, descending=True, stable=True)
-        parents = assignment[open_index][order]
-        neuron = best.indices[order]
-        children = parents.repeat_interleave(2, dim=0)
-        children[torch.arange(children.shape[0], device=net.device), neuron.repeat_interleave(2)] = torch.tensor(
-            [INACTIVE, ACTIVE], dtype=torch.int8, device=net.device).repeat(parents.shape[0])
-        queue = torch.cat([queue, children])
-        queue_depth = torch.cat([queue_depth, (depth[open_index][order] + 1).repeat_interleave(2)])
-        stats.max_queue = max(stats.max_queue, queue.shape[0])
-        if queue.shape[0] > capacity:
-            return f"domain limit reached ({capacity} open split assignments)"
+        chosen, neuron = open_index[order], neuron[order]
+        children = batch.assignment[chosen].repeat_interleave(2, dim=0)
+        children[torch.arange(children.shape[0], device=device), neuron.repeat_interleave(2)] = torch.tensor(
+            [INACTIVE, ACTIVE], dtype=torch.int8, device=device).repeat(chosen.numel())
+        twice = torch.arange(chosen.numel(), device=device).repeat_interleave(2)
+        stored = [_stored(params.alphas, chosen), _stored(params.betas, chosen)] if warm else [None, None]
+        stored = [None if t is None else t[twice] for t in stored]
+        stack.push(Domains(children, (batch.depth[chosen] + 1).repeat_interleave(2),
+                           torch.bucketize(neuron, layer_ends, right=True).to(torch.int16).repeat_interleave(2),
+                           per[chosen].min(dim=1).values.double().repeat_interleave(2), *stored))
+        stats.max_queue = max(stats.max_queue, len(stack))
+        if len(stack) > settings.max_domains:
+            return f"domain limit reached ({settings.max_domains} open split assignments)"
+        if len(stack) * per_domain > settings.max_queue_bytes:
+            return (f"open-domain queue full: {len(stack)} domains of {per_domain} bytes exceed "
+                    f"bab.max_queue_bytes={settings.max_queue_bytes}")
     if stats.stuck > stuck:
         return f"{stats.stuck - stuck} domains with every neuron fixed stayed undecided"
     return None
-
-
-def _select(best, keep: torch.Tensor):
-    return torch.return_types.max((best.values[keep], best.indices[keep]))
 
 
 def _settle_leaves(net64: ReluMlp, root64: LayerBounds, rows64: SpecRows, validator: Validator,
@@ -215,13 +244,14 @@ def _settle_leaves(net64: ReluMlp, root64: LayerBounds, rows64: SpecRows, valida
     return None
 
 
-def _recheck(net64: ReluMlp, root64: LayerBounds, rows64: SpecRows, x_lower: torch.Tensor,
+def _recheck(net64: ReluMlp, bounds64: LayerBounds, rows64: SpecRows, x_lower: torch.Tensor,
              x_upper: torch.Tensor, splits: list[torch.Tensor], params: Multipliers,
              nearly: torch.Tensor) -> torch.Tensor:
-    """Re-bound domains `nearly` (B,) in float64 with the same α/β; (B,) True where now proven."""
+    """Re-bound domains `nearly` (B,) in float64 (their bounds `bounds64`, B domains) with the same α/β;
+    (B,) True where now proven."""
     index = nearly.nonzero().squeeze(1)
     sub_splits = [s[index] for s in splits]
-    bounds = restrict(root64, sub_splits)
+    bounds = bounds64.select(index)
     alphas = [a[:, index].double() for a in params.alphas]
     betas = None if params.betas is None else [b[:, index].double() for b in params.betas]
     with torch.no_grad():
