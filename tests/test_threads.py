@@ -1,7 +1,5 @@
 """The torch thread count: one thread for small networks, never more than the CPUs free or usable."""
 
-import os
-
 import pytest
 
 from verikit.core.threads import PER_THREAD, SMALL_NETWORK, CpuState, choose_threads, cpu_state
@@ -30,17 +28,3 @@ def test_the_real_machine_state_is_within_the_affinity_set():
 
     state = cpu_state()
     assert 1 <= state.free <= state.usable <= (os.cpu_count() or 1)
-
-
-def test_importing_verikit_makes_openmp_threads_sleep_while_they_wait_unless_told_otherwise():
-    """Spinning OpenMP waits made the root α-CROWN 27x slower beside one busy process (bench_omp_wait.py)."""
-    import subprocess
-    import sys
-
-    code = "import os, verikit; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    told = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                          capture_output=True, text=True, check=True)
-    assert plain.stdout.strip() == "PASSIVE"
-    assert told.stdout.strip() == "ACTIVE"
