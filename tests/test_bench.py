@@ -56,3 +56,24 @@ def test_bench_resumes_without_rerunning(tmp_path):
     bench.run(instances, out, options=bench.Options(), on_row=seen.append)
     assert len(seen) == 2
     assert len(list(csv.reader((out / "results.csv").read_text().splitlines()))) == 3  # header + 2 rows, none repeated
+
+
+def test_bench_in_process_chooses_torch_threads_per_model_unless_told(tmp_path, monkeypatch):
+    """torch's default (every core) ran an MNIST-FC instance 78 s past its budget beside one busy process."""
+    import torch
+
+    from verikit.core import threads
+
+    chosen = []
+    monkeypatch.setattr(threads, "apply_threads", lambda parameters: chosen.append(parameters) or 1)
+    suite = _small_suite(tmp_path)
+    instances = bench.read_instances(suite)
+    bench.run(instances[:1], tmp_path / "sized", options=bench.Options())
+    model_bytes = (suite / "renamed_model.onnx").stat().st_size
+    assert chosen == [model_bytes // 4]
+    before = torch.get_num_threads()
+    try:
+        bench.run(instances[1:], tmp_path / "told", options=bench.Options(), threads=1)
+        assert chosen == [model_bytes // 4] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

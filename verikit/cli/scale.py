@@ -17,7 +17,7 @@ def executor_options(command):
         click.option("--ray-address", help="Join this Ray cluster (e.g. HEAD:6379) instead of starting a local "
                      "Ray with --jobs CPUs; see docs/scale-out.md."),
         click.option("--task-threads", type=click.IntRange(min=1),
-                     help="torch threads per task [default: 1 in workers, torch's choice in process]."),
+                     help="torch threads per task [default: chosen per instance from the model's size and the CPUs free, as verify does]."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
