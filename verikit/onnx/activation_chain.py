@@ -19,7 +19,7 @@ from verikit.onnx.graph import GraphModule, build_graph
 from verikit.onnx.load import check_evaluator
 from verikit.onnx.ops import Op
 from verikit.onnx.ops.elementwise import Sigmoid, Tanh
-from verikit.onnx.pwl import MAX_DENSE_ENTRIES, _collapse, _tidy
+from verikit.onnx.pwl import MAX_DENSE_ENTRIES, _tidy, collapse_chain
 
 _S_SHAPED_OPS = {Sigmoid: "sigmoid", Tanh: "tanh"}
 
@@ -29,34 +29,23 @@ def to_activation_chain(network: Network, *, max_dense_entries: int = MAX_DENSE_
     module = network.module
     if not isinstance(module, GraphModule):
         module = build_graph(onnx.load_model_from_string(network.onnx_bytes), network.source).module
-    layers: list = []
-    segment: list[Op] = []
-    segment_start = module.metas[module.input_name]
     current = module.input_name
     uses: dict[str, int] = {}
     for step in module.steps:
         for name in step.inputs:
             uses[name] = uses.get(name, 0) + 1
+    chain = []
+    for op, step in zip(module.ops, module.steps):
+        if len(step.inputs) != 1 or step.inputs[0] != current or uses[current] > 1:
+            raise NoActivationChain(f"{_where(op)}: the graph is not a chain of single-input layers")
+        current = step.output
+        chain.append((op, step))
+    if current != module.output_name:
+        raise NoActivationChain(f"the graph branches: the output '{module.output_name}' is not the last op's")
     try:
-        for op, step in zip(module.ops, module.steps):
-            where = f"node '{op.node_name}' ({op.op_type})"
-            if len(step.inputs) != 1 or step.inputs[0] != current or uses[current] > 1:
-                raise NoActivationChain(f"{where}: the graph is not a chain of single-input layers")
-            current = step.output
-            if op.pwl_role in ("affine", "relayout"):
-                if not segment:
-                    segment_start = module.metas[step.inputs[0]]
-                segment.append(op)
-                continue
-            if segment:
-                layers += _collapse(segment, segment_start, module.metas[step.inputs[0]], max_dense_entries)
-                segment = []
-            layers += _activation_layers(op, module.metas[step.inputs[0]].size, where)
-        if current != module.output_name:
-            raise NoActivationChain(f"the graph branches: the output '{module.output_name}' is not the last op's")
-        if segment:
-            layers += _collapse(segment, segment_start, module.metas[module.output_name], max_dense_entries)
-    except NotPiecewiseLinear as reason:  # _collapse's refusal of a too large dense segment
+        layers = collapse_chain(module, chain, lambda op, size: _activation_layers(op, size, _where(op)),
+                                max_dense_entries)
+    except NotPiecewiseLinear as reason:  # a too large dense segment
         raise NoActivationChain(str(reason)) from None
     layers = _tidy(layers, module.n_inputs, module.n_outputs)
     chain = [Activation("relu") if isinstance(layer, Relu) else layer for layer in layers]
@@ -67,6 +56,10 @@ def to_activation_chain(network: Network, *, max_dense_entries: int = MAX_DENSE_
             merged.append(Affine(np.eye(size), np.zeros(size)))
         merged.append(layer)
     return ActivationChain(tuple(merged), module.n_inputs, module.n_outputs)
+
+
+def _where(op: Op) -> str:
+    return f"node '{op.node_name}' ({op.op_type})"
 
 
 def check_activation_chain(network: Network, chain: ActivationChain, box: Box, *, seed: int = 0) -> float:

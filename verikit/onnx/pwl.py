@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -34,8 +35,17 @@ def to_piecewise_linear(network: Network, *, max_dense_entries: int = MAX_DENSE_
     module = network.module
     if not isinstance(module, GraphModule):
         module = build_graph(onnx.load_model_from_string(network.onnx_bytes), network.source).module
-    chain = _chain(module)
-    layers: list[Layer] = []
+    layers = collapse_chain(module, _chain(module), lambda op, size: op.pwl_layers(size), max_dense_entries)
+    layers = _tidy(layers, module.n_inputs, module.n_outputs)
+    return PiecewiseLinear(tuple(layers), module.n_inputs, module.n_outputs)
+
+
+def collapse_chain(module: GraphModule, chain: list[tuple[Op, Step]], nonlinear: Callable[[Op, int], list],
+                   max_dense_entries: int = MAX_DENSE_ENTRIES) -> list:
+    """The layers of a chain of ops: each run of affine/relayout ops collapsed into one dense Affine
+    (NotPiecewiseLinear when one would exceed `max_dense_entries`), every other op turned into layers by
+    `nonlinear(op, input_size)`."""
+    layers: list = []
     segment: list[Op] = []
     segment_start = module.metas[module.input_name]
     for op, step in chain:
@@ -47,11 +57,10 @@ def to_piecewise_linear(network: Network, *, max_dense_entries: int = MAX_DENSE_
         if segment:
             layers += _collapse(segment, segment_start, module.metas[step.inputs[0]], max_dense_entries)
             segment = []
-        layers += op.pwl_layers(module.metas[step.inputs[0]].size)
+        layers += nonlinear(op, module.metas[step.inputs[0]].size)
     if segment:
         layers += _collapse(segment, segment_start, module.metas[module.output_name], max_dense_entries)
-    layers = _tidy(layers, module.n_inputs, module.n_outputs)
-    return PiecewiseLinear(tuple(layers), module.n_inputs, module.n_outputs)
+    return layers
 
 
 def check_piecewise_linear(network: Network, pwl: PiecewiseLinear, box: Box, *, seed: int = 0) -> float:
