@@ -14,6 +14,7 @@ import io
 import logging
 import re
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import PurePath
 
@@ -48,7 +49,8 @@ def bound_opts() -> dict:
 
 @contextlib.contextmanager
 def quiet_lirpa() -> Iterator[list[logging.LogRecord]]:
-    """Keep auto_LiRPA's prints and log lines off the terminal; yields its captured log records."""
+    """Keep auto_LiRPA's prints, log lines and "identity matrix" performance warnings (convolutions bounded
+    with a dense C) off the terminal; yields its captured log records."""
     logger = logging.getLogger("auto_LiRPA.utils")
     records: list[logging.LogRecord] = []
 
@@ -61,7 +63,8 @@ def quiet_lirpa() -> Iterator[list[logging.LogRecord]]:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Creating an identity matrix", category=UserWarning)
             yield records
     finally:
         logger.removeHandler(handler)

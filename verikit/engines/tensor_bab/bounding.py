@@ -12,8 +12,6 @@ float32 bounds by the driver's slack (verikit.engines.lirpa.driver.widen).
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,14 +64,6 @@ class BatchBounds:
     candidates: torch.Tensor | None
 
 
-@contextlib.contextmanager
-def _quiet():
-    """auto_LiRPA's log lines and its "identity matrix" performance warnings stay off the terminal."""
-    with support.quiet_lirpa(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Creating an identity matrix", category=UserWarning)
-        yield
-
-
 def _lirpa_input(root: Root, batch: int):
     lirpa = import_auto_lirpa()
     low, high = root.x_lower.expand(batch, -1), root.x_upper.expand(batch, -1)
@@ -118,7 +108,7 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
     layers, relus = split_layers(module)
     partial = Root(low.to(device), high.to(device), spec, {}, layers, relus, None, np.zeros(0))
     x = _lirpa_input(partial, 1)
-    with _quiet(), torch.no_grad():
+    with support.quiet_lirpa(), torch.no_grad():
         try:
             raw, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN", bound_upper=False)
         except Exception as error:  # noqa: BLE001 - re-raised unless it is a known auto_LiRPA limitation
@@ -143,7 +133,7 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
 
         module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr),
                                                        "stop_criterion_func": criterion}})
-        with _quiet():
+        with support.quiet_lirpa():
             optimised, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN-Optimized", bound_upper=False,
                                                  intermediate_layer_bounds=intermediate)
         raw = np.maximum(raw, optimised.detach().double().cpu().numpy().reshape(-1))
@@ -195,7 +185,7 @@ def refine(bounded, root: Root, layer_bounds: list[tuple[torch.Tensor, torch.Ten
     reference = {root.layers[k].name: fixed.pop(root.layers[k].name) for k in chosen}
     # auto_LiRPA derives the bounds of nodes missing from `fixed` itself, with its own (sparse) specs, on
     # the way to the final node; α is not reused here (it exists for the final node only).
-    with _quiet(), torch.no_grad():
+    with support.quiet_lirpa(), torch.no_grad():
         raw, _ = module.compute_bounds(x=(_lirpa_input(root, batch),), C=root.C[None].expand(batch, -1, -1),
                                        method="CROWN", bound_upper=False, intermediate_layer_bounds=fixed,
                                        reference_bounds=reference)
@@ -225,7 +215,7 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     C = root.C[None].expand(batch, -1, -1)
     input_name = module.input_name[0]
     needed = {module.final_name: [input_name]}
-    with _quiet(), torch.no_grad():
+    with support.quiet_lirpa(), torch.no_grad():
         reuse = root.alpha is not None
         if reuse:
             for node in root.relu_nodes:
