@@ -38,6 +38,7 @@ from verikit.engines.bab.activation_bounds import ActivationNet, RowBounds, doma
 from verikit.engines.bab.activation_optimise import optimised_rows
 from verikit.engines.bab.activation_relax import MIN_WIDTH
 from verikit.engines.bab.common import BabSettings, SearchStats, Validator, minimising_corner, proven, unknown
+from verikit.engines.bab.input_split import split_at
 from verikit.engines.spec_rows import SpecRows
 
 SPLITS = ("inflection", "midpoint")
@@ -204,12 +205,7 @@ def _split(lower: torch.Tensor, upper: torch.Tensor, neuron: torch.Tensor, is_re
     else:
         at_zero = at_zero & is_relu[neuron]
     point = torch.where(at_zero & ~is_input[neuron], torch.zeros_like(point), point)
-    left_upper = upper.clone()
-    left_upper[rows, neuron] = point
-    right_lower = lower.clone()
-    right_lower[rows, neuron] = point
-    return (torch.stack([lower, right_lower], dim=1).reshape(-1, lower.shape[1]),
-            torch.stack([left_upper, upper], dim=1).reshape(-1, upper.shape[1]))
+    return split_at(lower, upper, neuron, point)
 
 
 def _attack(net: ActivationNet, spec: SpecRows, validator: Validator, box_lower: torch.Tensor,

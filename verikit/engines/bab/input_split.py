@@ -62,11 +62,18 @@ class BoxStack:
 def bisect(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Children (2B, n) of boxes (B, n) bisected along dims (B,); the two children of a box adjacent."""
     rows = torch.arange(lower.shape[0], device=lower.device)
-    middle = (lower[rows, dims] + upper[rows, dims]) / 2
+    return split_at(lower, upper, dims, (lower[rows, dims] + upper[rows, dims]) / 2)
+
+
+def split_at(lower: torch.Tensor, upper: torch.Tensor, dims: torch.Tensor,
+             point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Children (2B, n) of boxes (B, n) cut along dims (B,) at `point` (B,); the two children of a box
+    adjacent, the lower one first."""
+    rows = torch.arange(lower.shape[0], device=lower.device)
     left_upper = upper.clone()
-    left_upper[rows, dims] = middle
+    left_upper[rows, dims] = point
     right_lower = lower.clone()
-    right_lower[rows, dims] = middle
+    right_lower[rows, dims] = point
     return (torch.stack([lower, right_lower], dim=1).reshape(-1, lower.shape[1]),
             torch.stack([left_upper, upper], dim=1).reshape(-1, upper.shape[1]))
 
