@@ -49,6 +49,9 @@ class BabSettings:
     fsb_candidates: int = 4  # candidates per domain whose children FSB bounds before choosing
     relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
     relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
+    relu_tighten_leaves: int = 32  # root hidden bounds tightened by branching, leaves per neuron side (bab/tighten.py; 0: off)
+    relu_tighten_steps: int = 5  # α/β Adam steps per batch of those leaves
+    relu_tighten_share: float = 0.3  # most of the remaining budget the tightening may take
     max_queue_bytes: int = 2_000_000_000  # open ReLU-split domains, everything stored per domain
     lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
     gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)
@@ -101,6 +104,7 @@ class SearchStats:
     stuck: int = 0  # leaves of relu branching left undecided
     lp_domains: int = 0  # domains with few free neurons given an LP (bab/leaf.py)
     lp_refuted: int = 0
+    tightened: str = ""  # what the root tightening did (bab/tighten.py), empty when it did not run
 
     def count(self, domains: int, depth: int) -> None:
         self.domains += domains
@@ -115,7 +119,7 @@ class SearchStats:
         return {"domains": self.domains, "batches": self.batches, "max_depth": self.max_depth,
                 "max_queue": self.max_queue, "float64_rechecks": self.rechecked,
                 "replayed_candidates": self.replayed, "lp_domains": self.lp_domains,
-                "lp_refuted": self.lp_refuted, **extra}
+                "lp_refuted": self.lp_refuted, **({"tightened": self.tightened} if self.tightened else {}), **extra}
 
 
 def root_disjunct_bounds(bounds: SpecBounds, spec: SpecRows, method: str) -> tuple[DisjunctBounds, ...]:
@@ -131,4 +135,5 @@ def proven(method: str, stats: SearchStats, **extra) -> Proven:
 
 def unknown(reason: str, stats: SearchStats, root: tuple[DisjunctBounds, ...], *, timed_out: bool = False) -> Unknown:
     lps = f", {stats.lp_domains} LPs, {stats.lp_refuted} refuted" if stats.lp_domains else ""
-    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth}{lps})", root, timed_out)
+    tightened = f", {stats.tightened}" if stats.tightened else ""
+    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth}{lps}{tightened})", root, timed_out)

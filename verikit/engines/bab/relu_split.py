@@ -1,7 +1,8 @@
 """Branch and bound by splitting unstable ReLU neurons (for high-dimensional inputs, e.g. MNIST's 784).
 
-The root's hidden bounds are computed once in float64 (forward + CROWN) and rounded outward to the
-working dtype. A domain is a split assignment (ACTIVE / INACTIVE / FREE per hidden neuron); its bound is
+The root's hidden bounds are computed once in float64 (forward + CROWN, α-CROWN, then tightened by
+branching on earlier neurons, bab.tighten, `relu_tighten_leaves`) and rounded outward to the working
+dtype. A domain is a split assignment (ACTIVE / INACTIVE / FREE per hidden neuron); its bound is
 α/β-CROWN (`optimise_spec`) on the root bounds tightened by its splits (optionally re-bounded by CROWN
 below its latest split, `relu_refine`), warm-started from its parent's α and β (`relu_warm_start`). Rows refuted at the root are left
 out of the search (a sub-domain inherits the root's refutation). A domain the working dtype nearly
@@ -22,6 +23,7 @@ import torch
 from verikit.engines.bab.branching import RELU_BRANCHINGS, lookahead_choice, relu_scores
 from verikit.engines.bab.domains import DomainStack, Domains, bytes_per_domain
 from verikit.engines.bab.leaf import prune_with_lp, settle_leaf
+from verikit.engines.bab.tighten import tighten_layers
 from verikit.engines.bab.common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
@@ -78,6 +80,11 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
 
     root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
+    if settings.relu_tighten_leaves > 0 and net64.depth > 1:
+        root64, tighten = tighten_layers(net64, x_lower, x_upper, root64, budget.share(settings.relu_tighten_share),
+                                         leaves=settings.relu_tighten_leaves, steps=settings.relu_tighten_steps,
+                                         lr=settings.relu_lr, alpha_steps=settings.relu_alpha_steps)
+        stats.tightened = tighten.summary()
     root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
                                              steps=settings.relu_alpha_steps, lr=settings.relu_lr)
     stats.count(1, 0)
