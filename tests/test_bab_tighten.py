@@ -84,7 +84,7 @@ def test_tightened_bounds_contain_each_neurons_exact_range_and_never_loosen(seed
     x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
     x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
     alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
-    tight, stats = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, steps=5, lr=0.1,
+    tight, stats = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, steps=5, lr=0.1,
                                   alpha_steps=20)
     box = Box(np.full(3, -1.0), np.full(3, 1.0))
     for layer in range(1, net.depth):
@@ -103,7 +103,7 @@ def test_tightening_goes_past_alpha_crown_on_deep_networks():
         x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
         x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
         alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
-        tight, _ = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, steps=5, lr=0.1,
+        tight, _ = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, steps=5, lr=0.1,
                                   alpha_steps=20)
         width = sum(float((u - l).sum()) for l, u in zip(alpha.lower[1:], alpha.upper[1:]))
         narrowed = sum(float((u - l).sum()) for l, u in zip(tight.lower[1:], tight.upper[1:]))

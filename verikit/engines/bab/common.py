@@ -50,6 +50,7 @@ class BabSettings:
     relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
     relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
     relu_tighten_leaves: int = 32  # root hidden bounds tightened by branching, leaves per neuron side (bab/tighten.py; 0: off)
+    relu_tighten_max_leaves: int = 512  # later passes take 4x the leaves, up to this many
     relu_tighten_steps: int = 5  # α/β Adam steps per batch of those leaves
     relu_tighten_share: float = 0.3  # most of the remaining budget the tightening may take
     max_queue_bytes: int = 2_000_000_000  # open ReLU-split domains, everything stored per domain

@@ -81,9 +81,16 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
     if settings.relu_tighten_leaves > 0 and net64.depth > 1:
+        def settled(bounds: LayerBounds) -> bool:  # the root's bound already refutes every disjunct
+            found, _ = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, bounds,
+                                     steps=settings.relu_alpha_steps, lr=settings.relu_lr)
+            return bool((spec64.per_disjunct(found.lower) > 0).all())
+
         root64, tighten = tighten_layers(net64, x_lower, x_upper, root64, budget.share(settings.relu_tighten_share),
-                                         leaves=settings.relu_tighten_leaves, steps=settings.relu_tighten_steps,
-                                         lr=settings.relu_lr, alpha_steps=settings.relu_alpha_steps)
+                                         leaves=settings.relu_tighten_leaves,
+                                         max_leaves=settings.relu_tighten_max_leaves,
+                                         steps=settings.relu_tighten_steps, lr=settings.relu_lr,
+                                         alpha_steps=settings.relu_alpha_steps, settled=settled)
         stats.tightened = tighten.summary()
     root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
                                              steps=settings.relu_alpha_steps, lr=settings.relu_lr)

@@ -6,7 +6,8 @@ each side (s = +1 for its lower bound, -1 for its upper bound), a small best-fir
 split assignments of layers < L bounds s·z_{L,j} on every leaf by α/β-CROWN (`substitute` with β on the
 split constraints, in float64 with its rounding allowance). The leaves cover the box, so the smallest leaf
 bound is a sound bound of s·z_{L,j} over the whole box. Layers go in order; after each, α-CROWN re-bounds
-the later layers on the tighter relaxations. This is what MILP-refined hidden bounds give α,β-CROWN on deep
+the later layers on the tighter relaxations. Passes repeat with four times the leaves while the budget
+lasts and the bounds do not yet settle the property. This is what MILP-refined hidden bounds give α,β-CROWN on deep
 MLPs, with every bound coming from a CROWN pass instead of a MILP solver's word.
 
 All (neuron, side) pairs of a layer are searched together: one batched pass bounds the children of every
@@ -16,6 +17,7 @@ pair's worst leaf. A pair stops when its bound reaches 0 (the neuron is stable o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,10 +36,11 @@ class TightenStats:
     unstable_before: list[int]
     unstable_after: list[int]
     leaves: int = 0
+    passes: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"hidden bounds tightened in {self.seconds:.1f} s ({self.leaves} leaves): unstable neurons "
+        return (f"hidden bounds tightened in {self.seconds:.1f} s ({self.passes} passes, {self.leaves} leaves): unstable neurons "
                 f"per layer {self.unstable_before} -> {self.unstable_after}")
 
 
@@ -64,26 +67,37 @@ class _Leaves:
 
 
 def tighten_layers(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor, root: LayerBounds, budget: Budget,
-                   *, leaves: int, steps: int, lr: float, alpha_steps: int) -> tuple[LayerBounds, TightenStats]:
+                   *, leaves: int, max_leaves: int, steps: int, lr: float, alpha_steps: int,
+                   settled: Callable[[LayerBounds], bool] | None = None) -> tuple[LayerBounds, TightenStats]:
     """`root` (one domain, net's dtype) with layers 1.. tightened by branching, within `budget`.
 
-    Each layer gets an equal share of what is left of the budget; α-CROWN (`alpha_steps`) re-bounds the
-    later layers after each. Returns the tightened bounds and what it did.
+    Passes over the layers with `leaves` leaves per pair, then four times as many, up to `max_leaves`,
+    each pass starting from the bounds the last one left; it stops early when `settled(bounds)` says
+    the bounds are good enough (e.g. they prove the property). In a pass each layer gets an equal share
+    of what is left of the budget, and α-CROWN (`alpha_steps`) re-bounds the later layers after it.
+    Returns the tightened bounds and what it did.
     """
     start = budget.remaining()
     box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
     bounds = root
     before = [int(r.unstable.sum()) for r in root.relaxations]
     stats = TightenStats(before, list(before))
-    for layer in range(1, net.depth):
-        if budget.expired():
+    cap = leaves
+    while not budget.expired():
+        for layer in range(1, net.depth):
+            if budget.expired():
+                break
+            share = budget.share(1.0 / (net.depth - layer))
+            lower, upper, count = _tighten_layer(net, box, bounds, layer, share, cap, steps, lr)
+            stats.leaves += count
+            bounds = _with_layer(bounds, layer, lower, upper)
+            if layer + 1 < net.depth and alpha_steps > 0:
+                bounds = optimise_layer_bounds(net, box.lower, box.upper, bounds, steps=alpha_steps, lr=lr,
+                                               first=layer + 1)
+        stats.passes += 1
+        if cap * 4 > max_leaves or (settled is not None and settled(bounds)):
             break
-        share = budget.share(1.0 / (net.depth - layer))
-        lower, upper, count = _tighten_layer(net, box, bounds, layer, share, leaves, steps, lr)
-        stats.leaves += count
-        bounds = _with_layer(bounds, layer, lower, upper)
-        if layer + 1 < net.depth and alpha_steps > 0:
-            bounds = optimise_layer_bounds(net, box.lower, box.upper, bounds, steps=alpha_steps, lr=lr, first=layer + 1)
+        cap *= 4
     stats.unstable_after = [int(r.unstable.sum()) for r in bounds.relaxations]
     stats.seconds = start - budget.remaining()
     return bounds, stats
