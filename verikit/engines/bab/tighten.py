@@ -40,7 +40,7 @@ class TightenStats:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (f"hidden bounds tightened in {self.seconds:.1f} s ({self.passes} passes, {self.leaves} leaves): unstable neurons "
+        return (f"hidden bounds tightened ({self.passes} passes, {self.leaves} leaves): unstable neurons "
                 f"per layer {self.unstable_before} -> {self.unstable_after}")
 
 
