@@ -84,7 +84,7 @@ def test_tightened_bounds_contain_each_neurons_exact_range_and_never_loosen(seed
     x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
     x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
     alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
-    tight, stats = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, steps=5, lr=0.1,
+    tight, stats = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, max_bytes=1 << 28, steps=5, lr=0.1,
                                   alpha_steps=20)
     box = Box(np.full(3, -1.0), np.full(3, 1.0))
     for layer in range(1, net.depth):
@@ -103,7 +103,7 @@ def test_tightening_goes_past_alpha_crown_on_deep_networks():
         x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
         x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
         alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
-        tight, _ = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, steps=5, lr=0.1,
+        tight, _ = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, max_bytes=1 << 28, steps=5, lr=0.1,
                                   alpha_steps=20)
         width = sum(float((u - l).sum()) for l, u in zip(alpha.lower[1:], alpha.upper[1:]))
         narrowed = sum(float((u - l).sum()) for l, u in zip(tight.lower[1:], tight.upper[1:]))
@@ -120,3 +120,15 @@ def test_relu_branching_reports_the_tightening_and_proves_with_it():
     outcome = bab.run(to_piecewise_linear(network), network, case, Budget.seconds(60), branching="relu")
     assert isinstance(outcome, Proven), outcome
     assert "hidden bounds tightened" in outcome.certificate.detail["tightened"]
+
+
+def test_a_small_memory_cap_searches_the_neurons_in_chunks_with_the_same_bounds():
+    _, net = _network(702, [3, 10, 10, 10, 2])
+    x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
+    x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
+    alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
+    runs = [tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=16, max_leaves=16,
+                           max_bytes=max_bytes, steps=5, lr=0.1, alpha_steps=20)[0] for max_bytes in (1, 1 << 28)]
+    for layer in range(net.depth):
+        assert torch.allclose(runs[0].lower[layer], runs[1].lower[layer], rtol=0, atol=1e-12)
+        assert torch.allclose(runs[0].upper[layer], runs[1].upper[layer], rtol=0, atol=1e-12)

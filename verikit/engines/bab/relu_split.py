@@ -90,7 +90,8 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
                                          leaves=settings.relu_tighten_leaves,
                                          max_leaves=settings.relu_tighten_max_leaves,
                                          steps=settings.relu_tighten_steps, lr=settings.relu_lr,
-                                         alpha_steps=settings.relu_alpha_steps, settled=settled)
+                                         alpha_steps=settings.relu_alpha_steps,
+                                         max_bytes=settings.max_queue_bytes, settled=settled)
         stats.tightened = tighten.summary()
     root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
                                              steps=settings.relu_alpha_steps, lr=settings.relu_lr)

@@ -67,7 +67,7 @@ class _Leaves:
 
 
 def tighten_layers(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor, root: LayerBounds, budget: Budget,
-                   *, leaves: int, max_leaves: int, steps: int, lr: float, alpha_steps: int,
+                   *, leaves: int, max_leaves: int, steps: int, lr: float, alpha_steps: int, max_bytes: int,
                    settled: Callable[[LayerBounds], bool] | None = None) -> tuple[LayerBounds, TightenStats]:
     """`root` (one domain, net's dtype) with layers 1.. tightened by branching, within `budget`.
 
@@ -75,6 +75,7 @@ def tighten_layers(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor, r
     each pass starting from the bounds the last one left; it stops early when `settled(bounds)` says
     the bounds are good enough (e.g. they prove the property). In a pass each layer gets an equal share
     of what is left of the budget, and α-CROWN (`alpha_steps`) re-bounds the later layers after it.
+    The leaves held at once (split assignments, α and β) stay within `max_bytes`.
     Returns the tightened bounds and what it did.
     """
     start = budget.remaining()
@@ -88,7 +89,7 @@ def tighten_layers(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor, r
             if budget.expired():
                 break
             share = budget.share(1.0 / (net.depth - layer))
-            lower, upper, count = _tighten_layer(net, box, bounds, layer, share, cap, steps, lr)
+            lower, upper, count = _tighten_layer(net, box, bounds, layer, share, cap, steps, lr, max_bytes)
             stats.leaves += count
             bounds = _with_layer(bounds, layer, lower, upper)
             if layer + 1 < net.depth and alpha_steps > 0:
@@ -114,12 +115,35 @@ def _with_layer(bounds: LayerBounds, layer: int, lower: torch.Tensor, upper: tor
 
 
 def _tighten_layer(net: ReluMlp, box: InputBox, bounds: LayerBounds, layer: int, budget: Budget, leaves: int,
-                   steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """New (lower, upper) (1, n_layer) of layer `layer` and the number of leaves bounded."""
+                   steps: int, lr: float, max_bytes: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """New (lower, upper) (1, n_layer) of layer `layer` and the number of leaves bounded.
+
+    The unstable neurons go in chunks whose leaves fit `max_bytes`, those nearest to stable (the smaller
+    of -l and u, relative to u - l) first, so a budget that runs out leaves the hopeless ones untried.
+    """
     lower, upper = bounds.lower[layer].clone(), bounds.upper[layer].clone()
     neurons = bounds.relaxations[layer].unstable[0].nonzero().squeeze(1)
-    if neurons.numel() == 0:
-        return lower, upper, 0
+    low, high = lower[0, neurons], upper[0, neurons]
+    neurons = neurons[torch.argsort(torch.minimum(-low, high) / (high - low), stable=True)]
+    width = sum(int(s) for s in net.hidden_sizes[:layer])
+    per_leaf = width * (1 + 2 * torch.finfo(net.dtype).bits // 8) + 64
+    chunk = max(1, max_bytes // (2 * leaves * per_leaf))
+    bounded = 0
+    for start in range(0, neurons.numel(), chunk):
+        if budget.expired():
+            break
+        part = neurons[start : start + chunk]
+        found_lower, found_upper, count = _search_pairs(net, box, bounds, layer, part, budget, leaves, steps, lr)
+        lower[0, part], upper[0, part] = found_lower, found_upper
+        bounded += count
+    return lower, upper, bounded
+
+
+def _search_pairs(net: ReluMlp, box: InputBox, bounds: LayerBounds, layer: int, neurons: torch.Tensor,
+                  budget: Budget, leaves: int, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The split search on both sides of `neurons` of layer `layer`: their new lower and upper bounds
+    (never looser than `bounds`') and the number of leaves bounded."""
+    lower, upper = bounds.lower[layer].clone(), bounds.upper[layer].clone()
     sizes = [int(s) for s in net.hidden_sizes[:layer]]
     width, device, dtype = sum(sizes), net.device, net.dtype
     pair_neuron = neurons.repeat(2)
@@ -175,7 +199,7 @@ def _tighten_layer(net: ReluMlp, box: InputBox, bounds: LayerBounds, layer: int,
                                     upper[0, neurons])
     crossed = lower > upper
     lower, upper = torch.where(crossed, bounds.lower[layer], lower), torch.where(crossed, bounds.upper[layer], upper)
-    return lower, upper, bounded
+    return lower[0, neurons], upper[0, neurons], bounded
 
 
 def _bound(net: ReluMlp, box: InputBox, prefix: LayerBounds, layer: int, pair_neuron: torch.Tensor,
