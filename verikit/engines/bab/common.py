@@ -53,6 +53,7 @@ class BabSettings:
     relu_tighten_max_leaves: int = 512  # later passes take 4x the leaves, up to this many
     relu_tighten_steps: int = 5  # α/β Adam steps per batch of those leaves
     relu_tighten_share: float = 0.3  # most of the remaining budget the tightening may take
+    relu_probe_share: float = 0.1  # share of the budget the search gets after the first pass, before the later ones
     max_queue_bytes: int = 2_000_000_000  # open ReLU-split domains, everything stored per domain
     lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
     gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)

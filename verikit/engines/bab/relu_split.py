@@ -15,6 +15,7 @@ ones after bounding their children ("fsb", branching.lookahead_choice). Open dom
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from verikit.engines.bab.branching import RELU_BRANCHINGS, lookahead_choice, relu_scores
 from verikit.engines.bab.domains import DomainStack, Domains, bytes_per_domain
 from verikit.engines.bab.leaf import prune_with_lp, settle_leaf
-from verikit.engines.bab.tighten import tighten_layers
+from verikit.engines.bab.tighten import TightenStats, tighten_layers
 from verikit.engines.bab.common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
@@ -68,6 +69,9 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     `net` computes in the working dtype, `net64` is the same network in float64. After the root, each
     disjunct open there gets its own search, most violated first: a disjunct's rows are all a domain
     needs to bound, and easy disjuncts close in shallow trees instead of riding along in the deepest one.
+    With `relu_tighten_leaves`, the root's hidden bounds are first tightened by one cheap pass; the search
+    gets `relu_probe_share` of the budget on them, and only if it does not finish do later passes (more
+    leaves) tighten them further before the search resumes with what is left (refuted disjuncts stay so).
     """
     del seed  # the search is deterministic; kept for a uniform signature
     stats = SearchStats()
@@ -80,19 +84,57 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
 
     root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
-    if settings.relu_tighten_leaves > 0 and net64.depth > 1:
-        def settled(bounds: LayerBounds) -> bool:  # the root's bound already refutes every disjunct
-            found, _ = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, bounds,
-                                     steps=settings.relu_alpha_steps, lr=settings.relu_lr)
-            return bool((spec64.per_disjunct(found.lower) > 0).all())
+    roots = _Roots(net64, x_lower, x_upper, spec64, settings, stats)
+    decide = functools.partial(_decide, net, net64, spec, spec64, x_lower, x_upper, validator, stats, settings,
+                               refuted=set())
+    leaves = settings.relu_tighten_leaves
+    if leaves <= 0 or net64.depth < 2:
+        return decide(root64, budget)
+    # one cheap tightening pass, a short search on it; only if that search does not finish, more passes
+    root64 = roots.tighten(root64, budget, leaves, leaves)
+    if 4 * leaves <= settings.relu_tighten_max_leaves:
+        outcome = decide(root64, budget.share(settings.relu_probe_share))
+        if not (isinstance(outcome, Unknown) and outcome.timed_out) or budget.expired():
+            return outcome
+        root64 = roots.tighten(root64, budget, 4 * leaves, settings.relu_tighten_max_leaves)
+    return decide(root64, budget)
 
-        root64, tighten = tighten_layers(net64, x_lower, x_upper, root64, budget.share(settings.relu_tighten_share),
-                                         leaves=settings.relu_tighten_leaves,
-                                         max_leaves=settings.relu_tighten_max_leaves,
-                                         steps=settings.relu_tighten_steps, lr=settings.relu_lr,
-                                         alpha_steps=settings.relu_alpha_steps,
-                                         max_bytes=settings.max_queue_bytes, settled=settled)
-        stats.tightened = tighten.summary()
+
+@dataclass(eq=False)
+class _Roots:
+    """Tightens the root's hidden bounds (bab.tighten) and keeps the summary in the search's stats."""
+
+    net64: ReluMlp
+    x_lower: torch.Tensor
+    x_upper: torch.Tensor
+    spec64: SpecRows
+    settings: BabSettings
+    stats: SearchStats
+    done: TightenStats | None = None
+
+    def settled(self, bounds: LayerBounds) -> bool:
+        """Whether the root's bound on `bounds` already refutes every disjunct."""
+        found, _ = optimise_spec(self.net64, self.x_lower, self.x_upper, self.spec64.C, self.spec64.d, bounds,
+                                 steps=self.settings.relu_alpha_steps, lr=self.settings.relu_lr)
+        return bool((self.spec64.per_disjunct(found.lower) > 0).all())
+
+    def tighten(self, root64: LayerBounds, budget: Budget, leaves: int, max_leaves: int) -> LayerBounds:
+        settings = self.settings
+        root64, now = tighten_layers(self.net64, self.x_lower, self.x_upper, root64,
+                                     budget.share(settings.relu_tighten_share), leaves=leaves, max_leaves=max_leaves,
+                                     steps=settings.relu_tighten_steps, lr=settings.relu_lr,
+                                     alpha_steps=settings.relu_alpha_steps, max_bytes=settings.max_queue_bytes,
+                                     settled=self.settled)
+        self.done = now if self.done is None else self.done.then(now)
+        self.stats.tightened = self.done.summary()
+        return root64
+
+
+def _decide(net: ReluMlp, net64: ReluMlp, spec: SpecRows, spec64: SpecRows, x_lower: torch.Tensor,
+            x_upper: torch.Tensor, validator: Validator, stats: SearchStats, settings: BabSettings,
+            root64: LayerBounds, budget: Budget, *, refuted: set[int]) -> Proven | Falsified | Unknown:
+    """α/β-CROWN at the root on hidden bounds `root64`, then a search per disjunct still open, within
+    `budget`. Disjuncts in `refuted` (refuted by an earlier call) are skipped; those refuted here are added."""
     root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
                                              steps=settings.relu_alpha_steps, lr=settings.relu_lr)
     stats.count(1, 0)
@@ -104,7 +146,7 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     context = _Search(net, net64, root64, outward(root64, settings.dtype), x_lower, x_upper, validator, stats,
                       settings, budget)
     for k in torch.argsort(per).tolist():
-        if per[k] > 0:
+        if per[k] > 0 or k in refuted:
             continue
         keep = spec.owner == k
         alphas = [a[keep].to(settings.dtype) for a in root_params.alphas]
@@ -115,6 +157,7 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
         if outcome is not None:
             return unknown(f"disjunct {k}: {outcome}", stats.with_replays(validator), root,
                            timed_out=outcome.startswith(TIMED_OUT))
+        refuted.add(k)
     return proven("bab-relu", stats.with_replays(validator), dtype=str(settings.dtype).replace("torch.", ""),
                   disjuncts_refuted_at_root=int((per > 0).sum()))
 

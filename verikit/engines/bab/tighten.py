@@ -39,6 +39,11 @@ class TightenStats:
     passes: int = 0
     seconds: float = 0.0
 
+    def then(self, later: "TightenStats") -> "TightenStats":
+        """This run followed by `later` (which started from this one's bounds)."""
+        return TightenStats(self.unstable_before, later.unstable_after, self.leaves + later.leaves,
+                            self.passes + later.passes, self.seconds + later.seconds)
+
     def summary(self) -> str:
         return (f"hidden bounds tightened ({self.passes} passes, {self.leaves} leaves): unstable neurons "
                 f"per layer {self.unstable_before} -> {self.unstable_after}")
