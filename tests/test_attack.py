@@ -59,3 +59,25 @@ def test_expired_budget_gives_unknown_timed_out():
                 (Conjunction(np.eye(network.n_outputs)[:1], [-1e9]),))
     outcome = attack.run(network, case, Budget.seconds(0.0))
     assert isinstance(outcome, Unknown) and outcome.timed_out
+
+
+def test_diversified_starts_stay_in_the_box_and_push_each_output_along_its_own_direction():
+    import torch
+
+    from verikit.engines.attack.pgd import diversified_starts
+
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).double()
+    lower, upper = -torch.ones(32, 6, dtype=torch.float64), torch.ones(32, 6, dtype=torch.float64)
+    starts = torch.zeros(32, 6, dtype=torch.float64)
+    runs = [diversified_starts(layer, starts, lower, upper, steps=5, size=0.2,
+                               generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])  # the directions come from the generator
+    moved = runs[0]
+    assert ((moved >= lower) & (moved <= upper)).all() and not torch.equal(moved, starts)
+    direction = 2 * torch.rand(32, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64) - 1
+    with torch.no_grad():
+        gain = ((layer(moved) - layer(starts)) * direction).sum(dim=1)
+    assert (gain >= -1e-12).all() and (gain > 0).float().mean() > 0.9
+    # the starts spread out: distinct restarts end in distinct points
+    assert torch.unique(moved, dim=0).shape[0] > 16

@@ -2,8 +2,9 @@
 
 The loss of a point is `min over disjuncts of max over rows of (C y - d)` (SpecRows.violation): it is
 <= 0 exactly when some conjunction holds. Each round runs its restarts as one batch through the PGD loop
-(verikit.engines.attack.pgd.pgd); candidates become counterexamples only through
-`verikit.witness.replay` (onnxruntime replay).
+(verikit.engines.attack.pgd.pgd), every other round from output-diversified starts (pgd.diversified_starts:
+each restart first pushes the output along its own random direction); candidates become counterexamples
+only through `verikit.witness.replay` (onnxruntime replay).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
 from verikit.core.settings import settings_dict
 from verikit.core.property import Case
-from verikit.engines.attack.pgd import PGDState, pgd, uniform_starts
+from verikit.engines.attack.pgd import PGDState, diversified_starts, pgd, uniform_starts
 from verikit.engines.spec_rows import SpecRows
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 
@@ -34,6 +35,7 @@ class AttackSettings:
     check_every: int = 10
     candidates_per_check: int = 4
     max_batch_elements: int = 4_000_000  # restarts x n_inputs cap, keeps memory bounded
+    diversify_steps: int = 10  # every other round starts with this many output-diversified steps (0: never)
 
 
 def run(
@@ -79,9 +81,13 @@ def run(
             found = validate_batch(network, case, state.x[promising].double().numpy(), tolerances)
         return found is not None
 
-    for _ in range(settings.rounds):
+    for round_ in range(settings.rounds):
+        starts = uniform_starts(lower, upper, generator)
+        if settings.diversify_steps > 0 and round_ % 2 == 0:
+            starts = diversified_starts(network.module, starts, lower, upper, steps=settings.diversify_steps,
+                                        size=settings.step_fraction * width, generator=generator)
         # `steps` moves of which the last is never evaluated, so the loop evaluates steps - 1 of them
-        search = pgd(violation, uniform_starts(lower, upper, generator), lower, upper, steps=settings.steps - 1,
+        search = pgd(violation, starts, lower, upper, steps=settings.steps - 1,
                      horizon=settings.steps, fraction=settings.step_fraction, scale=width, budget=budget,
                      check=replay_promising)
         if search.best_loss.numel():

@@ -89,6 +89,28 @@ def uniform_starts(lower: torch.Tensor, upper: torch.Tensor, generator: torch.Ge
     return lower + (upper - lower) * noise.to(lower.device)
 
 
+def diversified_starts(forward: Callable[[torch.Tensor], torch.Tensor], starts: torch.Tensor, lower: torch.Tensor,
+                       upper: torch.Tensor, *, steps: int, size: torch.Tensor | float,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Starts (N, n) moved by `steps` sign-gradient steps of `size` (scalar or (N, n)) that each push the
+    output along its own random direction (output-diversified sampling, Tashiro et al. 2020), kept in
+    the boxes: PGD from uniform starts in a high-dimensional box tends to end in the same few optima,
+    these spread out over the outputs first."""
+    x = starts.detach().clone()
+    direction = None
+    for _ in range(steps):
+        with torch.enable_grad():
+            xs = x.detach().requires_grad_(True)
+            y = forward(xs)
+            if direction is None:
+                direction = (2 * torch.rand(y.shape, generator=generator, dtype=y.dtype,
+                                            device=generator.device) - 1).to(y.device)
+            gradient = torch.autograd.grad((direction * y).sum(), xs)[0]
+        with torch.no_grad():
+            x = torch.minimum(torch.maximum(xs + size * gradient.sign(), lower), upper)
+    return x
+
+
 def pgd(
     loss_of: Loss,
     starts: torch.Tensor,
