@@ -246,6 +246,23 @@ def test_softmax_whose_exp_underflows_gives_unknown_naming_div():
     assert isinstance(outcome, Unknown) and "Div" in outcome.reason and "divisor" in outcome.reason
 
 
+def test_division_by_an_input_dependent_tensor_is_refused_not_bounded_unsoundly():
+    """x0 / (x1 + 5) over x0 in [-1, 1], x1 in [0, 1] reaches -0.2 at (-1, 0); auto_LiRPA's Div bounds it
+    below by x_l / y_u = -1/6, which would 'prove' y > -0.19."""
+    builder = GraphBuilder()
+    numerator = builder.op("Slice", "x", builder.const([0]), builder.const([1]))
+    divisor = builder.op("Add", builder.op("Slice", "x", builder.const([1]), builder.const([2])),
+                         builder.const([5.0]))
+    network = load_network_bytes(builder.build((2,), builder.op("Div", numerator, divisor)), "div")
+    assert float(network.replay(np.array([[-1.0, 0.0]], np.float32))[0, 0]) == pytest.approx(-0.2)
+    with pytest.raises(bounds.UnsupportedByBoundsError, match="Div: division by an input-dependent") as raised:
+        bounds.prepare(network)
+    assert raised.value.operators == ("Div",)
+    outcome = bounds.bound_case(network, Case(Box([-1.0, 0.0], [1.0, 1.0]), (Conjunction([[1.0]], [-0.19]),)),
+                                Budget.seconds(30))
+    assert isinstance(outcome, Unknown) and "unsoundly" in outcome.reason
+
+
 def test_padding_beyond_auto_lirpa_is_refused_at_prepare():
     network = load_network_bytes(op_model("Conv_pads_strides"), "conv_pads")
     with pytest.raises(bounds.UnsupportedByBoundsError, match="Pad"):

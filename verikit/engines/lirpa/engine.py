@@ -85,6 +85,11 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
             if known is None:
                 raise
             raise known from error
+    unsound = support.unsound_operators(bounded)
+    if unsound:
+        operator, why = unsound[0]
+        raise UnsupportedByBoundsError(f"auto_LiRPA cannot bound this network soundly: {operator}: {why}",
+                                       operators=(operator,), where=network.source or None)
     support.fix_maxpool_relaxation(bounded)
     support.ensure_parameter(bounded, device)
     result = BoundedNetwork(network, bounded, device, _confirming_mlp(network, pwl))
