@@ -263,6 +263,11 @@ for _name, _make, _modes, _opset in [
         "MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])), _all, 13),
     ("MaxPool_asymmetric_pads", lambda g, b: _on_image(g, b, (1, 5, 6), lambda x: g.op(
         "MaxPool", x, kernel_shape=[3, 2], strides=[1, 2], pads=[0, 1, 2, 0])), _all, 13),
+    ("MaxPool_ceil", lambda g, b: _on_image(g, b, (2, 5, 5), lambda x: g.op(
+        "MaxPool", x, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)), _all, 13),
+    ("MaxPool_ceil_pads_dilations", lambda g, b: _on_image(g, b, (1, 7, 6), lambda x: g.op(
+        "MaxPool", x, kernel_shape=[2, 3], strides=[3, 2], dilations=[2, 1], pads=[1, 0, 0, 1], ceil_mode=1)),
+        _all, 13),
     ("AveragePool", lambda g, b: _on_image(g, b, (2, 6, 6), lambda x: g.op(
         "AveragePool", x, kernel_shape=[3, 3], pads=[1, 1, 1, 1])), _all, 13),
     ("AveragePool_count_pads", lambda g, b: _on_image(g, b, (2, 5, 5), lambda x: g.op(

@@ -128,7 +128,7 @@ def test_reshape_transpose_concat_graph_bounds_are_sound(seed):
 MUST_SUPPORT = {
     "Gemm", "MatMul", "MatMul_two_inputs", "Add", "Sub_const_first", "Mul_two_inputs", "Neg", "Relu",
     "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Identity", "Dropout", "BatchNormalization", "MaxPool",
-    "GlobalAveragePool", "Conv_group_valid", "Flatten", "Reshape_zero_minus_one", "Reshape_flatten_chain",
+    "GlobalAveragePool", "Conv_group_valid", "Conv1d", "Flatten", "Reshape_zero_minus_one", "Reshape_flatten_chain",
     "Transpose", "Squeeze", "Unsqueeze", "Concat", "Gather", "Slice", "Constant",
     "ReduceSum", "ReduceSum_all", "ReduceMean", "ConstantOfShape", "Expand", "Expand_rank_growing", "Split_first", "Pow",
     "Gather_repeated_indices", "Pad_zero_spatial", "Pad_zero_symmetric", "Pad_opset9_all_zero", "Pad_value_and_crop", "Pad_reflect", "Pad_edge_axes", "Pad_wrap",

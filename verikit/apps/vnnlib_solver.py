@@ -31,13 +31,10 @@ PARTIAL_OPERATORS = {
     "Cast": "only casts between float tensors; integer or bool results of input-dependent tensors are refused",
     "Shape": "only inside constant shape computations; an integer network output is refused",
     "Size": "only inside constant shape computations; an integer network output is refused",
-    "Conv": "the bounds engine takes 2-D convolutions only (1-D: unknown)",
-    "MaxPool": "ceil_mode=1 where it changes the output size is refused by the import",
     "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown "
            "(auto_LiRPA 0.3 bounds it unsoundly, so the bounds engine refuses it)",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
     "Pow": "only a constant whole exponent 1..4 (bounded as a product); other exponents are refused",
-    "Split": "every output; using more than one makes the graph branch, which only the bounds engine takes",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),
