@@ -297,6 +297,13 @@ for _name, _make, _modes, _opset in [
     ("Split_first", lambda g, b: ((*lead(b), 5, 2), g.op(
         "Split", "x", g.const([2, 3]), axis=_o(b), outputs=2)), _all, 13),
     ("Pow", lambda g, b: ((*lead(b), 2, 3), g.op("Pow", "x", g.const(_f32(2.0)))), _all, 13),
+    ("Pow_per_element", lambda g, b: ((*lead(b), 2, 4), g.op("Pow", "x", g.const([[0.0, 1.0, 2.0, 3.0]]))),
+     _all, 13),
+    ("Pow_zero", lambda g, b: ((*lead(b), 3), g.op("Pow", "x", g.const(_f32(0.0)))), _all, 13),
+    ("Pow_odd_five", lambda g, b: ((*lead(b), 3), g.op("Pow", "x", g.const(_f32(5.0)))), _all, 13),
+    ("Pow_fractional", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))), g.const(_f32(-0.5)))), _all, 13),
+    ("Pow_constant_base", lambda g, b: ((*lead(b), 3), g.op("Pow", g.const(_f32(2.0)), "x")), _all, 13),
     ("GlobalAveragePool", lambda g, b: _on_image(g, b, (3, 4, 5), lambda x: g.op("GlobalAveragePool", x)), _all, 13),
     ("Flatten", lambda g, b: ((*lead(b), 2, 3, 4), g.op("Flatten", "x", axis=_o(b) + 1)), _all, 13),
     ("Flatten_axis0", lambda g, b: ((*lead(b), 2, 3), g.op("Flatten", "x", axis=0)), _unbatched, 13),

@@ -263,6 +263,22 @@ def test_division_by_an_input_dependent_tensor_is_refused_not_bounded_unsoundly(
     assert isinstance(outcome, Unknown) and "unsoundly" in outcome.reason
 
 
+def test_pow_forms_bounded_or_refused_by_name():
+    """2 ** x is exp(x ln 2): bounded exactly by IBP; (x * x + 1) ** -0.5 runs (for the attack) but is not
+    bounded (auto_LiRPA 0.3 bounds whole exponents only)."""
+    builder = GraphBuilder()
+    network = load_network_bytes(builder.build((1,), builder.op("Pow", builder.const(np.float32(2.0)), "x")), "2^x")
+    lower, upper = bounds.output_bounds(bounds.prepare(network), Box([0.0], [2.0]), method="ibp")
+    assert 1.0 - 1e-3 < lower[0] <= 1.0 and 4.0 <= upper[0] < 4.0 + 1e-3  # exact, widened by the float slack
+    builder = GraphBuilder()
+    square_plus_one = builder.op("Add", builder.op("Mul", "x", "x"), builder.const(np.float32(1.0)))
+    root = load_network_bytes(builder.build((1,), builder.op("Pow", square_plus_one, builder.const(np.float32(-0.5)))),
+                              "rsqrt")
+    assert float(root.replay(np.array([[np.sqrt(3.0)]], np.float32))[0, 0]) == pytest.approx(0.5)
+    outcome = bounds.bound_case(root, Case(Box([0.0], [1.0]), (Conjunction([[1.0]], [0.6]),)), Budget.seconds(30))
+    assert isinstance(outcome, Unknown) and "Pow" in outcome.reason
+
+
 def test_padding_beyond_auto_lirpa_is_refused_at_prepare():
     network = load_network_bytes(op_model("Conv_pads_strides"), "conv_pads")
     with pytest.raises(bounds.UnsupportedByBoundsError, match="Pad"):

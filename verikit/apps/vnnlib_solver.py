@@ -34,7 +34,8 @@ PARTIAL_OPERATORS = {
     "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown "
            "(auto_LiRPA 0.3 bounds it unsoundly, so the bounds engine refuses it)",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
-    "Pow": "only a constant whole exponent 1..4 (bounded as a product); other exponents are refused",
+    "Pow": "a constant exponent that is not whole is run but not bounded (the attack only); negative whole "
+           "exponents and an input-dependent base with an input-dependent exponent are refused",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),
