@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from onnx import TensorProto
 from onnx_factory import GraphBuilder, mlp, op_model
 
 from verikit.engines.lirpa import engine as bounds
@@ -277,6 +278,31 @@ def test_pow_forms_bounded_or_refused_by_name():
     assert float(root.replay(np.array([[np.sqrt(3.0)]], np.float32))[0, 0]) == pytest.approx(0.5)
     outcome = bounds.bound_case(root, Case(Box([0.0], [1.0]), (Conjunction([[1.0]], [0.6]),)), Budget.seconds(30))
     assert isinstance(outcome, Unknown) and "Pow" in outcome.reason
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_comparison_is_exact_where_settled_and_zero_to_one_across_the_jump(method):
+    """x > 0.5 as a float 0/1: 1 over [0.6, 1], 0 over [0, 0.4], [0, 1] where the box reaches the jump
+    (0.5 itself gives 0: Greater is strict)."""
+    builder = GraphBuilder()
+    greater = builder.op("Cast", builder.op("Greater", "x", builder.const(np.float32(0.5))), to=TensorProto.FLOAT)
+    network = load_network_bytes(builder.build((1,), greater), "greater")
+    bounded = bounds.prepare(network)
+    for box, expected in [((0.6, 1.0), (1, 1)), ((0.0, 0.4), (0, 0)), ((0.4, 0.6), (0, 1)), ((0.5, 0.6), (0, 1))]:
+        lower, upper = bounds.output_bounds(bounded, Box([box[0]], [box[1]]), method=method)
+        assert (round(float(lower[0]), 3), round(float(upper[0]), 3)) == expected, box
+
+
+def test_where_picks_its_branch_in_the_bounds():
+    """Where(x > 0.5, x, -1): over [0.6, 1] it is x (at least 0.6), over [0, 1] at least -1."""
+    builder = GraphBuilder()
+    where = builder.op("Where", builder.op("Greater", "x", builder.const(np.float32(0.5))), "x",
+                       builder.const(np.float32(-1.0)))
+    bounded = bounds.prepare(load_network_bytes(builder.build((1,), where), "where"))
+    lower, upper = bounds.output_bounds(bounded, Box([0.6], [1.0]), method="crown")
+    assert 0.6 - 1e-3 < lower[0] <= 0.6 and 1.0 <= upper[0] < 1.0 + 1e-3
+    lower, upper = bounds.output_bounds(bounded, Box([0.0], [1.0]), method="crown")
+    assert lower[0] <= -1.0 and upper[0] >= 1.0
 
 
 def test_padding_beyond_auto_lirpa_is_refused_at_prepare():

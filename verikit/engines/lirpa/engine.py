@@ -24,6 +24,7 @@ from verikit.engines.lirpa import METHODS, memory, support
 from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, check_method, limitation
 from verikit.engines.lirpa.driver import lower_bounds as driver_lower_bounds
+from verikit.engines.lirpa.step import register_step
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
 from verikit.core.errors import EngineLimitation, ExitCode, VerikitError
 from verikit.core.network import Network
@@ -69,6 +70,7 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"device {device!r} requested but torch sees no CUDA device")
     lirpa = import_auto_lirpa()
+    register_step()
     module = copy.deepcopy(network.module).eval()  # auto_LiRPA moves what it is given to the device
     dummy = torch.zeros(1, network.n_inputs, dtype=torch.float32, device=device)
     with support.quiet_lirpa() as records:

@@ -21,6 +21,7 @@ from verikit.onnx.ops.base import (
     optional_constant,
     register,
 )
+from verikit.onnx.ops.step import not_zero
 
 _LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `axis` is refused
 
@@ -250,16 +251,24 @@ class Dropout(Identity):
 
 @register("Cast")
 class Cast(Identity):
-    """Only a cast to float32 of an input-dependent tensor (a no-op here); constants are folded."""
+    """A cast of an input-dependent tensor to FLOAT (a no-op: bools are held as 0.0/1.0 floats) or to BOOL
+    (x != 0, a step: see verikit.onnx.ops.step); other targets are refused. Constants are folded."""
 
     attributes = frozenset({"to", "saturate"})
+    pwl_role = "relayout"
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
         target = node.attr("to")
-        if target not in (TensorProto.FLOAT, "FLOAT", "float"):
+        self.to_bool = target in (TensorProto.BOOL, "BOOL", "bool")
+        if self.to_bool:
+            self.pwl_role = "other"
+        elif target not in (TensorProto.FLOAT, "FLOAT", "float"):
             name = TensorProto.DataType.Name(target) if isinstance(target, int) else str(target)
-            raise node.unsupported(f"to={name} on an input-dependent tensor (only FLOAT)")
+            raise node.unsupported(f"to={name} on an input-dependent tensor (only FLOAT and BOOL)")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return not_zero(x) if self.to_bool else x
 
 
 @register("Softmax")
