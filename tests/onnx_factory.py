@@ -304,6 +304,10 @@ for _name, _make, _modes, _opset in [
     ("Pow_fractional", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
         _f32(1.0))), g.const(_f32(-0.5)))), _all, 13),
     ("Pow_constant_base", lambda g, b: ((*lead(b), 3), g.op("Pow", g.const(_f32(2.0)), "x")), _all, 13),
+    ("Div_input_dependent", lambda g, b: ((*lead(b), 3), g.op("Div", "x", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))))), _all, 13),
+    ("Div_negative_divisor", lambda g, b: ((*lead(b), 3), g.op("Div", g.const(_f32(2.0)), g.op("Sub", g.op(
+        "Neg", g.op("Relu", "x")), g.const(_f32(1.0))))), _all, 13),
     ("Greater", lambda g, b: ((*lead(b), 2, 3), g.op("Cast", g.op("Greater", "x", g.const(_f32(0.25))),
                                                         to=TensorProto.FLOAT)), _all, 13),
     ("Less", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op("Less", "x", g.op("Neg", "x")), to=TensorProto.FLOAT)),

@@ -247,21 +247,36 @@ def test_softmax_whose_exp_underflows_gives_unknown_naming_div():
     assert isinstance(outcome, Unknown) and "Div" in outcome.reason and "divisor" in outcome.reason
 
 
-def test_division_by_an_input_dependent_tensor_is_refused_not_bounded_unsoundly():
-    """x0 / (x1 + 5) over x0 in [-1, 1], x1 in [0, 1] reaches -0.2 at (-1, 0); auto_LiRPA's Div bounds it
-    below by x_l / y_u = -1/6, which would 'prove' y > -0.19."""
+def _quotient(shift: float) -> Network:
+    """x0 / (x1 + shift), the inputs split by Slice."""
     builder = GraphBuilder()
     numerator = builder.op("Slice", "x", builder.const([0]), builder.const([1]))
     divisor = builder.op("Add", builder.op("Slice", "x", builder.const([1]), builder.const([2])),
-                         builder.const([5.0]))
-    network = load_network_bytes(builder.build((2,), builder.op("Div", numerator, divisor)), "div")
-    assert float(network.replay(np.array([[-1.0, 0.0]], np.float32))[0, 0]) == pytest.approx(-0.2)
-    with pytest.raises(bounds.UnsupportedByBoundsError, match="Div: division by an input-dependent") as raised:
-        bounds.prepare(network)
-    assert raised.value.operators == ("Div",)
-    outcome = bounds.bound_case(network, Case(Box([-1.0, 0.0], [1.0, 1.0]), (Conjunction([[1.0]], [-0.19]),)),
+                         builder.const([shift]))
+    return load_network_bytes(builder.build((2,), builder.op("Div", numerator, divisor)), "div")
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_division_by_an_input_dependent_tensor_is_bounded_soundly_for_either_sign(method):
+    """x0 / (x1 + 5) over x0 in [-1, 1], x1 in [0, 1] spans [-0.2, 0.2]; auto_LiRPA 0.3's own Div gave
+    x_l / y_u = -1/6 as the lower bound (it 'proved' y > -0.19). With x1 - 5 the divisor is negative."""
+    box = Box([-1.0, 0.0], [1.0, 1.0])
+    for shift, low, high in [(5.0, -0.2, 0.2), (-5.0, -0.25, 0.25)]:
+        network = _quotient(shift)
+        lower, upper = bounds.output_bounds(bounds.prepare(network), box, method=method)
+        assert lower[0] <= low and upper[0] >= high
+        assert lower[0] > 2 * low and upper[0] < 2 * high  # and not loose
+    outcome = bounds.bound_case(_quotient(5.0), Case(box, (Conjunction([[1.0]], [-0.19]),)), Budget.seconds(30))
+    assert isinstance(outcome, Unknown)
+
+
+def test_division_by_a_tensor_that_may_reach_zero_is_unknown():
+    outcome = bounds.bound_case(_quotient(-0.5), Case(Box([-1.0, 0.0], [1.0, 1.0]), (REFUTED_A_1D,)),
                                 Budget.seconds(30))
-    assert isinstance(outcome, Unknown) and "unsoundly" in outcome.reason
+    assert isinstance(outcome, Unknown) and "may reach 0" in outcome.reason
+
+
+REFUTED_A_1D = Conjunction([[1.0]], [-100.0])  # y <= -100
 
 
 def test_pow_forms_bounded_or_refused_by_name():

@@ -35,8 +35,6 @@ PARTIAL_OPERATORS = {
        for op in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")},
     "Shape": "only inside constant shape computations; an integer network output is refused",
     "Size": "only inside constant shape computations; an integer network output is refused",
-    "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown "
-           "(auto_LiRPA 0.3 bounds it unsoundly, so the bounds engine refuses it)",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
     "Pow": "a constant exponent that is not whole is run but not bounded (the attack only); negative whole "
            "exponents and an input-dependent base with an input-dependent exponent are refused",

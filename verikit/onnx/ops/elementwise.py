@@ -21,6 +21,7 @@ from verikit.onnx.ops.base import (
     optional_constant,
     register,
 )
+from verikit.onnx.ops.reciprocal import reciprocal
 from verikit.onnx.ops.step import not_zero
 
 _LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `axis` is refused
@@ -98,15 +99,22 @@ class Mul(_Binary):
     const_batch_dim = True
 
 
+def _times_reciprocal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a * reciprocal(b)
+
+
 @register("Div")
 class Div(_Binary):
-    function = staticmethod(torch.div)
+    """a / b. By a constant: a * (1 / c). By an input-dependent b: a * reciprocal(b), whose bounds
+    verikit gives (auto_LiRPA 0.3's own Div bounds are unsound for a negative numerator)."""
+
+    function = staticmethod(_times_reciprocal)
     affine_positions = (0,)
 
     def with_constant(self, const: np.ndarray, position: int) -> tuple[np.ndarray, Callable, bool]:
         if position == 1:  # x * (1 / c): auto_LiRPA bounds a Mul by a constant, not a Div
             return 1.0 / const.astype(np.float64), torch.mul, Mul.const_batch_dim
-        return super().with_constant(const, position)
+        return const, _times_reciprocal, Mul.const_batch_dim
 
 
 class _Unary(Op):

@@ -1,7 +1,7 @@
 """The strict step `step(t) = 1.0 where t > 0, else 0.0`, which comparisons and casts to BOOL are made of.
 
 One autograd Function that exports as `verikit::Step`, so the bounds engine bounds it with its own sound
-relaxation (verikit.engines.lirpa.step). It jumps, so it is not piecewise linear (the complete engines
+relaxation (verikit.engines.lirpa.custom). It jumps, so it is not piecewise linear (the complete engines
 refuse it), and its gradient is zero (the attack moves by its random starts alone).
 """
 
