@@ -303,6 +303,9 @@ for _name, _make, _modes, _opset in [
     ("Pow_odd_five", lambda g, b: ((*lead(b), 3), g.op("Pow", "x", g.const(_f32(5.0)))), _all, 13),
     ("Pow_fractional", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
         _f32(1.0))), g.const(_f32(-0.5)))), _all, 13),
+    ("Pow_negative_whole", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))), g.const(_f32(-2.0)))), _all, 13),
+    ("Pow_square_root", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Relu", "x"), g.const(_f32(0.5)))), _all, 13),
     ("Pow_constant_base", lambda g, b: ((*lead(b), 3), g.op("Pow", g.const(_f32(2.0)), "x")), _all, 13),
     ("Div_input_dependent", lambda g, b: ((*lead(b), 3), g.op("Div", "x", g.op("Add", g.op("Mul", "x", "x"), g.const(
         _f32(1.0))))), _all, 13),

@@ -279,20 +279,41 @@ def test_division_by_a_tensor_that_may_reach_zero_is_unknown():
 REFUTED_A_1D = Conjunction([[1.0]], [-100.0])  # y <= -100
 
 
-def test_pow_forms_bounded_or_refused_by_name():
-    """2 ** x is exp(x ln 2): bounded exactly by IBP; (x * x + 1) ** -0.5 runs (for the attack) but is not
-    bounded (auto_LiRPA 0.3 bounds whole exponents only)."""
+def _pow_network(base_of_x, exponent: float, name: str) -> Network:
     builder = GraphBuilder()
-    network = load_network_bytes(builder.build((1,), builder.op("Pow", builder.const(np.float32(2.0)), "x")), "2^x")
-    lower, upper = bounds.output_bounds(bounds.prepare(network), Box([0.0], [2.0]), method="ibp")
-    assert 1.0 - 1e-3 < lower[0] <= 1.0 and 4.0 <= upper[0] < 4.0 + 1e-3  # exact, widened by the float slack
+    return load_network_bytes(builder.build((1,), builder.op("Pow", base_of_x(builder), builder.const(
+        np.float32(exponent)))), name)
+
+
+def _square_plus_one(builder: GraphBuilder) -> str:
+    return builder.op("Add", builder.op("Mul", "x", "x"), builder.const(np.float32(1.0)))
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_pow_forms_are_bounded_soundly(method):
+    """2 ** x (as exp(x ln 2)), (x * x + 1) ** -0.5, (x * x + 1) ** -2 and relu(x) ** 0.5 over x in [0, 1]."""
     builder = GraphBuilder()
-    square_plus_one = builder.op("Add", builder.op("Mul", "x", "x"), builder.const(np.float32(1.0)))
-    root = load_network_bytes(builder.build((1,), builder.op("Pow", square_plus_one, builder.const(np.float32(-0.5)))),
-                              "rsqrt")
-    assert float(root.replay(np.array([[np.sqrt(3.0)]], np.float32))[0, 0]) == pytest.approx(0.5)
-    outcome = bounds.bound_case(root, Case(Box([0.0], [1.0]), (Conjunction([[1.0]], [0.6]),)), Budget.seconds(30))
-    assert isinstance(outcome, Unknown) and "Pow" in outcome.reason
+    two_to_x = load_network_bytes(builder.build((1,), builder.op("Pow", builder.const(np.float32(2.0)), "x")), "2^x")
+    cases = [
+        (two_to_x, 1.0, 2.0),
+        (_pow_network(_square_plus_one, -0.5, "rsqrt"), 2 ** -0.5, 1.0),
+        (_pow_network(_square_plus_one, -2.0, "inverse square"), 0.25, 1.0),
+        (_pow_network(lambda b: b.op("Relu", "x"), 0.5, "sqrt"), 0.0, 1.0),
+    ]
+    for network, low, high in cases:
+        lower, upper = bounds.output_bounds(bounds.prepare(network), Box([0.0], [1.0]), method=method)
+        assert low - 0.5 < lower[0] <= low and high <= upper[0] < high + 0.5, network.source
+        samples = network.replay(np.linspace(0.0, 1.0, 101, dtype=np.float32)[:, None])[:, 0]
+        assert lower[0] <= samples.min() and samples.max() <= upper[0]
+
+
+def test_pow_of_a_base_that_may_be_negative_or_zero_is_unknown_by_name():
+    """(x - 0.5) ** 0.5 is NaN below 0; relu(x) ** -0.5 is unbounded at 0: no bound, unknown saying why."""
+    shifted = _pow_network(lambda b: b.op("Sub", "x", b.const(np.float32(0.5))), 0.5, "sqrt of x - 0.5")
+    rectified = _pow_network(lambda b: b.op("Relu", "x"), -0.5, "rsqrt of relu")
+    for network in (shifted, rectified):
+        outcome = bounds.bound_case(network, Case(Box([0.0], [1.0]), (REFUTED_A_1D,)), Budget.seconds(30))
+        assert isinstance(outcome, Unknown) and "has no bound" in outcome.reason, network.source
 
 
 @pytest.mark.parametrize("method", ["ibp", "crown"])

@@ -36,8 +36,6 @@ PARTIAL_OPERATORS = {
     "Shape": "only inside constant shape computations; an integer network output is refused",
     "Size": "only inside constant shape computations; an integer network output is refused",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
-    "Pow": "a constant exponent that is not whole is run but not bounded (the attack only); negative whole "
-           "exponents and an input-dependent base with an input-dependent exponent are refused",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),

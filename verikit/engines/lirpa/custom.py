@@ -12,6 +12,10 @@ the step unsettled.
 1/t over [l, u] of one sign lies in [1/u, 1/l]; on l > 0 it is convex (the tangent at the midpoint is
 below, the chord above), on u < 0 concave (the chord below, the tangent above). A t that may reach 0
 has no bound: auto_LiRPA's NotImplementedError, which the engine turns into `unknown` naming it.
+
+t ** e (e constant, not whole) over [l, u] with l >= 0 (l > 0 when e < 0; elsewhere NotImplementedError)
+lies between l ** e and u ** e; it is convex for e > 1 or e < 0 (tangent at the midpoint below, chord
+above) and concave for 0 < e < 1 (chord below, tangent above).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from verikit.engines.lirpa.compat import import_auto_lirpa
-from verikit.onnx.ops.reciprocal import RECIPROCAL_OP
+from verikit.onnx.ops.reciprocal import POWER_OP, RECIPROCAL_OP
 from verikit.onnx.ops.step import STEP_OP
 
 MARGIN = 1e-4
@@ -44,14 +48,29 @@ def _check_one_sign(lower: torch.Tensor, upper: torch.Tensor) -> None:
         raise NotImplementedError("1/t where t may reach 0 (a divisor not bounded away from 0) has no bound")
 
 
+def _check_power_domain(lower: torch.Tensor, upper: torch.Tensor, exponent: float) -> None:
+    above, _ = _signs(lower, upper)
+    if not bool((above | (lower >= 0) if exponent > 0 else above).all()):
+        raise NotImplementedError(f"t ** {exponent:g} where t may be negative{' or 0' if exponent < 0 else ''} "
+                                  "has no bound here")
+
+
+def _tangent_and_chord(lower: torch.Tensor, upper: torch.Tensor, function, derivative):
+    """((slope, x0, y0) of the tangent at the midpoint, (slope, x0, y0) of the chord)."""
+    middle = (lower + upper) / 2
+    width = upper - lower
+    chord = torch.where(width > 0, (function(upper) - function(lower)) / width.clamp(min=1e-30), derivative(middle))
+    return (derivative(middle), middle, function(middle)), (chord, lower, function(lower))
+
+
 def register_custom_ops() -> None:
-    """Make auto_LiRPA bound `verikit::Step` and `verikit::Reciprocal` nodes (idempotent)."""
+    """Make auto_LiRPA bound `verikit::Step`, `verikit::Reciprocal` and `verikit::Power` nodes (idempotent)."""
     import_auto_lirpa()
     from auto_LiRPA import register_custom_op
     from auto_LiRPA.bound_op_map import bound_op_map
     from auto_LiRPA.operators.activation import BoundActivation
 
-    if STEP_OP in bound_op_map and RECIPROCAL_OP in bound_op_map:
+    if all(op in bound_op_map for op in (STEP_OP, RECIPROCAL_OP, POWER_OP)):
         return
 
     class BoundStep(BoundActivation):
@@ -91,5 +110,30 @@ def register_custom_ops() -> None:
                                        x0=torch.where(positive, lower, middle),
                                        y0=torch.where(positive, 1.0 / lower, 1.0 / middle))
 
+    class BoundConstantPower(BoundActivation):
+        def __init__(self, attr, inputs, output_index, options):
+            super().__init__(attr, inputs, output_index, options)
+            self.exponent = float(attr["exponent"])
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return torch.pow(t, self.exponent)
+
+        def interval_propagate(self, *v):
+            lower, upper = v[0]
+            _check_power_domain(lower, upper, self.exponent)
+            ends = torch.pow(lower.clamp(min=0), self.exponent), torch.pow(upper, self.exponent)
+            return ends if self.exponent > 0 else ends[::-1]
+
+        def bound_relax(self, t):
+            e = self.exponent
+            _check_power_domain(t.lower, t.upper, e)
+            lower = t.lower.clamp(min=0)
+            tangent, chord = _tangent_and_chord(lower, t.upper, lambda x: torch.pow(x, e),
+                                                lambda x: e * torch.pow(x, e - 1.0))
+            below, above = (tangent, chord) if (e > 1 or e < 0) else (chord, tangent)
+            self.add_linear_relaxation(mask=None, type="lower", k=below[0], x0=below[1], y0=below[2])
+            self.add_linear_relaxation(mask=None, type="upper", k=above[0], x0=above[1], y0=above[2])
+
     register_custom_op(STEP_OP, BoundStep)
+    register_custom_op(POWER_OP, BoundConstantPower)
     register_custom_op(RECIPROCAL_OP, BoundSignedReciprocal)

@@ -90,7 +90,6 @@ KNOWN_LIMITATIONS: dict[tuple[str, type[BaseException]], str] = {
     ("Conv", IndexError): "only 2-D convolutions are supported",
     ("MaxPool", ValueError): "CROWN needs MaxPool stride == kernel and no padding",
     ("Reshape", RuntimeError): "cannot back-substitute through this reshape (e.g. MatMul with a stacked weight)",
-    ("Pow", AssertionError): "interval bounds for whole exponents only (x ** e with e not whole)",
     ("Div", AssertionError): "needs a divisor bounded away from 0 (e.g. Softmax over a wide range, where exp "
                              "underflows)",
 }

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from verikit.onnx.ops.base import Dyn, NodeInfo, Op, Value, register
+from verikit.onnx.ops.reciprocal import power, reciprocal
 
 MAX_PRODUCT_EXPONENT = 4  # whole exponents up to this are products of x with itself
 
@@ -16,11 +17,11 @@ MAX_PRODUCT_EXPONENT = 4  # whole exponents up to this are products of x with it
 @register("Pow")
 class Pow(Op):
     """x ** e. A constant exponent: whole 0..4 (one, or one per element) as products of x with itself,
-    which bound engines relax soundly; another whole e >= 5, or a scalar e that is not whole, as torch.pow
-    (auto_LiRPA 0.3 bounds whole exponents by interval only and refuses the others by name, so such a
-    query is unknown unless the attack falsifies it). A constant base b > 0 with an input-dependent
-    exponent: exp(x ln b), which is bounded soundly. Refused: negative whole exponents (1/x has no bound
-    across 0), a base <= 0 with an input-dependent exponent, and both operands input-dependent."""
+    which bound engines relax soundly; whole -4..-1 as the reciprocal of such a product; whole from 5 as
+    torch.pow (auto_LiRPA 0.3 bounds it by interval only); not whole (one exponent) as verikit's `power`,
+    bounded where x >= 0 (x > 0 for e < 0; NaN below 0, as onnxruntime). A constant base b > 0 with an
+    input-dependent exponent: exp(x ln b). Refused: whole exponents below -4 or several ones outside 0..4,
+    a base <= 0 with an input-dependent exponent, and both operands input-dependent."""
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
@@ -60,15 +61,25 @@ class Pow(Op):
             raise node.unsupported(f"exponents {exponent.reshape(-1)[:3].tolist()}... outside 0..{MAX_PRODUCT_EXPONENT}"
                                    " (one per element)")
         value = float(exponent.reshape(-1)[0])
+        if whole and value < -MAX_PRODUCT_EXPONENT:
+            raise node.unsupported(f"exponent {value:g} (whole exponents below -{MAX_PRODUCT_EXPONENT} are refused)")
         if whole and value < 0:
-            raise node.unsupported(f"exponent {value:g} (negative whole exponents are refused)")
-        self.mode, self.exponent = "pow", value
+            self.mode, self.degree, self.uniform = "reciprocal", int(-value), True
+            return
+        self.mode, self.exponent = ("pow" if whole else "power"), value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "exp":
             return torch.exp(x * self.log_base)
         if self.mode == "pow":
             return torch.pow(x, self.exponent)
+        if self.mode == "power":
+            return power(x, self.exponent)
+        if self.mode == "reciprocal":
+            product = x
+            for _ in range(self.degree - 1):
+                product = product * x
+            return reciprocal(product)
         powers = [x * 0.0 + 1.0]  # x ** 0 (kept input-dependent so the output has the batch axis)
         for k in range(1, self.degree + 1):
             powers.append(x if k == 1 else powers[-1] * x)
