@@ -263,6 +263,11 @@ for _name, _make, _modes, _opset in [
         "MaxPool", x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])), _all, 13),
     ("MaxPool_asymmetric_pads", lambda g, b: _on_image(g, b, (1, 5, 6), lambda x: g.op(
         "MaxPool", x, kernel_shape=[3, 2], strides=[1, 2], pads=[0, 1, 2, 0])), _all, 13),
+    ("MaxPool_ceil", lambda g, b: _on_image(g, b, (2, 5, 5), lambda x: g.op(
+        "MaxPool", x, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)), _all, 13),
+    ("MaxPool_ceil_pads_dilations", lambda g, b: _on_image(g, b, (1, 7, 6), lambda x: g.op(
+        "MaxPool", x, kernel_shape=[2, 3], strides=[3, 2], dilations=[2, 1], pads=[1, 0, 0, 1], ceil_mode=1)),
+        _all, 13),
     ("AveragePool", lambda g, b: _on_image(g, b, (2, 6, 6), lambda x: g.op(
         "AveragePool", x, kernel_shape=[3, 3], pads=[1, 1, 1, 1])), _all, 13),
     ("AveragePool_count_pads", lambda g, b: _on_image(g, b, (2, 5, 5), lambda x: g.op(
@@ -292,6 +297,36 @@ for _name, _make, _modes, _opset in [
     ("Split_first", lambda g, b: ((*lead(b), 5, 2), g.op(
         "Split", "x", g.const([2, 3]), axis=_o(b), outputs=2)), _all, 13),
     ("Pow", lambda g, b: ((*lead(b), 2, 3), g.op("Pow", "x", g.const(_f32(2.0)))), _all, 13),
+    ("Pow_per_element", lambda g, b: ((*lead(b), 2, 4), g.op("Pow", "x", g.const([[0.0, 1.0, 2.0, 3.0]]))),
+     _all, 13),
+    ("Pow_zero", lambda g, b: ((*lead(b), 3), g.op("Pow", "x", g.const(_f32(0.0)))), _all, 13),
+    ("Pow_odd_five", lambda g, b: ((*lead(b), 3), g.op("Pow", "x", g.const(_f32(5.0)))), _all, 13),
+    ("Pow_fractional", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))), g.const(_f32(-0.5)))), _all, 13),
+    ("Pow_negative_whole", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))), g.const(_f32(-2.0)))), _all, 13),
+    ("Pow_square_root", lambda g, b: ((*lead(b), 3), g.op("Pow", g.op("Relu", "x"), g.const(_f32(0.5)))), _all, 13),
+    ("Pow_constant_base", lambda g, b: ((*lead(b), 3), g.op("Pow", g.const(_f32(2.0)), "x")), _all, 13),
+    ("Div_input_dependent", lambda g, b: ((*lead(b), 3), g.op("Div", "x", g.op("Add", g.op("Mul", "x", "x"), g.const(
+        _f32(1.0))))), _all, 13),
+    ("Div_negative_divisor", lambda g, b: ((*lead(b), 3), g.op("Div", g.const(_f32(2.0)), g.op("Sub", g.op(
+        "Neg", g.op("Relu", "x")), g.const(_f32(1.0))))), _all, 13),
+    ("Greater", lambda g, b: ((*lead(b), 2, 3), g.op("Cast", g.op("Greater", "x", g.const(_f32(0.25))),
+                                                        to=TensorProto.FLOAT)), _all, 13),
+    ("Less", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op("Less", "x", g.op("Neg", "x")), to=TensorProto.FLOAT)),
+     _all, 13),
+    ("GreaterOrEqual", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op(
+        "GreaterOrEqual", g.const(np.array([0.0, 0.5, -0.5, 1.0])), "x"), to=TensorProto.FLOAT)), _all, 13),
+    ("LessOrEqual", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op("LessOrEqual", "x", g.const(_f32(0.0))),
+                                                     to=TensorProto.FLOAT)), _all, 13),
+    ("Equal", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op("Equal", g.op("Relu", "x"), g.const(_f32(0.0))),
+                                               to=TensorProto.FLOAT)), _all, 13),
+    ("Where", lambda g, b: ((*lead(b), 2, 3), g.op("Where", g.op("Greater", "x", g.const(_f32(0.1))), "x",
+                                                  g.const(np.full((2, 3), -0.5)))), _all, 13),
+    ("Where_dynamic_branches", lambda g, b: ((*lead(b), 3), g.op("Where", g.op("Less", "x", g.const(_f32(0.0))),
+                                                                g.op("Neg", "x"), g.op("Mul", "x", "x"))), _all, 13),
+    ("Cast_bool", lambda g, b: ((*lead(b), 4), g.op("Cast", g.op("Cast", g.op("Relu", "x"), to=TensorProto.BOOL),
+                                                   to=TensorProto.FLOAT)), _all, 13),
     ("GlobalAveragePool", lambda g, b: _on_image(g, b, (3, 4, 5), lambda x: g.op("GlobalAveragePool", x)), _all, 13),
     ("Flatten", lambda g, b: ((*lead(b), 2, 3, 4), g.op("Flatten", "x", axis=_o(b) + 1)), _all, 13),
     ("Flatten_axis0", lambda g, b: ((*lead(b), 2, 3), g.op("Flatten", "x", axis=0)), _unbatched, 13),

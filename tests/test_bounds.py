@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from onnx import TensorProto
 from onnx_factory import GraphBuilder, mlp, op_model
 
 from verikit.engines.lirpa import engine as bounds
@@ -244,6 +245,100 @@ def test_softmax_whose_exp_underflows_gives_unknown_naming_div():
     case = Case(Box([1.0, -1000.0], [1000.0, 0.0]), (Conjunction([[1.0, -1.0]], [0.0]),))
     outcome = bounds.run(bounded, case, Budget.seconds(30), method="ibp")
     assert isinstance(outcome, Unknown) and "Div" in outcome.reason and "divisor" in outcome.reason
+
+
+def _quotient(shift: float) -> Network:
+    """x0 / (x1 + shift), the inputs split by Slice."""
+    builder = GraphBuilder()
+    numerator = builder.op("Slice", "x", builder.const([0]), builder.const([1]))
+    divisor = builder.op("Add", builder.op("Slice", "x", builder.const([1]), builder.const([2])),
+                         builder.const([shift]))
+    return load_network_bytes(builder.build((2,), builder.op("Div", numerator, divisor)), "div")
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_division_by_an_input_dependent_tensor_is_bounded_soundly_for_either_sign(method):
+    """x0 / (x1 + 5) over x0 in [-1, 1], x1 in [0, 1] spans [-0.2, 0.2]; auto_LiRPA 0.3's own Div gave
+    x_l / y_u = -1/6 as the lower bound (it 'proved' y > -0.19). With x1 - 5 the divisor is negative."""
+    box = Box([-1.0, 0.0], [1.0, 1.0])
+    for shift, low, high in [(5.0, -0.2, 0.2), (-5.0, -0.25, 0.25)]:
+        network = _quotient(shift)
+        lower, upper = bounds.output_bounds(bounds.prepare(network), box, method=method)
+        assert lower[0] <= low and upper[0] >= high
+        assert lower[0] > 2 * low and upper[0] < 2 * high  # and not loose
+    outcome = bounds.bound_case(_quotient(5.0), Case(box, (Conjunction([[1.0]], [-0.19]),)), Budget.seconds(30))
+    assert isinstance(outcome, Unknown)
+
+
+def test_division_by_a_tensor_that_may_reach_zero_is_unknown():
+    outcome = bounds.bound_case(_quotient(-0.5), Case(Box([-1.0, 0.0], [1.0, 1.0]), (REFUTED_A_1D,)),
+                                Budget.seconds(30))
+    assert isinstance(outcome, Unknown) and "may reach 0" in outcome.reason
+
+
+REFUTED_A_1D = Conjunction([[1.0]], [-100.0])  # y <= -100
+
+
+def _pow_network(base_of_x, exponent: float, name: str) -> Network:
+    builder = GraphBuilder()
+    return load_network_bytes(builder.build((1,), builder.op("Pow", base_of_x(builder), builder.const(
+        np.float32(exponent)))), name)
+
+
+def _square_plus_one(builder: GraphBuilder) -> str:
+    return builder.op("Add", builder.op("Mul", "x", "x"), builder.const(np.float32(1.0)))
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_pow_forms_are_bounded_soundly(method):
+    """2 ** x (as exp(x ln 2)), (x * x + 1) ** -0.5, (x * x + 1) ** -2 and relu(x) ** 0.5 over x in [0, 1]."""
+    builder = GraphBuilder()
+    two_to_x = load_network_bytes(builder.build((1,), builder.op("Pow", builder.const(np.float32(2.0)), "x")), "2^x")
+    cases = [
+        (two_to_x, 1.0, 2.0),
+        (_pow_network(_square_plus_one, -0.5, "rsqrt"), 2 ** -0.5, 1.0),
+        (_pow_network(_square_plus_one, -2.0, "inverse square"), 0.25, 1.0),
+        (_pow_network(lambda b: b.op("Relu", "x"), 0.5, "sqrt"), 0.0, 1.0),
+    ]
+    for network, low, high in cases:
+        lower, upper = bounds.output_bounds(bounds.prepare(network), Box([0.0], [1.0]), method=method)
+        assert low - 0.5 < lower[0] <= low and high <= upper[0] < high + 0.5, network.source
+        samples = network.replay(np.linspace(0.0, 1.0, 101, dtype=np.float32)[:, None])[:, 0]
+        assert lower[0] <= samples.min() and samples.max() <= upper[0]
+
+
+def test_pow_of_a_base_that_may_be_negative_or_zero_is_unknown_by_name():
+    """(x - 0.5) ** 0.5 is NaN below 0; relu(x) ** -0.5 is unbounded at 0: no bound, unknown saying why."""
+    shifted = _pow_network(lambda b: b.op("Sub", "x", b.const(np.float32(0.5))), 0.5, "sqrt of x - 0.5")
+    rectified = _pow_network(lambda b: b.op("Relu", "x"), -0.5, "rsqrt of relu")
+    for network in (shifted, rectified):
+        outcome = bounds.bound_case(network, Case(Box([0.0], [1.0]), (REFUTED_A_1D,)), Budget.seconds(30))
+        assert isinstance(outcome, Unknown) and "has no bound" in outcome.reason, network.source
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_comparison_is_exact_where_settled_and_zero_to_one_across_the_jump(method):
+    """x > 0.5 as a float 0/1: 1 over [0.6, 1], 0 over [0, 0.4], [0, 1] where the box reaches the jump
+    (0.5 itself gives 0: Greater is strict)."""
+    builder = GraphBuilder()
+    greater = builder.op("Cast", builder.op("Greater", "x", builder.const(np.float32(0.5))), to=TensorProto.FLOAT)
+    network = load_network_bytes(builder.build((1,), greater), "greater")
+    bounded = bounds.prepare(network)
+    for box, expected in [((0.6, 1.0), (1, 1)), ((0.0, 0.4), (0, 0)), ((0.4, 0.6), (0, 1)), ((0.5, 0.6), (0, 1))]:
+        lower, upper = bounds.output_bounds(bounded, Box([box[0]], [box[1]]), method=method)
+        assert (round(float(lower[0]), 3), round(float(upper[0]), 3)) == expected, box
+
+
+def test_where_picks_its_branch_in_the_bounds():
+    """Where(x > 0.5, x, -1): over [0.6, 1] it is x (at least 0.6), over [0, 1] at least -1."""
+    builder = GraphBuilder()
+    where = builder.op("Where", builder.op("Greater", "x", builder.const(np.float32(0.5))), "x",
+                       builder.const(np.float32(-1.0)))
+    bounded = bounds.prepare(load_network_bytes(builder.build((1,), where), "where"))
+    lower, upper = bounds.output_bounds(bounded, Box([0.6], [1.0]), method="crown")
+    assert 0.6 - 1e-3 < lower[0] <= 0.6 and 1.0 <= upper[0] < 1.0 + 1e-3
+    lower, upper = bounds.output_bounds(bounded, Box([0.0], [1.0]), method="crown")
+    assert lower[0] <= -1.0 and upper[0] >= 1.0
 
 
 def test_padding_beyond_auto_lirpa_is_refused_at_prepare():

@@ -128,9 +128,10 @@ def test_reshape_transpose_concat_graph_bounds_are_sound(seed):
 MUST_SUPPORT = {
     "Gemm", "MatMul", "MatMul_two_inputs", "Add", "Sub_const_first", "Mul_two_inputs", "Neg", "Relu",
     "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Identity", "Dropout", "BatchNormalization", "MaxPool",
-    "GlobalAveragePool", "Conv_group_valid", "Flatten", "Reshape_zero_minus_one", "Reshape_flatten_chain",
+    "GlobalAveragePool", "Conv_group_valid", "Conv1d", "Flatten", "Reshape_zero_minus_one", "Reshape_flatten_chain",
     "Transpose", "Squeeze", "Unsqueeze", "Concat", "Gather", "Slice", "Constant",
-    "ReduceSum", "ReduceSum_all", "ReduceMean", "ConstantOfShape", "Expand", "Expand_rank_growing", "Split_first", "Pow",
+    "ReduceSum", "ReduceSum_all", "ReduceMean", "ConstantOfShape", "Expand", "Expand_rank_growing", "Split_first", "Pow", "Pow_per_element", "Pow_zero", "Pow_constant_base", "Pow_fractional", "Pow_negative_whole", "Pow_square_root",
+    "Div_input_dependent", "Div_negative_divisor", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "Where", "Where_dynamic_branches", "Cast_bool",
     "Gather_repeated_indices", "Pad_zero_spatial", "Pad_zero_symmetric", "Pad_opset9_all_zero", "Pad_value_and_crop", "Pad_reflect", "Pad_edge_axes", "Pad_wrap",
 }
 

@@ -288,7 +288,7 @@ def _graph(build) -> bytes:
 @pytest.mark.parametrize(
     "build,fragment",
     [
-        (lambda g: g.build((1, 1, 5, 5), g.op("MaxPool", "x", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
+        (lambda g: g.build((1, 1, 5, 5), g.op("AveragePool", "x", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
          "ceil_mode"),
         (lambda g: g.build((2, 2), g.op("Gemm", g.weight(2, 2), "x")), "constant A"),
         (lambda g: g.build((1, 4), g.op("Cast", g.op("Cast", "x", to=TensorProto.INT64), to=TensorProto.FLOAT)),

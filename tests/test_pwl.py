@@ -16,7 +16,9 @@ from verikit.onnx.pwl import to_piecewise_linear
 
 NOT_PIECEWISE_LINEAR_CASES = {
     "MatMul_two_inputs", "Mul_two_inputs", "Sigmoid", "Tanh", "Softmax", "Softmax_opset11_flattening",
-    "Concat", "Concat_constant", "Pow",
+    "Concat", "Concat_constant", "Pow", "Pow_per_element", "Pow_odd_five", "Pow_fractional", "Pow_constant_base",
+    "Pow_negative_whole", "Pow_square_root",
+    "Div_input_dependent", "Div_negative_divisor", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "Where", "Where_dynamic_branches", "Cast_bool",
 }
 
 

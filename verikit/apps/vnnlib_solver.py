@@ -28,15 +28,14 @@ VNNLIB_VERSIONS = ("1.0", "2.0")
 #: operators verikit handles only in part, so `supports --onnx-operators` does not claim them: a claimed
 #: operator is one whose queries verikit decides (the conformance job, benchmarks/conformance.py, checks it)
 PARTIAL_OPERATORS = {
-    "Cast": "only casts between float tensors; integer or bool results of input-dependent tensors are refused",
+    "Cast": "to FLOAT or BOOL only (integer results of input-dependent tensors are refused); a cast to BOOL is "
+            "a comparison with 0 (below)",
+    **{op: "a step: a box reaching the threshold leaves it unsettled (0..1) in the bounds, so such an unsat "
+           "query is unknown (no margin of about 1e-4, relative, on either side)"
+       for op in ("Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual")},
     "Shape": "only inside constant shape computations; an integer network output is refused",
     "Size": "only inside constant shape computations; an integer network output is refused",
-    "Conv": "the bounds engine takes 2-D convolutions only (1-D: unknown)",
-    "MaxPool": "ceil_mode=1 where it changes the output size is refused by the import",
-    "Div": "bounds for division by a constant only; division by an input-dependent tensor is unknown",
     "Softmax": "bounds too loose to prove typical softmax properties (range, order, sum to one)",
-    "Pow": "only a constant whole exponent 1..4 (bounded as a product); other exponents are refused",
-    "Split": "every output; using more than one makes the graph branch, which only the bounds engine takes",
 }
 THEORIES = {
     "--hidden-node-theories": ("NH",),

@@ -24,6 +24,7 @@ from verikit.engines.lirpa import METHODS, memory, support
 from verikit.engines.lirpa.compat import import_auto_lirpa
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, REFUTATION_RTOL, check_method, limitation
 from verikit.engines.lirpa.driver import lower_bounds as driver_lower_bounds
+from verikit.engines.lirpa.custom import register_custom_ops
 from verikit.engines.lirpa.support import BoundsError, UnsupportedByBoundsError
 from verikit.core.errors import EngineLimitation, ExitCode, VerikitError
 from verikit.core.network import Network
@@ -69,6 +70,7 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"device {device!r} requested but torch sees no CUDA device")
     lirpa = import_auto_lirpa()
+    register_custom_ops()
     module = copy.deepcopy(network.module).eval()  # auto_LiRPA moves what it is given to the device
     dummy = torch.zeros(1, network.n_inputs, dtype=torch.float32, device=device)
     with support.quiet_lirpa() as records:
@@ -85,6 +87,11 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
             if known is None:
                 raise
             raise known from error
+    unsound = support.unsound_operators(bounded)
+    if unsound:
+        operator, why = unsound[0]
+        raise UnsupportedByBoundsError(f"auto_LiRPA cannot bound this network soundly: {operator}: {why}",
+                                       operators=(operator,), where=network.source or None)
     support.fix_maxpool_relaxation(bounded)
     support.ensure_parameter(bounded, device)
     result = BoundedNetwork(network, bounded, device, _confirming_mlp(network, pwl))
@@ -146,9 +153,12 @@ def _check_translation(bounded: BoundedNetwork, samples: int = 4, seed: int = 0)
         # One sample at a time: auto_LiRPA records the batch shape of its last forward in its nodes.
         rows = [bounded.module(row[None].to(bounded.device)).reshape(1, -1) for row in x]
     got = torch.cat(rows).double().cpu()
-    if got.shape != expected.shape or not bool(torch.isfinite(got).all()):
+    # a sample may hit a pole (x / x at 0): there both must give the same inf or NaN
+    same_special = (got == expected) | (torch.isnan(got) & torch.isnan(expected))
+    finite = torch.isfinite(got) & torch.isfinite(expected)
+    if got.shape != expected.shape or not bool((finite | same_special).all()):
         raise BoundsError("auto_LiRPA's translation of the network gives outputs of another shape or NaN")
-    error = float((got - expected).abs().max())
+    error = float(torch.where(finite, got - expected, torch.zeros_like(got)).abs().max())
     if error > _TRANSLATION_RTOL * (1.0 + float(expected.abs().max())):
         raise BoundsError(f"auto_LiRPA's translation disagrees with the network by {error:.3g}")
 

@@ -65,6 +65,8 @@ def quiet_lirpa() -> Iterator[list[logging.LogRecord]]:
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Creating an identity matrix", category=UserWarning)
+            # torch's exporter, tracing a 1-D convolution run as a 2-D one (verikit.onnx.ops.linear.Conv)
+            warnings.filterwarnings("ignore", message="This model contains a squeeze operation", category=UserWarning)
             yield records
     finally:
         logger.removeHandler(handler)
@@ -91,6 +93,32 @@ KNOWN_LIMITATIONS: dict[tuple[str, type[BaseException]], str] = {
     ("Div", AssertionError): "needs a divisor bounded away from 0 (e.g. Softmax over a wide range, where exp "
                              "underflows)",
 }
+
+
+def _positive_by_construction(node) -> bool:
+    """An Exp, or a ReduceSum of an Exp (the numerator and divisor of auto_LiRPA's own Softmax)."""
+    kind = type(node).__name__
+    return kind == "BoundExp" or (kind == "BoundReduceSum" and type(node.inputs[0]).__name__ == "BoundExp")
+
+
+def unsound_operators(bounded: torch.nn.Module) -> list[tuple[str, str]]:
+    """(operator, why) for each node of a traced BoundedModule whose auto_LiRPA 0.3 bounds are not sound.
+
+    A Div with both operands input-dependent: its interval bound is x_l / y_u .. x_u / y_l (wrong for a
+    negative numerator: x in [-1, 1], y in [1, 2] gives -0.5 where -1 is reached) and its CROWN relaxation
+    takes a reciprocal relaxation valid for y > 0 only. Sound where both operands are positive by
+    construction (Softmax's exp over a sum of exps), so that one is kept.
+    """
+    found = []
+    for node in bounded.modules():
+        if type(node).__name__ != "BoundDiv" or getattr(node, "is_constant_op", True):
+            continue
+        if all(_positive_by_construction(operand) for operand in node.inputs[:2]):
+            continue
+        found.append(("Div", f"division by an input-dependent tensor (node {node.name}) is bounded unsoundly "
+                             "by auto_LiRPA 0.3 (x_l / y_u for a negative numerator; a reciprocal relaxation "
+                             "valid for y > 0 only)"))
+    return found
 
 
 def _is_lirpa_operator(value: object) -> bool:

@@ -21,6 +21,8 @@ from verikit.onnx.ops.base import (
     optional_constant,
     register,
 )
+from verikit.onnx.ops.reciprocal import reciprocal
+from verikit.onnx.ops.step import not_zero
 
 _LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `axis` is refused
 
@@ -97,15 +99,22 @@ class Mul(_Binary):
     const_batch_dim = True
 
 
+def _times_reciprocal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a * reciprocal(b)
+
+
 @register("Div")
 class Div(_Binary):
-    function = staticmethod(torch.div)
+    """a / b. By a constant: a * (1 / c). By an input-dependent b: a * reciprocal(b), whose bounds
+    verikit gives (auto_LiRPA 0.3's own Div bounds are unsound for a negative numerator)."""
+
+    function = staticmethod(_times_reciprocal)
     affine_positions = (0,)
 
     def with_constant(self, const: np.ndarray, position: int) -> tuple[np.ndarray, Callable, bool]:
         if position == 1:  # x * (1 / c): auto_LiRPA bounds a Mul by a constant, not a Div
             return 1.0 / const.astype(np.float64), torch.mul, Mul.const_batch_dim
-        return super().with_constant(const, position)
+        return const, _times_reciprocal, Mul.const_batch_dim
 
 
 class _Unary(Op):
@@ -250,16 +259,24 @@ class Dropout(Identity):
 
 @register("Cast")
 class Cast(Identity):
-    """Only a cast to float32 of an input-dependent tensor (a no-op here); constants are folded."""
+    """A cast of an input-dependent tensor to FLOAT (a no-op: bools are held as 0.0/1.0 floats) or to BOOL
+    (x != 0, a step: see verikit.onnx.ops.step); other targets are refused. Constants are folded."""
 
     attributes = frozenset({"to", "saturate"})
+    pwl_role = "relayout"
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
         target = node.attr("to")
-        if target not in (TensorProto.FLOAT, "FLOAT", "float"):
+        self.to_bool = target in (TensorProto.BOOL, "BOOL", "bool")
+        if self.to_bool:
+            self.pwl_role = "other"
+        elif target not in (TensorProto.FLOAT, "FLOAT", "float"):
             name = TensorProto.DataType.Name(target) if isinstance(target, int) else str(target)
-            raise node.unsupported(f"to={name} on an input-dependent tensor (only FLOAT)")
+            raise node.unsupported(f"to={name} on an input-dependent tensor (only FLOAT and BOOL)")
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return not_zero(x) if self.to_bool else x
 
 
 @register("Softmax")
@@ -291,30 +308,3 @@ class Softmax(Op):
                 -1, *self.meta.shape
             )
         return torch.softmax(x, dim=self.dim)
-
-
-@register("Pow")
-class Pow(_Unary):
-    """x ** k for a constant whole exponent 1..4, written as a product of x with itself (bound engines
-    relax products soundly); other exponents and an input-dependent exponent are refused."""
-
-    MAX_EXPONENT = 4
-
-    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
-        super().__init__(node, inputs)
-        if len(inputs) != 2 or not isinstance(inputs[0], Dyn) or not isinstance(inputs[1], Const):
-            raise node.unsupported("an input-dependent exponent")
-        exponent = np.asarray(inputs[1].value)
-        if exponent.size != 1 or float(exponent.reshape(-1)[0]) not in range(1, self.MAX_EXPONENT + 1):
-            raise node.unsupported(f"exponent {exponent.reshape(-1)[:3].tolist()} (only 1..{self.MAX_EXPONENT})")
-        if exponent.ndim > self.in_metas[0].rank:
-            raise node.unsupported("an exponent of higher rank than the base")
-        self.exponent = int(float(exponent.reshape(-1)[0]))
-        if self.exponent == 1:
-            self.pwl_role = "affine"
-
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for _ in range(self.exponent - 1):
-            y = y * x
-        return y

@@ -181,18 +181,27 @@ class Conv(ImageOp):
         self.groups = int(node.attr("group", 1))
         begin, end = explicit_pads(node, self.meta.shape[2:], kernel, self.strides, self.dilations)
         self.padding, self.pre_pad = (begin, None) if begin == end else ((0,) * spatial, torch_pad(begin, end))
+        # a 1-D convolution runs as a 2-D one over a height of 1: auto_LiRPA 0.3 bounds 2-D convolutions only
+        self.as_2d = spatial == 1
+        if self.as_2d:
+            weight = weight[:, :, None, :]
+            self.strides, self.dilations = (1, *self.strides), (1, *self.dilations)
+            self.padding = (0, *self.padding)
+            spatial = 2
         self.add_constant("weight", weight)
         self.add_constant("bias", bias)
-        self.function = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+        self.function = (F.conv2d, F.conv3d)[spatial - 2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = self.to_images(x)
         if self.pre_pad is not None:
             images = F.pad(images, self.pre_pad)
+        if self.as_2d:
+            images = images.unsqueeze(2)
         out = self.function(
             images, self.weight, self.bias, self.strides, self.padding, self.dilations, self.groups
         )
-        return self.from_images(out)
+        return self.from_images(out.squeeze(2) if self.as_2d else out)
 
 
 @register("BatchNormalization")

@@ -11,11 +11,21 @@ import torch.nn.functional as F
 
 from verikit.core.pwl import Layer, MaxGroups
 from verikit.onnx.ops.base import NodeInfo, Value, register
-from verikit.onnx.ops.spatial import ImageOp, check_floor_mode, explicit_pads, output_size, torch_pad
+from verikit.onnx.ops.spatial import (
+    ImageOp,
+    ceil_mode_end_pads,
+    check_floor_mode,
+    explicit_pads,
+    output_size,
+    torch_pad,
+)
 
 
 class _WindowOp(ImageOp):
     """Shared geometry of the sliding-window pools: kernel, strides, dilations, begin/end pads."""
+
+    #: ceil_mode=1 as extra end padding (right for a max; an average would count the padding)
+    ceil_by_padding: bool = False
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
@@ -28,6 +38,9 @@ class _WindowOp(ImageOp):
         self.strides = tuple(int(s) for s in node.attr("strides", (1,) * spatial))
         self.dilations = tuple(int(d) for d in node.attr("dilations", (1,) * spatial))
         self.begin, self.end = explicit_pads(node, self.spatial_shape, self.kernel, self.strides, self.dilations)
+        if self.ceil_by_padding and node.attr("ceil_mode", 0):
+            self.end = ceil_mode_end_pads(self.spatial_shape, self.kernel, self.strides, self.dilations,
+                                          self.begin, self.end)
         check_floor_mode(node, self.spatial_shape, self.kernel, self.strides, self.dilations, self.begin, self.end)
         if any(b >= k or e >= k for b, e, k in zip(self.begin, self.end, self.kernel)):
             raise node.unsupported(f"pads {self.begin + self.end} not smaller than kernel {self.kernel}")
@@ -40,6 +53,7 @@ class _WindowOp(ImageOp):
 class MaxPool(_WindowOp):
     attributes = frozenset({"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"})
     pwl_role = "piecewise"
+    ceil_by_padding = True
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)

@@ -81,6 +81,16 @@ def check_floor_mode(node: NodeInfo, spatial, kernel, strides, dilations, begin,
             raise node.unsupported("ceil_mode=1 where it changes the output size")
 
 
+def ceil_mode_end_pads(spatial, kernel, strides, dilations, begin, end) -> tuple[int, ...]:
+    """End pads that make floor mode give ceil mode's output size: the last window, cut off by the input's
+    end, is completed with padding (for a max, padding with -inf leaves each output as ONNX computes it)."""
+    extended = []
+    for size, k, s, d, b, e in zip(spatial, kernel, strides, dilations, begin, end):
+        span = size + b + e - ((k - 1) * d + 1)
+        extended.append(e + (-span) % s)
+    return tuple(extended)
+
+
 def torch_pad(begin: Sequence[int], end: Sequence[int]) -> tuple[int, ...]:
     """ONNX begin/end pads → F.pad's order (last dim first)."""
     return tuple(value for b, e in reversed(list(zip(begin, end))) for value in (b, e))
