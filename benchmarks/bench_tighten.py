@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_tighten.py benchmarks/instances/mnistfc_open18.csv
     .venv/bin/python benchmarks/bench_tighten.py benchmarks/instances/mnistfc_open18.csv --leaves 32 --max-leaves 32
+    .venv/bin/python benchmarks/bench_tighten.py benchmarks/instances/mnistfc_open18.csv --only 256x4.onnx:prop_6_0.05
 
 Per instance (first case of the spec): α-CROWN hidden bounds at the root (20 steps), then the tightening
 (--leaves per neuron side, passes up to --max-leaves, at most --seconds), and both times the worst
@@ -66,12 +67,17 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=32)
     parser.add_argument("--max-leaves", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=90.0, help="budget of the tightening per instance")
+    parser.add_argument("--only", action="append", default=[],
+                        help="ONNX:VNNLIB name fragments of the rows to run (repeatable; default every row)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tighten.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     print(f"{'network':<22} {'spec':<22} {'margin before':>13} {'after':>9} {'seconds':>8}  unstable per layer")
     for instance in read_instances(args.instances):
+        name = f"{instance.onnx.name}:{instance.vnnlib.name}"
+        if args.only and not any(fragment in name for fragment in args.only):
+            continue
         row = measure(instance.onnx, instance.vnnlib, args)
         rows.append(row)
         print(f"{row['onnx']:<22} {row['vnnlib']:<22} {row['margin_before']:>13.3f} {row['margin_after']:>9.3f} "
