@@ -78,12 +78,18 @@ def _exact_range(net: ReluMlp, box: Box, layer: int, neuron: int) -> tuple[float
     return ends[0], ends[1]
 
 
+def _alpha_root(net: ReluMlp):
+    """The box [-1, 1]^3 and α-CROWN's hidden bounds on it (what the tightening starts from)."""
+    x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
+    x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
+    return x_lower, x_upper, optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper),
+                                                   steps=20, lr=0.1)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_tightened_bounds_contain_each_neurons_exact_range_and_never_loosen(seed):
     network, net = _network(700 + seed, [3, 10, 10, 10, 2])
-    x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
-    x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
-    alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
+    x_lower, x_upper, alpha = _alpha_root(net)
     tight, stats = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, max_bytes=1 << 28, steps=5, lr=0.1,
                                   alpha_steps=20)
     box = Box(np.full(3, -1.0), np.full(3, 1.0))
@@ -100,9 +106,7 @@ def test_tightening_goes_past_alpha_crown_on_deep_networks():
     gained = 0
     for seed in range(4):
         _, net = _network(700 + seed, [3, 10, 10, 10, 2])
-        x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
-        x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
-        alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
+        x_lower, x_upper, alpha = _alpha_root(net)
         tight, _ = tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=64, max_leaves=64, max_bytes=1 << 28, steps=5, lr=0.1,
                                   alpha_steps=20)
         width = sum(float((u - l).sum()) for l, u in zip(alpha.lower[1:], alpha.upper[1:]))
@@ -124,9 +128,7 @@ def test_relu_branching_reports_the_tightening_and_proves_with_it():
 
 def test_a_small_memory_cap_searches_the_neurons_in_chunks_with_the_same_bounds():
     _, net = _network(702, [3, 10, 10, 10, 2])
-    x_lower = torch.full((1, 3), -1.0, dtype=torch.float64)
-    x_upper = torch.full((1, 3), 1.0, dtype=torch.float64)
-    alpha = optimise_layer_bounds(net, x_lower, x_upper, layer_bounds(net, x_lower, x_upper), steps=20, lr=0.1)
+    x_lower, x_upper, alpha = _alpha_root(net)
     runs = [tighten_layers(net, x_lower, x_upper, alpha, Budget.seconds(30), leaves=16, max_leaves=16,
                            max_bytes=max_bytes, steps=5, lr=0.1, alpha_steps=20)[0] for max_bytes in (1, 1 << 28)]
     for layer in range(net.depth):

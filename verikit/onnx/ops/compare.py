@@ -16,7 +16,7 @@ import torch
 
 from verikit.onnx.layout import to_stacked
 from verikit.onnx.ops.base import Const, Dyn, NodeInfo, Op, Value, register
-from verikit.onnx.ops.elementwise import _Binary
+from verikit.onnx.ops.elementwise import _Binary, broadcast_operands
 from verikit.onnx.ops.step import step
 
 def _comparison(name: str, function):
@@ -39,15 +39,8 @@ class Where(Op):
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
-        if len(inputs) != 3 or any(value is None for value in inputs):
-            raise node.invalid("expects three inputs")
-        shapes = [v.meta.shape if isinstance(v, Dyn) else np.shape(v.value) for v in inputs]
-        try:
-            out_shape = np.broadcast_shapes(*shapes)
-        except ValueError as error:
-            raise node.invalid(f"cannot broadcast shapes {shapes}") from error
+        out_shape, self.metas = broadcast_operands(node, inputs, 3)
         self.rank = len(out_shape)
-        self.metas = [v.meta if isinstance(v, Dyn) else None for v in inputs]
         dynamic = [m for m in self.metas if m is not None]
         self.merged_path = bool(out_shape) and out_shape[0] == 1 and all(
             m.merged and m.rank == self.rank for m in dynamic)

@@ -27,6 +27,20 @@ from verikit.onnx.ops.step import not_zero
 _LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `axis` is refused
 
 
+def broadcast_operands(node: NodeInfo, inputs: Sequence[Value],
+                       count: int) -> tuple[tuple[int, ...], list[Meta | None]]:
+    """For an op of `count` operands broadcast as numpy does: the output's shape and each operand's meta
+    (None for a constant); the node is refused when the count or the shapes do not fit."""
+    if len(inputs) != count or any(value is None for value in inputs):
+        raise node.invalid(f"expects {count} inputs")
+    shapes = [v.meta.shape if isinstance(v, Dyn) else np.shape(v.value) for v in inputs]
+    try:
+        out_shape = np.broadcast_shapes(*shapes)
+    except ValueError as error:
+        raise node.invalid(f"cannot broadcast shapes {' and '.join(map(str, shapes))}") from error
+    return out_shape, [v.meta if isinstance(v, Dyn) else None for v in inputs]
+
+
 class _Binary(Op):
     """`function(a, b)` with numpy broadcasting; either operand may be a constant."""
 
@@ -37,15 +51,8 @@ class _Binary(Op):
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
-        if len(inputs) != 2 or any(value is None for value in inputs):
-            raise node.invalid("expects two inputs")
-        shapes = [v.meta.shape if isinstance(v, Dyn) else np.shape(v.value) for v in inputs]
-        try:
-            out_shape = np.broadcast_shapes(*shapes)
-        except ValueError as error:
-            raise node.invalid(f"cannot broadcast shapes {shapes[0]} and {shapes[1]}") from error
+        out_shape, self.metas = broadcast_operands(node, inputs, 2)
         self.rank = len(out_shape)
-        self.metas: list[Meta | None] = [v.meta if isinstance(v, Dyn) else None for v in inputs]
         dynamic = [m for m in self.metas if m is not None]
         self.merged_path = bool(out_shape) and out_shape[0] == 1 and all(
             m.merged and m.rank == self.rank for m in dynamic

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from verikit.onnx.ops.step import elementwise_node
+
 RECIPROCAL_OP = "verikit::Reciprocal"
 
 
@@ -28,9 +30,7 @@ class _Reciprocal(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, t):
-        out = g.op(RECIPROCAL_OP, t)
-        out.setType(t.type())  # same shape and dtype (the exporter cannot infer a custom op's)
-        return out
+        return elementwise_node(g, RECIPROCAL_OP, t)
 
 
 def reciprocal(t: torch.Tensor) -> torch.Tensor:
@@ -57,9 +57,7 @@ class _Power(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, t, exponent: float):
-        out = g.op(POWER_OP, t, exponent_f=exponent)
-        out.setType(t.type())
-        return out
+        return elementwise_node(g, POWER_OP, t, exponent_f=exponent)
 
 
 def power(t: torch.Tensor, exponent: float) -> torch.Tensor:

@@ -12,6 +12,14 @@ import torch
 STEP_OP = "verikit::Step"
 
 
+def elementwise_node(g, name: str, t, **attributes):
+    """The exported custom node `name` on t, typed like t (the exporter cannot infer a custom op's
+    shape and dtype); shared by every elementwise custom op (step, reciprocal, power)."""
+    out = g.op(name, t, **attributes)
+    out.setType(t.type())
+    return out
+
+
 class _Step(torch.autograd.Function):
     @staticmethod
     def forward(ctx, t: torch.Tensor) -> torch.Tensor:
@@ -23,9 +31,7 @@ class _Step(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, t):
-        out = g.op(STEP_OP, t)
-        out.setType(t.type())  # same shape and dtype (the exporter cannot infer a custom op's)
-        return out
+        return elementwise_node(g, STEP_OP, t)
 
 
 def step(t: torch.Tensor) -> torch.Tensor:
