@@ -49,7 +49,8 @@ class BabSettings:
     fsb_candidates: int = 4  # candidates per domain whose children FSB bounds before choosing
     relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
     relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
-    relu_tighten_leaves: int = 32  # root hidden bounds tightened by branching, leaves per neuron side (bab/tighten.py; 0: off)
+    # root hidden bounds tightened by branching (bab/tighten.py): leaves per neuron side (0: off)
+    relu_tighten_leaves: int = 32
     relu_tighten_max_leaves: int = 512  # later passes take 4x the leaves, up to this many
     relu_tighten_steps: int = 5  # α/β Adam steps per batch of those leaves
     relu_tighten_share: float = 0.3  # most of the remaining budget the tightening may take
@@ -138,4 +139,5 @@ def proven(method: str, stats: SearchStats, **extra) -> Proven:
 def unknown(reason: str, stats: SearchStats, root: tuple[DisjunctBounds, ...], *, timed_out: bool = False) -> Unknown:
     lps = f", {stats.lp_domains} LPs, {stats.lp_refuted} refuted" if stats.lp_domains else ""
     tightened = f", {stats.tightened}" if stats.tightened else ""
-    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth}{lps}{tightened})", root, timed_out)
+    return Unknown(f"{reason} ({stats.domains} domains bounded, depth {stats.max_depth}{lps}{tightened})", root,
+                   timed_out)

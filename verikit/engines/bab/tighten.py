@@ -186,7 +186,8 @@ def _search_pairs(net: ReluMlp, box: InputBox, bounds: LayerBounds, layer: int, 
         rows = torch.arange(children.owner.numel(), device=device)
         children.assignment[rows, children.next_split] = torch.tensor(
             [INACTIVE, ACTIVE], dtype=torch.int8, device=device).repeat(chosen.numel())
-        value, split_next, alpha, beta = _bound(net, box, prefix, layer, pair_neuron, pair_sign, pair_magnitude, children, steps, lr)
+        value, split_next, alpha, beta = _bound(net, box, prefix, layer, pair_neuron, pair_sign, pair_magnitude,
+                                                children, steps, lr)
         children.bound = torch.maximum(children.bound, value)
         children.next_split, children.alpha, children.beta = split_next, alpha, beta
         stay = torch.ones(state.owner.numel(), dtype=torch.bool, device=device)
