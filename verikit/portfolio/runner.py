@@ -28,15 +28,16 @@ def _stage_budget(stage: Stage, total: Budget, open_count: int) -> Budget:
     return total.share(stage.share)
 
 
-def _attempt(stage: Stage, problem: Problem, case: Case, budget: Budget) -> Outcome:
-    """One engine on one case; what it cannot handle becomes Unknown with the reason."""
+def _attempt(stage: Stage, problem: Problem, case: Case, budget: Budget) -> tuple[Outcome, bool]:
+    """One engine on one case, and whether it refused the network before running; what it cannot
+    handle becomes Unknown with the reason."""
     try:
         reason = stage.engine.supports(problem)
         if reason is not None:
-            return Unknown(f"{stage.label}: {reason}")
-        return stage.engine.run(problem, case, budget)
+            return Unknown(f"{stage.label}: {reason}"), True
+        return stage.engine.run(problem, case, budget), False
     except EngineLimitation as limitation:
-        return Unknown(f"{stage.label}: {limitation}")
+        return Unknown(f"{stage.label}: {limitation}"), False
 
 
 def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budget) -> Falsified | None:
@@ -45,7 +46,7 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
             return None
         case = progress.open_cases[index]
         started = time.monotonic()
-        outcome = _attempt(stage, problem, case, _stage_budget(stage, total, len(progress.open_cases)))
+        outcome, refused = _attempt(stage, problem, case, _stage_budget(stage, total, len(progress.open_cases)))
         seconds = time.monotonic() - started
         progress.stage_seconds[stage.label] = progress.stage_seconds.get(stage.label, 0.0) + seconds
         attempt = {"engine": stage.engine.name, "method": stage.engine.method, "seconds": round(seconds, 4),
@@ -56,6 +57,8 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
                 attempt["best_lower_bounds"] = [round(b.best, 6) for b in outcome.bounds]
         progress.attempts.setdefault(index, []).append(attempt)
         previous = progress.results.get(index)
+        if refused and previous is not None and isinstance(previous.outcome, Unknown):
+            continue  # an engine that ran says more about the open case than one that refused it
         if isinstance(outcome, Unknown) and not outcome.bounds and previous and previous.outcome.bounds:
             outcome = replace(outcome, bounds=previous.outcome.bounds)  # keep the latest bounds computed
         progress.results[index] = CaseResult(index, outcome, stage.engine.name, stage.engine.method, seconds)
