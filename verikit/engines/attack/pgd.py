@@ -107,7 +107,7 @@ def diversified_starts(forward: Callable[[torch.Tensor], torch.Tensor], starts: 
                                             device=generator.device) - 1).to(y.device)
             gradient = torch.autograd.grad((direction * y).sum(), xs)[0]
         with torch.no_grad():
-            x = torch.minimum(torch.maximum(xs + size * gradient.sign(), lower), upper)
+            x = _project(xs + size * gradient.sign(), lower, upper, None)
     return x
 
 

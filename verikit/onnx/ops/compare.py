@@ -39,11 +39,7 @@ class Where(Op):
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
-        out_shape, self.metas = broadcast_operands(node, inputs, 3)
-        self.rank = len(out_shape)
-        dynamic = [m for m in self.metas if m is not None]
-        self.merged_path = bool(out_shape) and out_shape[0] == 1 and all(
-            m.merged and m.rank == self.rank for m in dynamic)
+        self.rank, self.metas, self.merged_path = broadcast_operands(node, inputs, 3)
         self.out_merged = self.merged_path
         if isinstance(inputs[0], Const):
             raise node.unsupported("a constant condition with input-dependent branches")

@@ -28,9 +28,10 @@ _LEGACY_BROADCAST = frozenset({"broadcast", "consumed_inputs"})  # opset < 7; `a
 
 
 def broadcast_operands(node: NodeInfo, inputs: Sequence[Value],
-                       count: int) -> tuple[tuple[int, ...], list[Meta | None]]:
-    """For an op of `count` operands broadcast as numpy does: the output's shape and each operand's meta
-    (None for a constant); the node is refused when the count or the shapes do not fit."""
+                       count: int) -> tuple[int, list[Meta | None], bool]:
+    """For an op of `count` operands broadcast as numpy does: the output's rank, each operand's meta (None
+    for a constant), and whether the op runs in the merged layout (a leading output dim of 1 that every
+    input-dependent operand of full rank shares); the node is refused when the count or shapes do not fit."""
     if len(inputs) != count or any(value is None for value in inputs):
         raise node.invalid(f"expects {count} inputs")
     shapes = [v.meta.shape if isinstance(v, Dyn) else np.shape(v.value) for v in inputs]
@@ -38,7 +39,11 @@ def broadcast_operands(node: NodeInfo, inputs: Sequence[Value],
         out_shape = np.broadcast_shapes(*shapes)
     except ValueError as error:
         raise node.invalid(f"cannot broadcast shapes {' and '.join(map(str, shapes))}") from error
-    return out_shape, [v.meta if isinstance(v, Dyn) else None for v in inputs]
+    metas = [v.meta if isinstance(v, Dyn) else None for v in inputs]
+    rank = len(out_shape)
+    merged = bool(out_shape) and out_shape[0] == 1 and all(
+        m.merged and m.rank == rank for m in metas if m is not None)
+    return rank, metas, merged
 
 
 class _Binary(Op):
@@ -51,12 +56,7 @@ class _Binary(Op):
 
     def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
         super().__init__(node, inputs)
-        out_shape, self.metas = broadcast_operands(node, inputs, 2)
-        self.rank = len(out_shape)
-        dynamic = [m for m in self.metas if m is not None]
-        self.merged_path = bool(out_shape) and out_shape[0] == 1 and all(
-            m.merged and m.rank == self.rank for m in dynamic
-        )
+        self.rank, self.metas, self.merged_path = broadcast_operands(node, inputs, 2)
         self.out_merged = self.merged_path
         self.const_position = next((i for i, v in enumerate(inputs) if isinstance(v, Const)), -1)
         self.function = type(self).function
