@@ -16,6 +16,7 @@ ones after bounding their children ("fsb", branching.lookahead_choice). Open dom
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,8 @@ from verikit.engines.bab.common import (
     BabSettings, SearchStats, SpecRows, Validator, minimising_corner, proven, root_disjunct_bounds, unknown,
 )
 from verikit.engines.crown.propagate import (
-    ACTIVE, INACTIVE, InputBox, LayerBounds, Relaxation, ReluMlp, layer_bounds, round_outward, spec_bounds,
+    ACTIVE, INACTIVE, InputBox, LayerBounds, Relaxation, ReluMlp, SpecBounds, layer_bounds, round_outward,
+    spec_bounds,
 )
 from verikit.engines.crown.refine import refine_after, restrict, tightest
 from verikit.engines.crown.optimise import Multipliers, lower_slopes, optimise_layer_bounds, optimise_spec
@@ -86,7 +88,7 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
     roots = _Roots(net64, x_lower, x_upper, spec64, settings, stats)
     decide = functools.partial(_decide, net, net64, spec, spec64, x_lower, x_upper, validator, stats, settings,
-                               refuted=set())
+                               roots.root_spec, refuted=set())
     leaves = settings.relu_tighten_leaves
     if leaves <= 0 or net64.depth < 2:
         return decide(root64, budget)
@@ -111,12 +113,20 @@ class _Roots:
     settings: BabSettings
     stats: SearchStats
     done: TightenStats | None = None
+    last: tuple[LayerBounds, SpecBounds, Multipliers] | None = None
+
+    def root_spec(self, bounds: LayerBounds) -> tuple[SpecBounds, Multipliers]:
+        """α-CROWN's bounds of the spec rows at the root on hidden bounds `bounds`; the last ones are kept,
+        so the check after a tightening pass and the search that follows share one computation."""
+        if self.last is None or self.last[0] is not bounds:
+            found, params = optimise_spec(self.net64, self.x_lower, self.x_upper, self.spec64.C, self.spec64.d,
+                                          bounds, steps=self.settings.relu_alpha_steps, lr=self.settings.relu_lr)
+            self.last = (bounds, found, params)
+        return self.last[1], self.last[2]
 
     def settled(self, bounds: LayerBounds) -> bool:
         """Whether the root's bound on `bounds` already refutes every disjunct."""
-        found, _ = optimise_spec(self.net64, self.x_lower, self.x_upper, self.spec64.C, self.spec64.d, bounds,
-                                 steps=self.settings.relu_alpha_steps, lr=self.settings.relu_lr)
-        return bool((self.spec64.per_disjunct(found.lower) > 0).all())
+        return bool((self.spec64.per_disjunct(self.root_spec(bounds)[0].lower) > 0).all())
 
     def tighten(self, root64: LayerBounds, budget: Budget, leaves: int, max_leaves: int) -> LayerBounds:
         settings = self.settings
@@ -132,11 +142,12 @@ class _Roots:
 
 def _decide(net: ReluMlp, net64: ReluMlp, spec: SpecRows, spec64: SpecRows, x_lower: torch.Tensor,
             x_upper: torch.Tensor, validator: Validator, stats: SearchStats, settings: BabSettings,
-            root64: LayerBounds, budget: Budget, *, refuted: set[int]) -> Proven | Falsified | Unknown:
-    """α/β-CROWN at the root on hidden bounds `root64`, then a search per disjunct still open, within
-    `budget`. Disjuncts in `refuted` (refuted by an earlier call) are skipped; those refuted here are added."""
-    root_bounds, root_params = optimise_spec(net64, x_lower, x_upper, spec64.C, spec64.d, root64,
-                                             steps=settings.relu_alpha_steps, lr=settings.relu_lr)
+            root_spec: Callable[[LayerBounds], tuple[SpecBounds, Multipliers]], root64: LayerBounds,
+            budget: Budget, *, refuted: set[int]) -> Proven | Falsified | Unknown:
+    """α-CROWN at the root on hidden bounds `root64` (`root_spec`), then a search per disjunct still open,
+    within `budget`. Disjuncts in `refuted` (refuted by an earlier call) are skipped; those refuted here are
+    added."""
+    root_bounds, root_params = root_spec(root64)
     stats.count(1, 0)
     root = root_disjunct_bounds(root_bounds, spec64, "alpha-crown")
     found = _falsify(net64, spec64, validator, x_lower, x_upper, root_bounds.coeff, root_bounds.lower)
