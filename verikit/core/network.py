@@ -73,6 +73,43 @@ class Network:
         rows = [self.replay(row[None, :]) for row in x]
         return np.concatenate(rows, axis=0) if rows else np.zeros((0, self.n_outputs), np.float32)
 
+    def _hidden_session(self, tensors: tuple[str, ...]):
+        """An onnxruntime session on the original bytes with `tensors` added as graph outputs (cached)."""
+        sessions = self.extra.setdefault("_hidden_sessions", {})
+        if tensors not in sessions:
+            import onnx
+            import onnxruntime as ort
+
+            model = onnx.load_model_from_string(self.onnx_bytes)
+            known = {out for node in model.graph.node for out in node.output} | {i.name for i in model.graph.input}
+            missing = [name for name in tensors if name not in known]
+            if missing:
+                raise KeyError(f"the model has no tensor named {missing[0]!r}")
+            present = {o.name for o in model.graph.output}
+            for name in tensors:
+                if name not in present:
+                    model.graph.output.append(onnx.ValueInfoProto(name=name))
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.intra_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sessions[tensors] = ort.InferenceSession(model.SerializeToString(), options,
+                                                     providers=["CPUExecutionProvider"])
+        return sessions[tensors]
+
+    def replay_hidden(self, x: np.ndarray, tensors: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """onnxruntime's values of the named intermediate tensors for flat inputs x (B, n_inputs), each
+        flattened per point to (B, size); computed on the original ONNX bytes, not the torch translation."""
+        tensors = tuple(dict.fromkeys(tensors))
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1, self.n_inputs))
+        session = self._hidden_session(tensors)
+        values: dict[str, list[np.ndarray]] = {name: [] for name in tensors}
+        for row in x:  # one point at a time: hidden tensors' batch axis is not always the first
+            outputs = session.run(list(tensors), {self.input_name: row.reshape(self._feed_shape(1))})
+            for name, value in zip(tensors, outputs):
+                values[name].append(np.asarray(value, dtype=np.float32).reshape(-1))
+        return {name: np.stack(rows) if rows else np.zeros((0, 0), np.float32) for name, rows in values.items()}
+
     def forward(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Torch translation's outputs for flat inputs (B, n_inputs), without gradients."""
         import torch

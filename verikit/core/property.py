@@ -1,12 +1,28 @@
-"""Properties in normal form: cases of an input box and a disjunction of output conjunctions.
+"""Properties in normal form: cases of an input set, hidden-neuron constraints and an output DNF.
 
-A property is *violated* (VNN-LIB: sat) iff some case has an x in its box whose output y satisfies
-every row of some disjunct `C @ y <= d`. Arrays are float64 and flat (C order of the ONNX tensors).
+A property is *violated* (VNN-LIB: sat) iff some case has an input x in its set, whose hidden neurons
+follow the case's patterns, and whose output y satisfies every row of some disjunct `C @ y <= d`.
+Arrays are float64 and flat (C order of the ONNX tensors).
+
+Every kind of question verikit answers lands in these three parts, so every engine sees it one way:
+
+- the input set: always `case.box` (an axis-aligned box), optionally narrowed by `case.region` — an
+  `L2Ball`, or a `Manipulated` image `x = T(theta) (+ delta)`, theta in a parameter box. The box
+  always encloses the region, so a bound proven over the box is proven over the region; an engine that
+  cannot use the region still proves soundly, only more weakly.
+- hidden constraints: `case.hidden`, patterns of ReLU phases (`NeuronPattern`) that an input must follow
+  to belong to the case (neural activation patterns). They only shrink the set: a proof that ignores
+  them is still a proof, and one that uses them (fixed phases, split constraints) may be stronger.
+- the output condition: the disjunction of `Conjunction`s (robustness, top-k, targeted order, VNN-LIB).
+
+A counterexample must lie in the box, in the region, follow the patterns (checked on the ONNX model's
+own hidden values) and satisfy a disjunct: `verikit.witness.replay` is the one place that checks it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -144,14 +160,187 @@ class Conjunction:
 
 
 @dataclass(frozen=True, eq=False)
+class L2Ball:
+    """The inputs within `radius` of `center` (n_inputs,) in the Euclidean norm; a case intersects it
+    with its box (the valid range), and the box encloses it."""
+
+    center: np.ndarray
+    radius: float
+    kind = "l2-ball"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "center", _as_vector(self.center, "center"))
+        radius = float(self.radius)
+        if not (np.isfinite(radius) and radius >= 0.0):
+            raise ValueError(f"an L2 ball needs a finite radius >= 0, got {self.radius!r}")
+        object.__setattr__(self, "radius", radius)
+
+    def distance(self, x: np.ndarray) -> float:
+        """||x - center||_2, computed in float64."""
+        return float(np.linalg.norm(np.asarray(x, dtype=np.float64).reshape(-1) - self.center))
+
+    def contains(self, x: np.ndarray, tol: float = 0.0, params: np.ndarray | None = None) -> bool:
+        return self.distance(x) <= self.radius + tol
+
+    def enclosing_box(self, lower=-np.inf, upper=np.inf) -> Box:
+        """The ball's bounding box `center ± radius`, clipped to [lower, upper]."""
+        return Box(np.maximum(self.center - self.radius, lower), np.minimum(self.center + self.radius, upper))
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "norm": 2, "radius": self.radius}
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """A family of manipulated images `theta (n_params,) -> x (n_inputs,)` (brightness, rotation, ...).
+
+    `apply` is the reference: plain numpy in float64, the one a counterexample is recomputed with.
+    `enclose` gives sound per-pixel bounds of `apply` over a parameter box (Box over the image).
+    `onnx_prefix` is an ONNX model (input theta (1, n_params), output x (1, n_inputs)) equal to `apply`,
+    when the transform has one that engines can bound exactly (affine with clipping); else None.
+    """
+
+    name: str
+    n_params: int
+
+    def apply(self, theta: np.ndarray) -> np.ndarray: ...
+
+    def enclose(self, params: Box) -> Box: ...
+
+    def onnx_prefix(self): ...
+
+    def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Manipulated:
+    """The images `T(theta) + delta`: theta in the box `params`, `|delta|_inf <= eps`, within the case's
+    box (the valid range). A member is named by its theta, so a counterexample carries theta and is
+    recomputed with `transform.apply`."""
+
+    transform: Transform
+    params: Box
+    eps: float = 0.0
+    kind = "manipulated"
+
+    def __post_init__(self) -> None:
+        if self.params.size != self.transform.n_params:
+            raise ValueError(f"{self.transform.name} takes {self.transform.n_params} parameters, "
+                             f"the parameter box has {self.params.size}")
+        eps = float(self.eps)
+        if not (np.isfinite(eps) and eps >= 0.0):
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps!r}")
+        object.__setattr__(self, "eps", eps)
+
+    def image(self, theta: np.ndarray) -> np.ndarray:
+        """The manipulated image for theta (n_params,), float64 (n_inputs,)."""
+        return np.asarray(self.transform.apply(np.asarray(theta, dtype=np.float64).reshape(-1)),
+                          dtype=np.float64).reshape(-1)
+
+    def contains(self, x: np.ndarray, tol: float = 0.0, params: np.ndarray | None = None) -> bool:
+        """x is within eps (+ tol) of `image(params)`, and params lie in the parameter box; without
+        params no membership can be shown (False). The image's rounding to float32 (what the model
+        consumes: one float32 spacing per pixel) is allowed on top."""
+        if params is None:
+            return False
+        theta = np.asarray(params, dtype=np.float64).reshape(-1)
+        if theta.size != self.params.size or not self.params.contains(theta):
+            return False
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        image = self.image(theta)
+        if image.shape != x.shape:
+            return False
+        rounding = np.spacing(np.abs(image).astype(np.float32)).astype(np.float64)
+        return bool(np.all(np.abs(x - image) <= self.eps + tol + rounding))
+
+    def enclosing_box(self, lower=-np.inf, upper=np.inf) -> Box:
+        """Sound per-pixel bounds of the region, clipped to [lower, upper]."""
+        enclosure = self.transform.enclose(self.params)
+        return Box(np.maximum(enclosure.lower - self.eps, lower), np.minimum(enclosure.upper + self.eps, upper))
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "transform": self.transform.describe(), "eps": self.eps,
+                "params_lower": self.params.lower.tolist(), "params_upper": self.params.upper.tolist()}
+
+
+Region = L2Ball | Manipulated
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronPattern:
+    """A ReLU phase pattern on one hidden tensor: the ONNX tensor `tensor` (the input of a Relu node),
+    flattened in C order, has `value > 0` at every flat index of `active` and `value <= 0` at every index
+    of `inactive` (a neural activation pattern). Indices are sorted and disjoint."""
+
+    tensor: str
+    active: np.ndarray
+    inactive: np.ndarray
+
+    def __post_init__(self) -> None:
+        active = np.unique(np.asarray(self.active, dtype=np.int64).reshape(-1))
+        inactive = np.unique(np.asarray(self.inactive, dtype=np.int64).reshape(-1))
+        if (active < 0).any() or (inactive < 0).any():
+            raise ValueError(f"pattern on {self.tensor!r}: neuron indices must be >= 0")
+        both = np.intersect1d(active, inactive)
+        if both.size:
+            raise ValueError(f"pattern on {self.tensor!r}: neuron {int(both[0])} is both active and inactive")
+        for array in (active, inactive):
+            array.setflags(write=False)
+        object.__setattr__(self, "active", active)
+        object.__setattr__(self, "inactive", inactive)
+
+    @property
+    def size(self) -> int:
+        return int(self.active.size + self.inactive.size)
+
+    def misses(self, values: np.ndarray) -> int:
+        """How many constrained neurons `values` (the tensor, flat) breaks; 0 when it follows the pattern."""
+        values = np.asarray(values).reshape(-1)
+        if self.size and max(self.active.max(initial=-1), self.inactive.max(initial=-1)) >= values.size:
+            raise ValueError(f"pattern on {self.tensor!r} names neuron beyond its {values.size} elements")
+        return int((values[self.active] <= 0).sum() + (values[self.inactive] > 0).sum())
+
+    def describe(self) -> dict:
+        return {"tensor": self.tensor, "active": self.active.tolist(), "inactive": self.inactive.tolist()}
+
+
+@dataclass(frozen=True, eq=False)
 class Case:
-    """Violated iff some x in `box` makes some disjunct hold."""
+    """Violated iff some x in `box` (and in `region`, when set) whose hidden neurons follow every pattern
+    of `hidden` makes some disjunct hold. `box` always encloses `region`."""
 
     box: Box
     disjuncts: tuple[Conjunction, ...]
+    region: Region | None = None
+    hidden: tuple[NeuronPattern, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "disjuncts", tuple(self.disjuncts))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        if isinstance(self.region, L2Ball) and self.region.center.size != self.box.size:
+            raise ValueError(f"the L2 ball's centre has {self.region.center.size} inputs, the box {self.box.size}")
+
+    @property
+    def is_box(self) -> bool:
+        """Just a box and an output condition: no region, no hidden constraints."""
+        return self.region is None and not self.hidden
+
+    def admits_input(self, x: np.ndarray, tol: float = 0.0, params: np.ndarray | None = None) -> bool:
+        """x lies in the box and in the region (`params`: the theta that names x in a Manipulated region);
+        the hidden patterns need the network's values and are checked by verikit.witness.replay."""
+        if not self.box.contains(x, tol):
+            return False
+        return self.region is None or self.region.contains(x, tol, params)
+
+    def describe(self) -> dict:
+        """The input set and hidden constraints, as reports record them."""
+        described: dict = {"input_set": "box" if self.region is None else self.region.kind}
+        if self.region is not None:
+            described["region"] = self.region.describe()
+        if self.hidden:
+            described["hidden"] = [{"tensor": p.tensor, "active": int(p.active.size),
+                                    "inactive": int(p.inactive.size)} for p in self.hidden]
+        return described
 
     def satisfied_disjunct(self, y: np.ndarray, tol: float = 0.0) -> int | None:
         """Index of the first disjunct that y satisfies (within tol), or None."""
@@ -171,6 +360,8 @@ class Property:
     source: str = ""
     sha256: str = ""
     notes: tuple[str, ...] = field(default=())
+    kind: str = "vnnlib"  # what question it asks: "vnnlib", "robustness", "perturbation", "nap", "top-k", ...
+    details: dict = field(default_factory=dict)  # the question in the spec's own terms, for reports
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cases", tuple(self.cases))

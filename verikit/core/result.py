@@ -118,7 +118,9 @@ class Certificate:
 
 @dataclass(frozen=True, eq=False)
 class Counterexample:
-    """A replayed witness: x fed to onnxruntime (float32, flat), y what it returned (flat)."""
+    """A replayed witness: x fed to onnxruntime (float32, flat), y what it returned (flat).
+
+    `params` is the theta that names x in a Manipulated region (x was recomputed from it), else None."""
 
     x: np.ndarray
     y: np.ndarray
@@ -126,6 +128,7 @@ class Counterexample:
     box_violation: float
     formula_violation: float
     tolerance: float
+    params: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
