@@ -101,7 +101,7 @@ def test_manipulated_member_is_recomputed_from_theta(network):
 
 def test_manipulated_with_eps_accepts_only_points_near_the_image(network):
     base = np.array([0.4, 0.4, 0.4])
-    region = Manipulated(Shift(base), Box([0.0], [0.1]), eps=0.05)
+    region = Manipulated(Shift(base), Box([0.0], [0.3]), eps=0.05)
     case = Case(region.enclosing_box(0.0, 1.0), _any_output_below(2, 1e6), region=region)
     assert validate(network, case, base + 0.14, params=np.array([0.1])) is not None
-    assert validate(network, case, base + 0.2, params=np.array([0.1])) is None
+    assert validate(network, case, base + 0.2, params=np.array([0.0])) is None  # in the box, 0.2 from T(0)
