@@ -105,3 +105,66 @@ def test_manipulated_with_eps_accepts_only_points_near_the_image(network):
     case = Case(region.enclosing_box(0.0, 1.0), _any_output_below(2, 1e6), region=region)
     assert validate(network, case, base + 0.14, params=np.array([0.1])) is not None
     assert validate(network, case, base + 0.2, params=np.array([0.0])) is None  # in the box, 0.2 from T(0)
+
+
+class ShiftWithPrefix(Shift):
+    """Shift with its exact ONNX prefix (theta (1, 1) -> base + theta), so the runner lifts it."""
+
+    def onnx_prefix(self):
+        from onnx import TensorProto, helper, numpy_helper
+
+        ones = numpy_helper.from_array(np.ones((1, self.base.size), np.float32), "ones")
+        base = numpy_helper.from_array(self.base.astype(np.float32).reshape(1, -1), "base")
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["theta", "ones"], ["spread"]),
+             helper.make_node("Add", ["spread", "base"], ["image"])], "shift",
+            [helper.make_tensor_value_info("theta", TensorProto.FLOAT, [1, 1])],
+            [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, self.base.size])],
+            initializer=[ones, base])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _grid_outputs(network, base: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+    return network.replay(np.stack([base + t for t in thetas]))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.02])
+def test_lifted_manipulation_agrees_with_a_dense_grid(network, eps):
+    from verikit.portfolio.options import Options
+    from verikit.portfolio.runner import verify
+    from verikit.core.property import Property
+    from verikit.core.result import Falsified, Proven, Verdict
+
+    base = np.array([0.3, -0.2, 0.5])
+    thetas = np.linspace(-0.4, 0.4, 2001)
+    highest = float(_grid_outputs(network, base, thetas)[:, 0].max())
+    region = Manipulated(ShiftWithPrefix(base), Box([-0.4], [0.4]), eps=eps)
+    box = region.enclosing_box(-2.0, 2.0)
+    for threshold, expected in ((highest + 0.5, Verdict.VERIFIED), (highest - 0.05, Verdict.FALSIFIED)):
+        reaches = Conjunction(np.array([[-1.0, 0.0]]), [-threshold])  # violated iff y0 >= threshold
+        prop = Property((Case(box, (reaches,), region=region),), 3, 2)
+        result = verify(network, prop, Options(timeout=20))
+        assert result.verdict is expected, result.reason
+        outcome = result.cases[0].outcome
+        if expected is Verdict.FALSIFIED:
+            found = outcome.counterexample
+            assert isinstance(outcome, Falsified) and found.params is not None
+            assert region.contains(found.x, params=found.params) and found.y[0] >= threshold
+        else:
+            assert isinstance(outcome, Proven) and outcome.certificate.detail["lifted"]["params"] == 1 + 3 * (eps > 0)
+
+
+def test_a_prefix_that_differs_from_its_reference_is_refused(network):
+    from verikit.core.errors import ModelError
+    from verikit.engines.problem import Problem
+    from verikit.portfolio.lifting import lift
+
+    class Wrong(ShiftWithPrefix):
+        def apply(self, theta):
+            return self.base + 2.0 * float(theta[0])
+
+    base = np.array([0.3, -0.2, 0.5])
+    region = Manipulated(Wrong(base), Box([-0.4], [0.4]))
+    case = Case(region.enclosing_box(-2.0, 2.0), _any_output_below(2, 0.0), region=region)
+    with pytest.raises(ModelError, match="differs from its numpy reference"):
+        lift(Problem(network), case)

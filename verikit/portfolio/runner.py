@@ -10,6 +10,7 @@ from verikit.core.network import Network
 from verikit.core.property import Case, Property
 from verikit.core.result import Budget, CaseResult, Falsified, Outcome, Proven, Result, Unknown, Verdict
 from verikit.engines.problem import Problem
+from verikit.portfolio.lifting import Lifted, lift
 from verikit.portfolio.options import Options
 from verikit.portfolio.schedule import Stage, notes, plan
 
@@ -20,6 +21,7 @@ class _Progress:
     results: dict[int, CaseResult] = field(default_factory=dict)
     attempts: dict[int, list[dict]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    lifted: dict[int, Lifted] = field(default_factory=dict)  # manipulated cases decided over their parameters
 
 
 def _stage_budget(stage: Stage, total: Budget, open_count: int) -> Budget:
@@ -45,8 +47,14 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
         if total.expired():
             return None
         case = progress.open_cases[index]
+        lifted = progress.lifted.get(index)
         started = time.monotonic()
-        outcome, refused = _attempt(stage, problem, case, _stage_budget(stage, total, len(progress.open_cases)))
+        budget = _stage_budget(stage, total, len(progress.open_cases))
+        if lifted is None:
+            outcome, refused = _attempt(stage, problem, case, budget)
+        else:
+            outcome, refused = _attempt(stage, lifted.problem, lifted.case, budget)
+            outcome = lifted.lower(problem.network, outcome, problem.tolerances)
         seconds = time.monotonic() - started
         progress.stage_seconds[stage.label] = progress.stage_seconds.get(stage.label, 0.0) + seconds
         attempt = {"engine": stage.engine.name, "method": stage.engine.method, "seconds": round(seconds, 4),
@@ -78,27 +86,24 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
     The torch translation is checked against onnxruntime on every case's box first (a mismatch is an
     `error` verdict). Internal errors (bugs) propagate; verikit.run turns them into results.
     """
-    from verikit.onnx.load import check_translation
-
     started = time.monotonic()
     total = budget or Budget.seconds(options.timeout)
     problem = Problem(network, seed=options.seed, tolerances=options.tolerances, device=options.device)
-    stages = plan(options, problem)
+    progress = _Progress(open_cases=dict(enumerate(prop.cases)))
+    translation_error = _lift_and_check(network, prop, problem, progress, options.seed)
+    planned = _planning_problem(problem, prop, progress)
+    stages = plan(options, planned)
     settings = options.as_dict()
-    settings["notes"] = notes(options, problem)
+    settings["notes"] = notes(options, planned)
     result = Result(
         verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
         model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
         settings=settings, spec_notes=tuple(prop.notes),
     )
-    try:
-        for case in prop.cases:
-            check_translation(network, case.box, seed=options.seed)
-    except ModelError as error:
-        return replace(result, verdict=Verdict.ERROR, reason=str(error), error_kind="bad-input",
+    if translation_error is not None:
+        return replace(result, verdict=Verdict.ERROR, reason=str(translation_error), error_kind="bad-input",
                        seconds=time.monotonic() - started)
 
-    progress = _Progress(open_cases=dict(enumerate(prop.cases)))
     for stage in stages:
         if not progress.open_cases or total.expired():
             break
@@ -113,6 +118,33 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
                 for stage in stages]
     return replace(result, cases=cases, seconds=time.monotonic() - started, schedule=schedule,
                    **_summarise(cases, total))
+
+
+def _lift_and_check(network: Network, prop: Property, problem: Problem, progress: _Progress,
+                    seed: int) -> ModelError | None:
+    """Lift every manipulated case that has an exact prefix (portfolio/lifting.py), and check the torch
+    translation against onnxruntime on every box an engine will search; the first mismatch, or None."""
+    from verikit.onnx.load import check_translation
+
+    try:
+        for index, case in enumerate(prop.cases):
+            lifted = lift(problem, case)
+            if lifted is None:
+                check_translation(network, case.box, seed=seed)
+            else:
+                check_translation(lifted.problem.network, lifted.case.box, seed=seed)
+                progress.lifted[index] = lifted
+    except ModelError as error:
+        return error
+    return None
+
+
+def _planning_problem(problem: Problem, prop: Property, progress: _Progress) -> Problem:
+    """The problem the schedule is planned for: the lifted one when every case is lifted (a manipulation
+    over 1-3 parameters wants the schedule of a few-input network), else the network's own."""
+    if prop.cases and len(progress.lifted) == len(prop.cases):
+        return progress.lifted[0].problem
+    return problem
 
 
 def _summarise(cases: list[CaseResult], total: Budget) -> dict:
