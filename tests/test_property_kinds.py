@@ -168,3 +168,19 @@ def test_a_prefix_that_differs_from_its_reference_is_refused(network):
     case = Case(region.enclosing_box(-2.0, 2.0), _any_output_below(2, 0.0), region=region)
     with pytest.raises(ModelError, match="differs from its numpy reference"):
         lift(Problem(network), case)
+
+
+def test_the_report_names_the_input_set_and_the_parameters(network):
+    from verikit.core.property import Property
+    from verikit.portfolio.options import Options
+    from verikit.portfolio.runner import verify
+    from verikit.report.json import to_dict
+
+    base = np.array([0.3, -0.2, 0.5])
+    region = Manipulated(ShiftWithPrefix(base), Box([-0.4], [0.4]))
+    prop = Property((Case(region.enclosing_box(-2.0, 2.0), _any_output_below(2, 1e6), region=region),), 3, 2,
+                    kind="perturbation", details={"manipulation": "shift"})
+    report = to_dict(verify(network, prop, Options(timeout=20)))
+    assert report["spec"]["kind"] == "perturbation" and report["spec"]["details"] == {"manipulation": "shift"}
+    assert report["cases"][0]["input"]["input_set"] == "manipulated"
+    assert len(report["counterexample"]["params"]) == 1

@@ -161,6 +161,7 @@ class CaseResult:
     method: str
     seconds: float
     attempts: list[dict] = field(default_factory=list)
+    described: dict = field(default_factory=dict)  # the case's input set and hidden constraints (Case.describe)
 
 
 @dataclass(eq=False)
@@ -180,6 +181,8 @@ class Result:
     seed: int = 0
     settings: dict = field(default_factory=dict)
     spec_notes: tuple[str, ...] = ()  # what the spec reader noted (strict comparisons, dropped empty terms, ...)
+    spec_kind: str = ""  # Property.kind: the question asked ("vnnlib", "robustness", "perturbation", ...)
+    spec_details: dict = field(default_factory=dict)  # Property.details: the question in the spec's own terms
     schedule: list[dict] = field(default_factory=list)  # the stages planned, their budgets and seconds spent
     model_info: dict = field(default_factory=dict)  # inputs, outputs, input_shape, op_types of the model read
     error_kind: str = ""  # for verdict ERROR: "bad-input" (exit 3), "usage" (exit 2) or "internal" (a bug, exit 4)

@@ -98,7 +98,7 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
     result = Result(
         verdict=Verdict.UNKNOWN, model_sha256=network.sha256, spec_sha256=prop.sha256,
         model_path=network.source, spec_path=prop.source, seconds=0.0, seed=options.seed,
-        settings=settings, spec_notes=tuple(prop.notes),
+        settings=settings, spec_notes=tuple(prop.notes), spec_kind=prop.kind, spec_details=dict(prop.details),
     )
     if translation_error is not None:
         return replace(result, verdict=Verdict.ERROR, reason=str(translation_error), error_kind="bad-input",
@@ -114,6 +114,8 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
              for i in range(len(prop.cases))]
     for case_result in cases:
         case_result.attempts = progress.attempts.get(case_result.index, [])
+        if not prop.cases[case_result.index].is_box:
+            case_result.described = prop.cases[case_result.index].describe()
     schedule = [{**stage.as_dict(), "seconds": round(progress.stage_seconds.get(stage.label, 0.0), 4)}
                 for stage in stages]
     return replace(result, cases=cases, seconds=time.monotonic() - started, schedule=schedule,

@@ -48,6 +48,8 @@ def case_to_dict(case: CaseResult) -> dict:
     outcome = case.outcome
     entry: dict = {"index": case.index, "engine": case.engine, "method": case.method,
                    "seconds": round(case.seconds, 6), "attempts": case.attempts}
+    if case.described:
+        entry["input"] = case.described
     if isinstance(outcome, Proven):
         entry.update(status="proven", arithmetic=outcome.certificate.arithmetic,
                      certificate=_certificate(outcome.certificate))
@@ -66,6 +68,7 @@ def counterexample_to_dict(result: Result) -> dict | None:
             return {"case": case.index, "disjunct": cex.disjunct, "x": _floats(cex.x), "y": _floats(cex.y),
                     "x_dtype": "float32", "box_violation": cex.box_violation,
                     "formula_violation": cex.formula_violation, "tolerance": cex.tolerance,
+                    "params": None if cex.params is None else _floats(cex.params),
                     "replayed_with": "onnxruntime " + versions()["onnxruntime"]}
     return None
 
@@ -83,7 +86,7 @@ def to_dict(result: Result) -> dict:
         "seconds": round(result.seconds, 6),
         "model": model,
         "spec": {"path": result.spec_path, "sha256": result.spec_sha256, "cases": len(result.cases),
-                 "notes": list(result.spec_notes)},
+                 "notes": list(result.spec_notes), "kind": result.spec_kind, "details": result.spec_details},
         "seed": result.seed,
         "settings": result.settings,
         "schedule": result.schedule,
