@@ -34,10 +34,11 @@ def model_info(network: Network) -> dict:
 
 
 def run_instance(model_path: str | Path, spec_path: str | Path, options: Options = Options(), *,
-                 started: float | None = None, debug: bool = False) -> Result:
+                 started: float | None = None, debug: bool = False,
+                 progress: Callable[[dict], None] | None = None) -> Result:
     """Read an ONNX model and a spec file and verify; never raises for bad input or engine failures."""
     started = time.monotonic() if started is None else started
-    return _guarded(lambda: _load_and_verify(str(model_path), str(spec_path), options, started),
+    return _guarded(lambda: _load_and_verify(str(model_path), str(spec_path), options, started, progress),
                     str(model_path), str(spec_path), options, started, debug)
 
 
@@ -51,13 +52,15 @@ def run_loaded(network: Network, prop: Property, options: Options = Options(), *
                     started, debug)
 
 
-def _verify(network: Network, prop: Property, options: Options, budget: Budget) -> Result:
-    result = verify(network, prop, options, budget=budget)
+def _verify(network: Network, prop: Property, options: Options, budget: Budget,
+            progress: Callable[[dict], None] | None = None) -> Result:
+    result = verify(network, prop, options, budget=budget, progress=progress)
     result.model_info = model_info(network)
     return result
 
 
-def _load_and_verify(model_path: str, spec_path: str, options: Options, started: float) -> Result:
+def _load_and_verify(model_path: str, spec_path: str, options: Options, started: float,
+                     progress: Callable[[dict], None] | None = None) -> Result:
     from verikit.onnx.load import load_network
     from verikit.spec.load import load_spec
     from verikit.spec.vnnlib import read_spec_text
@@ -71,7 +74,7 @@ def _load_and_verify(model_path: str, spec_path: str, options: Options, started:
                       spec_sha256=read_spec_text(spec_path)[1], model_path=network.source, spec_path=spec_path,
                       seconds=time.monotonic() - started, reason=str(error), seed=options.seed,
                       settings=options.as_dict(), model_info=model_info(network))
-    return _verify(network, prop, options, Budget(started + options.timeout))
+    return _verify(network, prop, options, Budget(started + options.timeout), progress)
 
 
 def _guarded(work: Callable[[], Result], model_path: str, spec_path: str, options: Options, started: float,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from verikit.cli import params
-from verikit.core.result import Result, Verdict
+from verikit.core.result import CaseResult, Unknown, Result, Verdict
 from verikit.portfolio import ENGINES, METHODS
 
 
@@ -67,15 +67,61 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def deadline_result(model: Path, spec: Path, timeout: float, seed: int, started: float) -> Result:
+def progress_log():
+    """A ProgressLog in a fresh temporary folder: the command removes it once its answer is written (the
+    supervisor reads it after killing the verifying child, so it must outlive that child)."""
+    import tempfile
+
+    from verikit.core.progress import ProgressLog
+
+    return ProgressLog(Path(tempfile.mkdtemp(prefix="verikit-progress-")) / "progress.json", owns_folder=True)
+
+
+def deadline_result(model: Path, spec: Path, timeout: float, seed: int, started: float,
+                    snapshot: dict | None = None) -> Result:
     """The `timeout` Result the deadline watchdog reports when the run itself did not answer in time.
-    Its settings hold only the timeout and seed: building Options imports torch, too slow at a deadline."""
+    Its settings hold only the timeout and seed: building Options imports torch, too slow at a deadline.
+    `snapshot` (verikit.core.progress) is what the run left of its progress: the stages that ran and for
+    how long, the one running at the deadline, per case its attempts and the best margin reached."""
+    reason = (f"the {timeout:g} s deadline (counted from the command's start) passed before an answer: "
+              "the watchdog ended the run")
+    schedule, cases = [], []
+    if snapshot:
+        schedule, cases, said = _progress_at_deadline(snapshot, time.monotonic() - started)
+        reason += said
     return Result(
         verdict=Verdict.TIMEOUT, model_sha256=_sha256(model), spec_sha256=_sha256(spec), model_path=str(model),
         spec_path=str(spec), seconds=time.monotonic() - started, seed=seed,
-        settings={"timeout_s": timeout, "seed": seed},
-        reason=f"the {timeout:g} s deadline (counted from the command's start) passed before an answer: "
-               "the watchdog ended the run")
+        settings={"timeout_s": timeout, "seed": seed}, reason=reason, schedule=schedule, cases=cases)
+
+
+def _progress_at_deadline(snapshot: dict, now: float) -> tuple[list[dict], list[CaseResult], str]:
+    """(schedule with seconds, per-case results, what to add to the reason) from a progress snapshot;
+    the running stage is credited with the time from its start to `now` (seconds since the command began)."""
+    running = snapshot.get("running") or None
+    schedule = [dict(stage) for stage in snapshot.get("schedule", []) if isinstance(stage, dict)]
+    said = ""
+    if running:
+        ran_for = max(0.0, now - float(running.get("started_at_s", now)))
+        for stage in schedule:
+            if stage.get("stage") == running.get("stage"):
+                stage["seconds"] = round(float(stage.get("seconds", 0.0)) + ran_for, 4)
+        said += f"; {running.get('stage')} was running on case {running.get('case')} for {ran_for:.1f} s"
+    best = snapshot.get("best_lower_bounds") or {}
+    margins = [min(bounds) for bounds in best.values() if bounds]  # a case holds once every disjunct is > 0
+    if margins:
+        said += f"; best margin lower bound reached: {min(margins):.6g} (verified once above 0)"
+    attempts = snapshot.get("attempts") or {}
+    open_cases = sorted(int(i) for i in snapshot.get("open_cases") or [])
+    decided = len([key for key in attempts if int(key) not in open_cases])
+    if decided:
+        said += f"; {decided} case(s) decided before the deadline"
+    cases = []
+    for index in open_cases:
+        case = CaseResult(index, Unknown("open at the deadline", timed_out=True), "", "", 0.0)
+        case.attempts = list(attempts.get(str(index), []))
+        cases.append(case)
+    return schedule, cases, said
 
 
 def choose_torch_threads(*model_paths: Path | str) -> int:

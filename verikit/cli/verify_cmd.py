@@ -9,7 +9,7 @@ import click
 
 from verikit.cli import params
 from verikit.cli.base import command_started, exit_now, handles_errors, hard_deadline, main
-from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options
+from verikit.cli.options import build_options, choose_torch_threads, deadline_result, portfolio_options, progress_log
 from verikit.core.errors import OutputError
 
 
@@ -101,8 +101,11 @@ def verify(model, spec, timeout, report_path, result_file, certificate_path, as_
     started = command_started()  # the budget covers the whole command: start-up, parsing, engines, report
     import verikit.report.json, verikit.report.vnncomp  # noqa: F401, E401  (ready before the deadline, not at it)
 
+    progress = progress_log()  # where the run leaves its progress for the deadline's answer
+
     def answer_timeout() -> int:
-        result = deadline_result(model, spec, timeout, portfolio["seed"], started)
+        result = deadline_result(model, spec, timeout, portfolio["seed"], started, progress.read())
+        progress.remove()
         _write(result, report_path, result_file, as_json)
         return int(result.exit_code)
 
@@ -113,7 +116,7 @@ def verify(model, spec, timeout, report_path, result_file, certificate_path, as_
         choose_torch_threads(model)
         from verikit.run import run_instance
 
-        result = run_instance(model, spec, options, started=started, debug=debug)
+        result = run_instance(model, spec, options, started=started, debug=debug, progress=progress.write)
         note = None
         if certificate_path is not None:
             note = _write_certificate(model, spec, result, started + timeout + certifying, certificate_path)
@@ -121,6 +124,7 @@ def verify(model, spec, timeout, report_path, result_file, certificate_path, as_
         _write(result, report_path, result_file, as_json, note)
     finally:
         watchdog.cancel()
+        progress.remove()
     exit_now(result.exit_code)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from verikit.core.errors import EngineLimitation, ModelError
@@ -22,6 +23,35 @@ class _Progress:
     attempts: dict[int, list[dict]] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     lifted: dict[int, Lifted] = field(default_factory=dict)  # manipulated cases decided over their parameters
+    stages: list[Stage] = field(default_factory=list)
+    report: Callable[[dict], None] | None = None  # receives snapshots of the run so far (core/progress.py)
+    started: float = field(default_factory=time.monotonic)
+
+    def snapshot(self, running: tuple[Stage, int] | None = None) -> None:
+        """Hand the run so far to `report`: per stage its seconds, the stage and case running now, per case
+        its attempts and the best lower bounds reached (the timeout answer is built from the last one)."""
+        if self.report is None:
+            return
+        now = time.monotonic()
+        best = {index: _best_bounds(attempts) for index, attempts in self.attempts.items()}
+        self.report({
+            "elapsed_s": round(now - self.started, 4),
+            "schedule": [{**stage.as_dict(), "seconds": round(self.stage_seconds.get(stage.label, 0.0), 4)}
+                         for stage in self.stages],
+            "running": None if running is None else {"stage": running[0].label, "case": running[1],
+                                                      "started_at_s": round(now - self.started, 4)},
+            "open_cases": sorted(self.open_cases),
+            "attempts": {str(index): attempts for index, attempts in self.attempts.items()},
+            "best_lower_bounds": {str(index): bounds for index, bounds in best.items()},
+        })
+
+
+def _best_bounds(attempts: list[dict]) -> list[float]:
+    """Per disjunct, the highest lower bound any attempt on the case reached ([] when none reported one)."""
+    found = [a["best_lower_bounds"] for a in attempts if a.get("best_lower_bounds")]
+    if not found or len({len(bounds) for bounds in found}) != 1:
+        return found[-1] if found else []
+    return [max(values) for values in zip(*found)]
 
 
 def _stage_budget(stage: Stage, total: Budget, open_count: int) -> Budget:
@@ -50,6 +80,7 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
         lifted = progress.lifted.get(index)
         started = time.monotonic()
         budget = _stage_budget(stage, total, len(progress.open_cases))
+        progress.snapshot(running=(stage, index))
         if lifted is None:
             outcome, refused = _attempt(stage, problem, case, budget)
         else:
@@ -64,6 +95,7 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
             if outcome.bounds:
                 attempt["best_lower_bounds"] = [round(b.best, 6) for b in outcome.bounds]
         progress.attempts.setdefault(index, []).append(attempt)
+        progress.snapshot()
         previous = progress.results.get(index)
         if refused and previous is not None and isinstance(previous.outcome, Unknown):
             continue  # an engine that ran says more about the open case than one that refused it
@@ -79,20 +111,23 @@ def _run_stage(stage: Stage, problem: Problem, progress: _Progress, total: Budge
 
 
 def verify(network: Network, prop: Property, options: Options = Options(), *,
-           budget: Budget | None = None) -> Result:
+           budget: Budget | None = None, progress: Callable[[dict], None] | None = None) -> Result:
     """Decide `prop` on `network` within `budget` (default: `options.timeout` seconds from now); engine
     limits become `unknown`.
 
     The torch translation is checked against onnxruntime on every case's box first (a mismatch is an
     `error` verdict). Internal errors (bugs) propagate; verikit.run turns them into results.
+    `progress`, when given, receives a snapshot of the run after every engine attempt and before each.
     """
     started = time.monotonic()
     total = budget or Budget.seconds(options.timeout)
     problem = Problem(network, seed=options.seed, tolerances=options.tolerances, device=options.device)
-    progress = _Progress(open_cases=dict(enumerate(prop.cases)))
+    progress = _Progress(open_cases=dict(enumerate(prop.cases)), report=progress, started=started)
     translation_error = _lift_and_check(network, prop, problem, progress, options.seed)
     planned = _planning_problem(problem, prop, progress)
     stages = plan(options, planned)
+    progress.stages = stages
+    progress.snapshot()
     settings = options.as_dict()
     settings["notes"] = notes(options, planned)
     result = Result(
