@@ -170,6 +170,20 @@ def to_onnx(
     return model
 
 
+_ONNX_NAMES = {nn.Linear: {"weight": "weight", "bias": "bias"}, nn.Conv2d: {"weight": "weight", "bias": "bias"},
+               nn.BatchNorm2d: {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"}}  # fmt: skip
+
+
+def load_weights(net: nn.Sequential, model: onnx.ModelProto) -> nn.Sequential:
+    """Copies the initializers to_onnx wrote (layer<i>.<name>) back into `net`; returns it in eval mode."""
+    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    with torch.no_grad():
+        for index, module in enumerate(net):
+            for attribute, suffix in _ONNX_NAMES.get(type(module), {}).items():
+                getattr(module, attribute).copy_(torch.from_numpy(arrays[f"layer{index}.{suffix}"].copy()))
+    return net.eval()
+
+
 def onnx_logits(model_bytes: bytes, x: np.ndarray, input_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """onnxruntime outputs for flat float32 inputs (N, n_inputs); fixed-shape inputs are fed one at a time."""
     import onnxruntime as ort
