@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU wheel of torch first, so nothing pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,examples,plots,ray]'
+	$(PY) -m pip install -q -e '.[test,examples,plots,ray,sdp,qp]'
 	# auto-lirpa 0.3 pins torch<1.13: install without its pins; verikit/engines/lirpa/compat.py adapts it
 	$(PY) -m pip install -q --no-deps auto-lirpa==0.3
 	# optional: VNN-LIB 2.0 reader (no wheel on some platforms; verikit says so when it is missing)
