@@ -50,10 +50,12 @@ def test_the_conv_is_too_large_to_densify(cifar_cnn):
     assert "too many to hold densely" in BabEngine().supports(problem)
 
 
-def test_the_verdict_comes_from_bounds_on_tensors(cifar_cnn):
+def test_float32_bounds_on_tensors_alone_are_not_a_verdict(cifar_cnn):
+    # too large to densify: no piecewise-linear form re-proves auto_LiRPA's float32 bounds rigorously,
+    # so the answer is unknown with that reason, never verified on an estimated slack (issue 25)
     result = verify(cifar_cnn, robustness_property(cifar_cnn, 1e-4), Options(timeout=120))
-    assert result.verdict == Verdict.VERIFIED, result.reason
-    assert result.engine == "bounds"
+    assert result.verdict == Verdict.UNKNOWN, result.reason
+    assert "too many to hold densely" in result.reason and "rigorous" in result.reason
 
 
 def test_crown_over_the_memory_cap_is_unknown_with_the_reason(cifar_cnn):

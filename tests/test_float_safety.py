@@ -14,7 +14,7 @@ from onnx_factory import GraphBuilder
 from verikit.core.errors import InternalError
 from verikit.core.property import Box, Case, Conjunction, Property
 from verikit.core.pwl import Affine, Relu
-from verikit.core.result import Budget, Falsified, Proven, Verdict
+from verikit.core.result import Budget, Falsified, Proven, Unknown, Verdict
 from verikit.engines.bab import engine as bab
 from verikit.engines.crown.propagate import ReluMlp, spec_bounds
 from verikit.onnx.load import load_network_bytes
@@ -88,12 +88,12 @@ def test_an_auto_lirpa_refutation_the_rigorous_crown_cannot_confirm_is_not_proof
     bounded = lirpa.prepare(network)
     outcome = lirpa.run(bounded, case, Budget.seconds(30), method="crown")
     assert not isinstance(outcome, Proven)
-    assert "does not confirm" in outcome.reason
-    # on a network that is not piecewise linear the same proof stands, and says what it assumes
+    assert "do not confirm" in outcome.reason
+    # on a network with no piecewise-linear form nothing can confirm it: unknown, saying why
     sigmoid = _sigmoid_net()
     case = Case(Box(np.array([0.0, 0.0]), np.array([0.01, 0.01])), (Conjunction(np.array([[1.0]]), np.array([-100.0])),))
     outcome = lirpa.run(lirpa.prepare(sigmoid), case, Budget.seconds(30), method="crown")
-    assert isinstance(outcome, Proven) and outcome.certificate.arithmetic == "real-estimated-slack"
+    assert isinstance(outcome, Unknown) and "not a proof" in outcome.reason and "not piecewise linear" in outcome.reason
 
 
 def test_every_proven_case_states_its_arithmetic_and_supports_lists_the_same_values():
@@ -115,6 +115,52 @@ def test_every_proven_case_states_its_arithmetic_and_supports_lists_the_same_val
     sigmoid = _sigmoid_net()
     wide = Case(Box(np.array([0.0, 0.0]), np.array([0.01, 0.01])), (Conjunction(np.array([[1.0]]), np.array([-100.0])),))
     report = to_dict(verify(sigmoid, Property((wide,), 2, 1), Options(engines=("bounds",), timeout=30)))
-    seen["sigmoid"] = report["cases"][0]["arithmetic"]
-    assert seen == {"bounds": "real", "bab": "real", "smt": "exact-rational", "sigmoid": "real-estimated-slack"}
+    assert report["verdict"] == "unknown" and "cannot prove" in report["reason"], report  # float32 only: no proof
+    report = to_dict(verify(sigmoid, Property((wide,), 2, 1), Options(engines=("bab",), timeout=30)))
+    seen["sigmoid"] = report["cases"][0]["arithmetic"]  # verikit's own branch and bound: derived allowance
+    assert seen == {"bounds": "real", "bab": "real", "smt": "exact-rational", "sigmoid": "real"}
     assert set(seen.values()) <= set(listed)
+
+
+def _cancelling_branches(big: float) -> object:
+    """y = x0 @ [big] + x0 @ [-big] + x1: two branches added (not a chain), exactly y = x1 in reals."""
+    g = GraphBuilder()
+    first = g.op("MatMul", "x", g.const(np.array([[big], [0.0]], dtype=np.float32)))
+    second = g.op("MatMul", "x", g.const(np.array([[-big], [0.0]], dtype=np.float32)))
+    third = g.op("MatMul", "x", g.const(np.array([[0.0], [1.0]], dtype=np.float32)))
+    return load_network_bytes(g.build((1, 2), g.op("Add", g.op("Add", first, second), third)))
+
+
+@pytest.mark.parametrize("engines", [("bounds",), None])
+def test_a_branching_network_is_never_verified_on_float32_bounds_alone(engines):
+    # y = x1 exactly; the violation y <= 0.5 holds at x1 = 0.5, the box's lower corner. Whatever the
+    # float32 bounds say, the answer must be falsified or unknown, and the bounds engine must say why.
+    network = _cancelling_branches(2.0**22)
+    box = Box(np.array([0.25, 0.5]), np.array([0.75, 0.5 + 2.0**-20]))
+    prop = Property((Case(box, (Conjunction(np.array([[-1.0]]), np.array([-0.5])),)),), 2, 1)
+    options = Options(timeout=30) if engines is None else Options(engines=engines, timeout=30)
+    result = verify(network, prop, options)
+    assert result.verdict in (Verdict.FALSIFIED, Verdict.UNKNOWN, Verdict.TIMEOUT), result
+    if engines == ("bounds",):
+        assert "not piecewise linear" in result.reason or "cannot prove" in result.reason, result.reason
+
+
+def test_rigorous_interval_bounds_hold_on_max_groups_and_affine_only_chains():
+    # the interval confirmation covers what CROWN's ReLU-MLP form does not: MaxGroups and no-ReLU chains
+    from verikit.core.pwl import MaxGroups, PiecewiseLinear
+    from verikit.engines.crown.confirm import interval_lower_bounds
+
+    rng = np.random.default_rng(0)
+    W1, b1, W2 = rng.normal(size=(6, 3)), rng.normal(size=6), rng.normal(size=(2, 3))
+    pwl = PiecewiseLinear((Affine(W1, b1), Relu(), MaxGroups(np.array([[0, 1], [2, 3], [4, 5]])),
+                           Affine(W2, np.zeros(2))), 3, 2)
+    lower, upper = -np.ones(3), np.ones(3)
+    C, d = np.array([[1.0, -1.0], [0.0, 1.0]]), np.array([0.1, -0.2])
+    bound = interval_lower_bounds(pwl, lower[None], upper[None], C, d)[0]
+    samples = rng.uniform(lower, upper, size=(5000, 3))
+    observed = (pwl.evaluate(samples) @ C.T - d).min(axis=0)
+    assert np.all(bound <= observed)
+    affine = PiecewiseLinear((Affine(np.array([[2.0**30, -(2.0**30) + 1.0]]), np.array([0.5])),), 2, 1)
+    exact_min = 0.5 + 2.0**30 * 0.0 + (-(2.0**30) + 1.0) * 1.0  # at x = (0, 1) on [0, 1]^2
+    got = interval_lower_bounds(affine, np.zeros((1, 2)), np.ones((1, 2)), np.eye(1), np.zeros(1))[0, 0]
+    assert got <= exact_min and got > exact_min - 1e-3 * 2.0**30 * 1e-3

@@ -71,14 +71,16 @@ def small_cnn():
     return load_network_bytes(cnn((1, 6, 6), channels=(4,), pool=None, seed=0), "small_cnn")
 
 
-def test_residual_net_is_proven_by_splitting_where_alpha_crown_is_open(residual):
+def test_residual_net_closed_by_splitting_in_float32_is_unknown_without_a_rigorous_confirmation(residual):
+    # the search closes every domain in float32, but a residual graph has no piecewise-linear chain form
+    # to re-prove that in rigorous arithmetic: an estimate is not a proof (issue 25)
     problem = Problem(residual)
     case = robust_case(residual, 0.6)
     assert BabEngine().supports(problem) is not None  # the skip connection: no chain form
-    assert isinstance(BoundsEngine("alpha-crown").run(problem, case, Budget.seconds(60)), Unknown)
+    assert "cannot prove" in BoundsEngine("alpha-crown").supports(problem)
     outcome = TensorBabEngine().run(problem, case, Budget.seconds(60))
-    assert isinstance(outcome, Proven), outcome
-    assert outcome.certificate.detail["domains"] > 1
+    assert isinstance(outcome, Unknown) and "closes every domain in float32" in outcome.reason, outcome
+    assert "not a proof" in outcome.reason
     assert grid_margin(residual, case) > 0
 
 
@@ -92,14 +94,14 @@ def test_residual_sat_case_ends_in_a_replayed_counterexample():
     assert check(case, found.x, network.replay(found.x[None].astype(np.float32))[0]) is not None
 
 
-def test_cnn_is_proven_by_splitting_and_the_dense_mlp_search_agrees(small_cnn):
+def test_cnn_closed_by_splitting_in_float32_is_proven_only_by_the_rigorous_dense_search(small_cnn):
     problem = Problem(small_cnn)
     case = robust_case(small_cnn, 0.07)
     assert isinstance(BoundsEngine("alpha-crown").run(problem, case, Budget.seconds(60)), Unknown)
     assert TensorBabEngine().supports(problem) == MLP_BAB_TAKES_IT  # auto: the dense search takes it
     outcome = TensorBabEngine(ALWAYS).run(problem, case, Budget.seconds(60))
-    assert isinstance(outcome, Proven), outcome
-    assert outcome.certificate.detail["domains"] > 1
+    # the float32 search needs splits, which are not re-proven rigorously: unknown, saying so
+    assert isinstance(outcome, Unknown) and "not a proof" in outcome.reason, outcome
     assert isinstance(BabEngine().run(problem, case, Budget.seconds(60)), Proven)
     assert isinstance(TensorBabEngine(ALWAYS).run(problem, robust_case(small_cnn, 0.09), Budget.seconds(60)),
                       Falsified)
@@ -159,10 +161,11 @@ def test_portfolio_runs_the_tensor_search_on_a_residual_network(residual):
     case = robust_case(residual, 0.6)
     prop = Property((case,), 2, 3, "robustness", "")
     result = verify(residual, prop, Options(timeout=60))
-    assert result.verdict == Verdict.VERIFIED, result.reason
-    assert result.method == "tensor-crown"
+    # closed in float32, but a residual graph has no rigorous confirmation yet: unknown, never verified
+    assert result.verdict == Verdict.UNKNOWN, result.reason
+    assert "not a proof" in result.reason
     stages = [stage["stage"] for stage in result.schedule]
-    assert "bab/tensor-crown" in stages and "bounds/ibp" in stages
+    assert "bab/tensor-crown" in stages
     assert "bounds/crown" not in stages and "bounds/alpha-crown" not in stages  # the tensor search's root
     assert any("alpha-crown stages are skipped" in note for note in result.settings["notes"])
 

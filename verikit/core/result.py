@@ -96,9 +96,6 @@ ARITHMETIC = {
     "real": "real arithmetic over the network's weights (float32 values, composed in float64 by the "
             "piecewise-linear translation); every rounding error of the bound computation is bounded and "
             "accounted for",
-    "real-estimated-slack": "real arithmetic over the float32 weights, but auto_LiRPA's float32 rounding is "
-                            "covered by an estimated relative slack (1e-5), not a derived bound: the network "
-                            "is not piecewise linear, so verikit's rigorous CROWN cannot confirm it",
     "exact-rational": "exact rational arithmetic (z3) over the network's weights (float32 values, composed "
                       "in float64 by the piecewise-linear translation)",
 }

@@ -5,8 +5,11 @@ proven robust when every row's lower bound of `y_l - y_j` over the box is > 0. a
 whole batch at once: per-sample `x_L`/`x_U` of shape (B, n_inputs) and C of shape (B, K-1, K).
 
 Bounds come from verikit.engines.lirpa.driver (outward-rounded boxes, widened bounds), one call per
-method of the cascade; on a piecewise-linear ReLU MLP every box proven that way is re-bounded by verikit's
-float64 CROWN (derived rounding allowance), whose bounds replace auto_LiRPA's for it.
+method of the cascade. auto_LiRPA's float32 bounds are not a proof: every box proven that way is
+re-bounded in rigorous float64 arithmetic (verikit.engines.crown.confirm.rigorous_lower_bounds, after the
+piecewise-linear form is checked against onnxruntime on the boxes' hull), whose bounds replace
+auto_LiRPA's for it; on a network with no piecewise-linear chain form every bound is -inf (nothing
+proven), as `verify` answers unknown there.
 """
 
 from __future__ import annotations
@@ -76,17 +79,23 @@ def robust_margin_bounds(
 
 def _confirmed(bounded: BoundedNetwork, lower: np.ndarray, upper: np.ndarray, labels: np.ndarray, C: np.ndarray,
                best: np.ndarray) -> np.ndarray:
-    """`best` with every box proven by auto_LiRPA re-bounded by verikit's float64 CROWN, one call per label
-    (a box it does not confirm is no longer proven); unchanged when the network is not a ReLU MLP."""
-    if not isinstance(bounded.pwl, tuple):
-        return best
-    from verikit.engines.crown.confirm import confirmed_lower_bounds
+    """`best` with every box proven by auto_LiRPA re-bounded rigorously, one call per label (a box that is
+    not confirmed is no longer proven); all -inf when the network has no form to confirm with."""
+    from verikit.core.property import Box
+    from verikit.engines.crown.confirm import rigorous_lower_bounds
+    from verikit.engines.lirpa.engine import unconfirmable
+    from verikit.onnx.pwl import check_piecewise_linear
 
-    _, mlp = bounded.pwl
     proven = np.all(best > 0, axis=1)
+    if unconfirmable(bounded) is not None:
+        return np.full_like(best, -np.inf)
+    if not proven.any():
+        return best
+    pwl, mlp = bounded.pwl
+    check_piecewise_linear(bounded.network, pwl, Box(lower[proven].min(axis=0), upper[proven].max(axis=0)))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     for label in np.unique(labels[proven]):
         index = np.flatnonzero(proven & (labels == label))
         rows = C[index[0]]
-        best[index] = confirmed_lower_bounds(mlp, lower[index], upper[index], rows, np.zeros(rows.shape[0]))
+        best[index] = rigorous_lower_bounds(pwl, mlp, lower[index], upper[index], rows, np.zeros(rows.shape[0]))
     return best

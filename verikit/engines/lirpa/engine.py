@@ -2,13 +2,15 @@
 
 `prepare(network)` traces the network into an auto_LiRPA BoundedModule once; `run(bounded, case, budget)`
 bounds every row of every disjunct in one call, with the spec's rows stacked into one C matrix (one box
-of verikit.engines.lirpa.driver, which owns the float slack: REFUTATION_RTOL).
+of verikit.engines.lirpa.driver, which widens by a float slack: REFUTATION_RTOL).
 
-That slack is an estimate, not a derivation. So on a piecewise-linear ReLU MLP (checked against
-onnxruntime on the case's box) every refutation is confirmed by verikit's own float64 CROWN/α-CROWN
-(`verikit.engines.crown.confirm`, derived rounding allowance) before the case counts as proven; one it
-cannot confirm is Unknown (branch and bound takes it over). On other networks the certificate says
-which arithmetic the proof assumes (`arithmetic="real-estimated-slack"`).
+auto_LiRPA computes in float32 and that slack is an estimate, not a derivation, so no verdict rests on
+it. A case auto_LiRPA refutes is proven only when verikit confirms it in rigorous float64 arithmetic
+(`verikit.engines.crown.confirm.rigorous_lower_bounds`: outward-rounded intervals through the
+piecewise-linear form, then float64 CROWN/α-CROWN with a derived rounding allowance on a ReLU MLP), after
+that form is checked against onnxruntime on the case's box. A network with no piecewise-linear chain
+form (residual graphs, sigmoid, comparisons, division, ...) has no such confirmation: the engine says so
+(`supports`), and a refutation there is `unknown` with the reason, never `verified`.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class BoundedNetwork:
     network: Network
     module: torch.nn.Module  # auto_LiRPA.BoundedModule
     device: str
-    pwl: object = None  # the float64 ReluMlp confirming refutations, or the reason there is none (str)
+    pwl: object = None  # (PiecewiseLinear, ReluMlp | None) confirming refutations, or why there is none (str)
 
 
 def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwork:
@@ -100,7 +102,8 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
 
 
 def _confirming_mlp(network: Network, pwl=None):
-    """The float64 ReluMlp that confirms refutations, or the reason there is none."""
+    """(the piecewise-linear form, its float64 ReluMlp or None) that confirms refutations, or the reason
+    there is none (str)."""
     from verikit.core.pwl import NotPiecewiseLinear
     from verikit.engines.crown.confirm import exact_mlp
     from verikit.onnx.pwl import to_piecewise_linear
@@ -112,31 +115,50 @@ def _confirming_mlp(network: Network, pwl=None):
             pwl = to_piecewise_linear(network)
         except NotPiecewiseLinear as reason:
             return f"not piecewise linear: {reason}"
-    mlp = exact_mlp(pwl)
-    return (pwl, mlp) if mlp is not None else "not a ReLU MLP with a hidden layer (Affine (Relu Affine)+)"
+    return pwl, exact_mlp(pwl)
+
+
+def unconfirmable(bounded: BoundedNetwork) -> str | None:
+    """Why auto_LiRPA's float32 bounds on this network can never be confirmed rigorously, or None."""
+    if isinstance(bounded.pwl, str) or bounded.pwl is None:
+        return (f"auto_LiRPA bounds in float32, and verikit re-proves such bounds in rigorous arithmetic only on "
+                f"a piecewise-linear chain form, which this network lacks ({bounded.pwl or 'none was built'})")
+    return None
 
 
 def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends) -> str | None:
-    """None when verikit's float64 CROWN refutes every disjunct too, else why the proof stands unconfirmed.
-
-    Raises `_NotConfirmable` when the network has no piecewise-linear ReLU-MLP form to confirm with."""
+    """None when verikit's rigorous float64 bounds refute every disjunct too, else why the proof stands
+    unconfirmed. Raises `_NotConfirmable` when the network has no form to confirm with."""
     from verikit.core.errors import ModelError
-    from verikit.engines.crown.confirm import confirmed_lower_bounds
+    from verikit.engines.crown.confirm import rigorous_lower_bounds
     from verikit.onnx.pwl import check_piecewise_linear
 
-    if isinstance(bounded.pwl, str) or bounded.pwl is None:
-        raise _NotConfirmable(bounded.pwl or "no piecewise-linear form")
+    reason = unconfirmable(bounded)
+    if reason is not None:
+        raise _NotConfirmable(reason)
     pwl, mlp = bounded.pwl
     try:
         check_piecewise_linear(bounded.network, pwl, case.box)
     except ModelError as error:
         return str(error)
-    lower = confirmed_lower_bounds(mlp, case.box.lower[None], case.box.upper[None], C, d)[0]
+    lower = rigorous_lower_bounds(pwl, mlp, case.box.lower[None], case.box.upper[None], C, d)[0]
     open_ = [k for k, (s, e) in enumerate(zip(starts, ends)) if not np.any(lower[s:e] > 0)]
     if open_:
-        return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's float64 CROWN (derived "
-                f"rounding allowance) does not confirm disjunct(s) {open_[:5]}")
+        return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's rigorous float64 bounds "
+                f"({'intervals, CROWN' if mlp is not None else 'intervals'}) do not confirm disjunct(s) {open_[:5]}")
     return None
+
+
+def confirm_case(bounded: BoundedNetwork, case: Case) -> str | None:
+    """None when the case is proven in rigorous float64 arithmetic on the whole box, else the reason."""
+    disjuncts = case.disjuncts
+    C = np.vstack([conjunction.C for conjunction in disjuncts])
+    d = np.concatenate([conjunction.d for conjunction in disjuncts])
+    ends = np.cumsum([conjunction.rows for conjunction in disjuncts])
+    try:
+        return _confirm(bounded, case, C, d, ends - np.array([c.rows for c in disjuncts]), ends)
+    except _NotConfirmable as reason:
+        return str(reason)
 
 
 class _NotConfirmable(Exception):
@@ -276,12 +298,11 @@ def run(
         try:
             unconfirmed = _confirm(bounded, case, C, d, starts, ends)
         except _NotConfirmable as reason:
-            return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL, "unconfirmed": str(reason)},
-                                      arithmetic="real-estimated-slack"))
+            return Unknown(f"{method} refutes every disjunct in float32, which is not a proof: {reason}", bounds=found)
         if unconfirmed is not None:
             return Unknown(unconfirmed, bounds=found)
         return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL,
-                                                  "confirmed_by": "verikit float64 CROWN/alpha-CROWN"}))
+                                                  "confirmed_by": "verikit rigorous float64 bounds"}))
     listed = ", ".join(str(index) for index in open_[:5]) + (", …" if len(open_) > 5 else "")
     best = max(found[index].best for index in open_)
     return Unknown(
@@ -332,7 +353,8 @@ class BoundsEngine:
             problem.lirpa()
         except EngineLimitation as limitation:  # auto_LiRPA missing, or an operator it cannot bound
             return f"bounds engine cannot handle this network: {limitation}"
-        return None
+        reason = unconfirmable(problem.lirpa())
+        return None if reason is None else f"bounds engine cannot prove anything here: {reason}"
 
     def run(self, problem, case: Case, budget: Budget) -> Proven | Unknown:
         too_big = memory.over_cap(problem.lirpa().module, self.method, self.settings.max_matrix_bytes)

@@ -1,9 +1,13 @@
 """The tensor branch-and-bound loop: pop the lowest-bound domains, split each at its chosen ReLU, bound
 both children in one auto_LiRPA batch, keep the open ones.
 
-Proven only when every domain is closed: each of its disjuncts has a row whose widened lower bound
-(float32 bound minus the driver's slack, verikit.engines.lirpa.driver.widen) is > 0. The two children
-of a split cover their parent, so the closed domains cover the box. Falsified only with a candidate
+Every domain closed means each of its disjuncts has a row whose widened lower bound (float32 bound minus
+the driver's slack, verikit.engines.lirpa.driver.widen) is > 0; the two children of a split cover their
+parent, so the closed domains cover the box. That slack is an estimate, so the search's float32 verdict
+is not a proof: the case is Proven only when verikit then confirms it on the whole box in rigorous
+float64 arithmetic (verikit.engines.lirpa.engine.confirm_case); otherwise Unknown, saying so. (Split
+domains are not confirmed one by one yet: a search that needed splits stays Unknown unless the rigorous
+bound of the whole box suffices.) Falsified only with a candidate
 (the corner of the box minimising a domain's worst row) replayed through onnxruntime. Everything else —
 budget out, queue over its byte cap, a domain with no unstable neuron left yet open — is Unknown with
 the reason.
@@ -98,7 +102,7 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
                 "seconds": round(time.monotonic() - started, 3), **extra}
 
     if all(item.refuted for item in found):
-        return Proven(Certificate(METHOD, found, detail(), arithmetic="real-estimated-slack"))
+        return _confirmed(bounded, case, found, detail())
     if not root.layers:
         return Unknown("tensor branch and bound: the network has no ReLU to split", found)
     per_domain = per_domain_bytes(root, spec.C.shape[0])
@@ -150,7 +154,18 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
             return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
                            f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
                            found)
-    return Proven(Certificate(METHOD, found, detail(batch_size=batch), arithmetic="real-estimated-slack"))
+    return _confirmed(bounded, case, found, detail(batch_size=batch))
+
+
+def _confirmed(bounded, case: Case, found: tuple[DisjunctBounds, ...], detail: dict) -> Proven | Unknown:
+    """Proven when verikit's rigorous float64 bounds confirm the float32 search's verdict, else Unknown."""
+    from verikit.engines.lirpa.engine import confirm_case
+
+    reason = confirm_case(bounded, case)
+    if reason is not None:
+        return Unknown(f"tensor branch and bound closes every domain in float32 ({detail['domains']} domains), "
+                       f"which is not a proof: {reason}", found)
+    return Proven(Certificate(METHOD, found, {**detail, "confirmed_by": "verikit rigorous float64 bounds"}))
 
 
 def _try_candidates(bounded, spec: SpecRows, validator: Validator, candidates: torch.Tensor,
