@@ -178,7 +178,7 @@ class Rotation:
     def source(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source coordinates (x, y), each (H, W), sampled for output pixel (row, col)."""
         theta = np.asarray(theta, dtype=np.float64).reshape(-1)
-        angle = math.radians(theta[0])
+        angle = -math.radians(theta[0])  # rows grow downwards: counter-clockwise on screen is -angle here
         scale = theta[1] if self.scaling else 1.0
         u, v, cx, cy = self._offsets()
         return (cx + (math.cos(angle) * u + math.sin(angle) * v) / scale,
@@ -194,7 +194,7 @@ class Rotation:
         u, v, cx, cy = self._offsets()
         radius = np.hypot(u, v)
         phi = np.arctan2(v, u)
-        low, high = math.radians(params.lower[0]), math.radians(params.upper[0])
+        low, high = -math.radians(params.upper[0]), -math.radians(params.lower[0])  # as in `source`
         k_low, k_high = 1.0, 1.0
         if self.scaling:
             if params.lower[1] <= 0:

@@ -69,6 +69,8 @@ def run(
     found = validate_batch(network, case, np.stack([box.center, box.lower, box.upper]), tolerances)
     if found is not None:
         return Falsified(found)
+    if np.array_equal(box.lower, box.upper):
+        return Unknown("the box is one point, and it violates no disjunct")  # nothing for PGD to search
 
     def violation(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         return spec.violation(network.module(x))
