@@ -5,13 +5,14 @@ finite families — plus the rotation enclosure, the exact prefixes and the spec
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 from tests.onnx_factory import mlp
-from verikit.core.errors import SpecError
+from verikit.core.errors import PolicyError, SpecError
 from verikit.core.property import Box
 from verikit.core.result import Falsified, Verdict
 from verikit.onnx.load import load_network_bytes
@@ -233,3 +234,74 @@ def test_cli_verifies_a_perturbation_spec(tmp_path, network):
     assert written["spec"]["kind"] == "perturbation" and len(written["spec"]["details"]["cases"]) == 2
     bad = CliRunner().invoke(main, ["verify", str(model), str(_write(tmp_path, clip="x")), "--timeout", "5"])
     assert bad.exit_code == 3 and "'clip'" in bad.output
+
+
+# --- audit and gate ----------------------------------------------------------------------------------
+
+DIGITS = Path(__file__).resolve().parents[1] / "models"
+
+
+def test_perturbation_audit_agrees_with_enumeration_and_renders(tmp_path):
+    from click.testing import CliRunner
+
+    from verikit.apps.data import load_dataset
+    from verikit.cli import main
+
+    out, page = tmp_path / "out", tmp_path / "audit.html"
+    run = CliRunner().invoke(main, ["audit", str(DIGITS / "digits_mlp.onnx"), "--data",
+                                    str(DIGITS / "data" / "digits_test_100.npz"), "--limit", "6",
+                                    "--perturbation", "occlusion:3", "--perturbation", "brightness:0.02",
+                                    "--sample-timeout", "10", "--out", str(out), "--html", str(page)])
+    assert run.exit_code == 0, run.output
+    report = json.loads((out / "perturbation_audit.json").read_text())
+    occlusion, brightness = report["results"]
+    network = load_network_bytes((DIGITS / "digits_mlp.onnx").read_bytes(), "digits_mlp")
+    data = load_dataset(str(DIGITS / "data" / "digits_test_100.npz")).head(6)
+    broken = []
+    for index in range(6):
+        x, label = data.x[index], int(data.y[index])
+        members = m.occlusion_members(m.Image(x.reshape(1, 8, 8), 0.0, 1.0), 3)
+        labels = _labels(network, np.stack([member.lower.reshape(-1) for member in members]))
+        if _labels(network, x[None])[0] == label and (labels != label).any():
+            broken.append(index)
+    assert [b["index"] for b in occlusion["broken"]] == broken
+    assert occlusion["counts"]["certified"] + len(broken) + occlusion["counts"]["misclassified"] == 6
+    assert brightness["certified_accuracy"] <= brightness["empirical_accuracy"] <= brightness["clean_accuracy"]
+    html = page.read_text()
+    assert "occlusion: accuracy against magnitude" in html and ("manipulated →" in html) == bool(broken)
+    bad = CliRunner().invoke(main, ["audit", str(DIGITS / "digits_mlp.onnx"), "--data",
+                                    str(DIGITS / "data" / "digits_test_100.npz"), "--perturbation", "swirl:3"])
+    assert bad.exit_code == 2 and "swirl" in bad.output
+
+
+def test_gate_checks_a_manipulation_against_its_threshold(tmp_path):
+    from verikit.apps.gate.policy import parse_policy
+    from verikit.apps.gate.run import run_gate
+
+    def policy(minimum: float, manipulation: str = '"occlusion:3"') -> str:
+        return f"""
+version = 1
+[[model]]
+name = "mlp"
+path = "{DIGITS / 'digits_mlp.onnx'}"
+[[dataset]]
+name = "digits"
+path = "{DIGITS / 'data' / 'digits_test_100.npz'}"
+limit = 6
+clip_min = 0.0
+clip_max = 1.0
+[[property]]
+kind = "perturbation"
+dataset = "digits"
+manipulation = {manipulation}
+min_certified_accuracy = {minimum}
+sample_timeout = 10
+"""
+    low = run_gate(parse_policy(policy(0.0), tmp_path / "verikit.toml"), use_baseline=False)
+    (check,) = low.checks
+    assert check.verdict == "verified" and check.id.endswith("/occlusion:3")
+    high = run_gate(parse_policy(policy(1.0), tmp_path / "verikit.toml"), use_baseline=False)
+    falsified = high.checks[0].metrics["falsified_samples"]
+    assert high.checks[0].verdict == ("falsified" if falsified else "verified")
+    with pytest.raises(PolicyError, match=r"manipulation"):
+        parse_policy(policy(0.5, '"rotation:x"'), tmp_path / "verikit.toml")
