@@ -305,3 +305,23 @@ sample_timeout = 10
     assert high.checks[0].verdict == ("falsified" if falsified else "verified")
     with pytest.raises(PolicyError, match=r"manipulation"):
         parse_policy(policy(0.5, '"rotation:x"'), tmp_path / "verikit.toml")
+
+
+def test_many_members_are_decided_together_and_agree_with_enumeration():
+    """25 occlusion members (>= MIN_CASES) go through the batched replay and bounds (portfolio/members.py)."""
+    net = load_network_bytes(mlp((36, 10, 3), seed=8), "mlp36")
+    seen = set()
+    for seed in range(6):
+        x = np.random.default_rng(20 + seed).uniform(0, 1, size=(6, 6))
+        label = int(_labels(net, x.reshape(1, -1))[0])
+        for fill in (0.0, 1.0):
+            prop, result = _decide(net, x, label, {"kind": "occlusion", "size": 2, "fill": fill})
+            members = np.stack([case.box.lower for case in prop.cases])
+            broken = _labels(net, members) != label
+            assert len(prop.cases) == 25
+            assert result.verdict is (Verdict.FALSIFIED if broken.any() else Verdict.VERIFIED), result.reason
+            if result.verdict is Verdict.VERIFIED:
+                batched = sum(any(a.get("batched") for a in c.attempts) for c in result.cases)
+                assert batched == 25
+            seen.add(result.verdict)
+    assert seen == {Verdict.VERIFIED, Verdict.FALSIFIED}
