@@ -1,4 +1,5 @@
-"""`verikit audit MODEL --data FILE --eps E`: clean, empirical robust and certified robust accuracy."""
+"""`verikit audit MODEL --data FILE --eps E`: clean, empirical robust and certified robust accuracy;
+with `--perturbation KIND:MAGNITUDES` instead of `--eps`, the same under semantic manipulations."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from verikit.cli import params
 from verikit.cli.base import handles_errors, main
 from verikit.cli.scale import executor_options, html_option, open_executor
 
-from verikit.core.errors import OutputError
+from verikit.core.errors import OutputError, UsageError
 
 
 @contextlib.contextmanager
@@ -91,8 +92,16 @@ def print_summary(result, written: dict, console) -> None:
               help="Samples: .npz (x, y), .npy (with --labels) or .csv (see docs/audit.md).")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Labels .npy when --data is an x .npy file.")
-@click.option("--eps", multiple=True, required=True, type=params.EPS,
+@click.option("--eps", multiple=True, type=params.EPS,
               help="Radius in raw input units (repeatable: several give a curve).")
+@click.option("--perturbation", "perturbations", multiple=True, metavar="KIND:M[,M...]",
+              help="Instead of --eps: a manipulation and its magnitudes (brightness:0.1, contrast:0.2, "
+                   "rotation:5,15, translation:2, occlusion:3, scratch:8), each sample decided by `verify` "
+                   "(repeatable; see docs/perturbations.md).")
+@click.option("--image-shape", type=params.FloatList(), metavar="H,W|C,H,W",
+              help="Image shape for --perturbation (default: the model's input shape, or a square).")
+@click.option("--sample-timeout", type=params.TIMEOUT, default=10.0, show_default=True,
+              help="Seconds per sample and perturbation (--perturbation).")
 @click.option("--norm", type=click.Choice(["inf", "2"]), default="inf", show_default=True,
               help="inf: L∞ box; 2: L2 ball (certified through its L∞ box, attacked in the ball).")
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown", show_default=True,
@@ -130,7 +139,7 @@ def print_summary(result, written: dict, console) -> None:
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @handles_errors
 def audit(model, data_path, labels_path, limit, threads, out_dir, jobs, shard_size, executor_kind, ray_address,
-          task_threads, html_path, as_json, debug, **options):
+          task_threads, html_path, as_json, debug, perturbations, image_shape, sample_timeout, **options):
     """Audit MODEL's robustness on a labelled dataset at one or more ε.
 
     Prints clean accuracy, empirical robust accuracy (upper bound: correct and not broken by a PGD attack
@@ -143,6 +152,14 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, jobs, shard_si
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if bool(perturbations) == bool(options["eps"]):
+        raise UsageError("give --eps (L-inf / L2 robustness) or --perturbation (manipulations), one of the two")
+    if perturbations:
+        if shard_size is not None or jobs > 1 or executor_kind != "local":
+            raise UsageError("--perturbation audits run in one process (no --jobs, --shard-size or --executor)")
+        perturbation_audit_command(model, data_path, labels_path, limit, perturbations, image_shape,
+                                   sample_timeout, out_dir, html_path, as_json, options)
+        return
     settings = audit_settings(**options)
     labels = str(labels_path) if labels_path else None
     sharded = shard_size is not None or jobs > 1 or executor_kind != "local"
@@ -177,3 +194,63 @@ def audit(model, data_path, labels_path, limit, threads, out_dir, jobs, shard_si
         print_summary(result, written, make_console())
     if unwritten is not None:
         click.echo(f"verikit: error: {unwritten}", err=True)
+
+
+def perturbation_audit_command(model, data_path, labels_path, limit, perturbations, image_shape, sample_timeout,
+                               out_dir, html_path, as_json, options) -> None:
+    """The --perturbation branch of `verikit audit` (verikit.apps.perturbation_audit)."""
+    from verikit.apps.data import Normalization, load_dataset
+    from verikit.apps.perturbation_audit import PerturbationAuditSettings, parse_perturbations, perturbation_audit
+    from verikit.onnx.load import load_network
+    from verikit.report.html import perturbation_audit_page, write
+
+    if image_shape is not None and not all(v == int(v) and v > 0 for v in image_shape):
+        raise UsageError("--image-shape: expected positive integers, e.g. 28,28")
+    normalization = Normalization(
+        mean=options["mean"] if options["mean"] is not None else 0.0,
+        std=options["std"] if options["std"] is not None else 1.0,
+        clip_min=options["clip_min"] if options["clip_min"] is not None else 0.0,
+        clip_max=options["clip_max"] if options["clip_max"] is not None else 1.0)
+    settings = PerturbationAuditSettings(
+        parse_perturbations(perturbations), normalization,
+        tuple(int(v) for v in image_shape) if image_shape is not None else None,
+        sample_timeout=sample_timeout, timeout=options["timeout"], seed=options["seed"])
+    network = load_network(str(model))
+    dataset = load_dataset(str(data_path), str(labels_path) if labels_path else None).head(limit)
+    with progress_bar(enabled=sys.stderr.isatty() and not as_json) as progress:
+        report = perturbation_audit(network, dataset, settings, progress)
+    pictures = report.pop("_pictures")
+    written = {}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "perturbation_audit.json"
+        try:
+            path.write_text(json.dumps(report, indent=2))
+        except OSError as error:
+            raise OutputError(f"cannot write: {error.strerror}", where=str(path)) from None
+        written["json"] = path
+    if html_path is not None:
+        written["html"] = write(perturbation_audit_page(report, pictures), html_path)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from rich.table import Table
+
+    from verikit.cli.options import console as make_console
+
+    console = make_console()
+    table = Table(title=f"verikit audit: {report['data']['samples']} samples, manipulations")
+    for column in ("perturbation", "clean", "empirical", "certified", "#cert", "#fals", "#open", "#miscl",
+                   "s/sample"):
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        counts = row["counts"]
+        table.add_row(row["perturbation"], f"{row['clean_accuracy']:.2%}", f"{row['empirical_accuracy']:.2%}",
+                      f"{row['certified_accuracy']:.2%}", str(counts["certified"]), str(counts["falsified"]),
+                      str(counts["unknown"] + counts["timeout"]), str(counts["misclassified"]),
+                      f"{row['seconds_per_sample']:.2f}")
+    console.print(table)
+    console.print("certified = verified for every member / every theta; empirical = not broken by a manipulated "
+                  "image replayed through onnxruntime")
+    for kind, path in written.items():
+        console.print(f"{kind}: {path}")

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from verikit.core.errors import EngineLimitation, ModelError
 from verikit.core.network import Network
 from verikit.core.property import Case, Property
@@ -139,7 +141,8 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
         return replace(result, verdict=Verdict.ERROR, reason=str(translation_error), error_kind="bad-input",
                        seconds=time.monotonic() - started)
 
-    for stage in stages:
+    falsified = _decide_members(problem, progress, options, total)
+    for stage in stages if not falsified else ():
         if not progress.open_cases or total.expired():
             break
         if _run_stage(stage, problem, progress, total) is not None:
@@ -157,6 +160,29 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
                    **_summarise(cases, total))
 
 
+def _decide_members(problem: Problem, progress: _Progress, options: Options, total: Budget) -> bool:
+    """Many plain box cases (a finite manipulation family) first replayed and bounded together
+    (portfolio/members.py); whether that falsified the property."""
+    from verikit.portfolio.members import MIN_CASES, decide_members
+
+    if len(progress.open_cases) < MIN_CASES or not {"attack", "bounds"} & set(options.engines):
+        return False
+    started = time.monotonic()
+    decided = decide_members(problem, progress.open_cases, total.share(0.5), bounds="bounds" in options.engines,
+                             attack="attack" in options.engines)
+    seconds = time.monotonic() - started
+    progress.stage_seconds["members (batched)"] = seconds
+    falsified = False
+    for index, (outcome, engine, method) in decided.items():
+        progress.attempts.setdefault(index, []).append({"engine": engine, "method": method, "batched": True,
+                                                        "seconds": round(seconds / max(1, len(decided)), 4),
+                                                        "outcome": type(outcome).__name__.lower()})
+        progress.results[index] = CaseResult(index, outcome, engine, method, seconds / max(1, len(decided)))
+        del progress.open_cases[index]
+        falsified |= isinstance(outcome, Falsified)
+    return falsified
+
+
 def _lift_and_check(network: Network, prop: Property, problem: Problem, progress: _Progress,
                     seed: int) -> ModelError | None:
     """Lift every manipulated case that has an exact prefix (portfolio/lifting.py), and check the torch
@@ -166,8 +192,9 @@ def _lift_and_check(network: Network, prop: Property, problem: Problem, progress
     try:
         for index, case in enumerate(prop.cases):
             lifted = lift(problem, case)
-            if lifted is None:
-                check_translation(network, case.box, seed=seed)
+            if lifted is None:  # a one-point box (a finite family's member) has one point to compare on
+                one_point = np.array_equal(case.box.lower, case.box.upper)
+                check_translation(network, case.box, seed=seed, **({"samples": 0} if one_point else {}))
             else:
                 check_translation(lifted.problem.network, lifted.case.box, seed=seed)
                 progress.lifted[index] = lifted

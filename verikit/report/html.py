@@ -196,6 +196,57 @@ def audit_page(report: dict, pictures: list[dict]) -> str:
                 f"{report['model']['sha256'][:12]}", body)
 
 
+def _describe_member(member: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in member.items() if k != "manipulation")
+
+
+def perturbation_audit_page(report: dict, pictures: list[dict]) -> str:
+    """Accuracy against each manipulation's magnitude, per-perturbation counts and the broken samples beside
+    their originals (`pictures`: as `audit_page`'s, with `perturbation` and `member` instead of eps)."""
+    results = report["results"]
+    body = cards([("samples", report["data"]["samples"]), ("clean", _percent(report["clean_accuracy"])),
+                  ("per-sample timeout", f"{report['settings']['sample_timeout_s']:g} s"),
+                  ("seconds", f"{report['seconds']:.1f}")])
+    for kind in dict.fromkeys(r["kind"] for r in results):
+        rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["magnitude"])
+        x = tuple(r["magnitude"] for r in rows)
+        body += f"<h2>{escape(kind)}: accuracy against magnitude</h2>" + line_chart([
+            Series("empirical (upper bound, replayed witnesses)", x, tuple(r["empirical_accuracy"] for r in rows),
+                   markers=True),
+            Series("certified (lower bound, every member / theta)", x,
+                   tuple(r["certified_accuracy"] for r in rows), markers=True),
+            Series("clean", x, tuple(r["clean_accuracy"] for r in rows), dash=True),
+        ], x_label=f"{kind} magnitude", y_label="accuracy", y_range=(0.0, 1.0))
+    body += "<h2>Per perturbation</h2>" + table(
+        ("perturbation", "clean", "empirical", "certified", "certified #", "falsified #", "unknown #", "timeout #",
+         "misclassified #", "s / sample"),
+        ((escape(r["perturbation"]), _percent(r["clean_accuracy"]), _percent(r["empirical_accuracy"]),
+          _percent(r["certified_accuracy"]), *(str(r["counts"][k]) for k in
+          ("certified", "falsified", "unknown", "timeout", "misclassified")), f"{r['seconds_per_sample']:.2f}")
+         for r in results), numeric=(1, 2, 3, 4, 5, 6, 7, 8, 9))
+    body += "<h2>Broken samples</h2>"
+    if pictures:
+        body += ('<p>Each pair: the sample and the manipulated image that breaks it, recomputed from the '
+                 'manipulation in numpy and replayed through onnxruntime, with the class it predicts.</p>'
+                 '<div class="pairs">')
+        for p in pictures:
+            original, witness = (p[k][0] if p[k].ndim == 3 and p[k].shape[0] == 1 else p[k]
+                                 for k in ("original", "witness"))
+            both = (min(original.min(), witness.min()), max(original.max(), witness.max()))
+            body += (f'<div class="pair">sample {p["index"]}, {escape(p["perturbation"])} (label {p["label"]})<br>'
+                     f'<small>{escape(_describe_member(p["member"]))}</small><br>'
+                     f'<figure>{image(original, label="original", value_range=both)}<figcaption>original → '
+                     f'{p["original_prediction"]}</figcaption></figure><figure>'
+                     f'{image(witness, label="manipulated", value_range=both)}<figcaption>manipulated → '
+                     f'<b>{p["witness_prediction"]}</b></figcaption></figure></div>')
+        body += "</div>"
+    else:
+        body += "<p>No sample was broken.</p>"
+    model = Path(report["model"]["path"]).name
+    return page(f"verikit perturbation audit: {model}", f"data {report['data']['path']} · model sha256 "
+                f"{report['model']['sha256'][:12]}", body)
+
+
 def gate_page(report: dict) -> str:
     """Pass/fail, each check with its threshold and result, and the regressions against the baseline."""
     passed = report["passed"]

@@ -1,6 +1,7 @@
 """One entry point for spec files: detect the format, read it, and check it fits the network.
 
-Formats: a JSON object is a `verikit-robustness/1` spec (see `verikit.spec.robustness`); text whose first
+Formats: a JSON object is a `verikit-perturbation/1` spec when its "format" says so (see
+`verikit.spec.perturbation`), else a `verikit-robustness/1` spec (see `verikit.spec.robustness`); text whose first
 command is `vnnlib-version` or `declare-network` is VNN-LIB 2.0 (see `verikit.spec.vnnlib2`, needs the
 optional `vnnlib` package); anything else is read as VNN-LIB 1.0 text. Plain or gzip-compressed.
 """
@@ -14,6 +15,8 @@ import numpy as np
 from verikit.core.errors import SpecError
 from verikit.spec.formula import MAX_TERMS
 from verikit.core.property import Property
+from verikit.spec.perturbation import FORMAT as PERTURBATION_FORMAT
+from verikit.spec.perturbation import read_perturbation_spec
 from verikit.spec.robustness import read_robustness_spec
 from verikit.spec.vnnlib import parse_vnnlib, read_spec_text
 from verikit.spec.vnnlib2 import looks_like_vnnlib2
@@ -35,7 +38,7 @@ def load_spec(
     """
     text, digest = read_spec_text(path)
     if text.lstrip().startswith("{"):
-        prop = read_robustness_spec(path)
+        prop = read_perturbation_spec(path) if _is_perturbation(text) else read_robustness_spec(path)
     elif looks_like_vnnlib2(text):
         from verikit.spec.vnnlib2 import parse_vnnlib2
 
@@ -66,11 +69,23 @@ def check_float32(prop: Property) -> None:
                             "model consumes", where=prop.source or None)
 
 
+def _is_perturbation(text: str) -> bool:
+    """The JSON object's "format" names the perturbation spec (a cheap look before the strict read)."""
+    from verikit.core import limits
+
+    try:
+        decoded = limits.load_json(text, "spec", SpecError, "spec")
+    except SpecError:
+        return False  # the robustness reader reports the JSON error
+    return isinstance(decoded, dict) and decoded.get("format") == PERTURBATION_FORMAT
+
+
 def spec_format(path: str | Path) -> str:
-    """'robustness-json', 'vnnlib2' or 'vnnlib' — the format `load_spec` would read `path` as."""
+    """'perturbation-json', 'robustness-json', 'vnnlib2' or 'vnnlib' — the format `load_spec` would read
+    `path` as."""
     text, _ = read_spec_text(path)
     if text.lstrip().startswith("{"):
-        return "robustness-json"
+        return "perturbation-json" if _is_perturbation(text) else "robustness-json"
     return "vnnlib2" if looks_like_vnnlib2(text) else "vnnlib"
 
 

@@ -114,14 +114,19 @@ def robustness_property(
         low, high = (low - mean_array) / std_array, (high - mean_array) / std_array
         notes.append("box normalised as (raw - mean) / std")
 
+    case = Case(Box(low.reshape(-1), high.reshape(-1)), misclassification_disjuncts(label, num_classes))
+    return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes))
+
+
+def misclassification_disjuncts(label: int, num_classes: int) -> tuple[Conjunction, ...]:
+    """One disjunct per other class j, `y[label] - y[j] <= 0`: class j scores at least as high as the label."""
     disjuncts = []
     for other in range(num_classes):
         if other != label:
             row = np.zeros((1, num_classes))
             row[0, label], row[0, other] = 1.0, -1.0
             disjuncts.append(Conjunction(row, np.zeros(1)))
-    case = Case(Box(low.reshape(-1), high.reshape(-1)), tuple(disjuncts))
-    return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes))
+    return tuple(disjuncts)
 
 
 def read_robustness_spec(path: str | Path) -> Property:

@@ -112,3 +112,23 @@ def validate_batch(
         if found is not None and follows_patterns(network, case, candidate):
             return found
     return None
+
+
+def validate_members(
+    network: Network, case: Case, thetas: np.ndarray, tolerances: Tolerances = STRICT
+) -> Counterexample | None:
+    """The first of the parameters thetas (N, n_params) of the case's Manipulated region whose image,
+    recomputed in numpy, replays as a counterexample (eps is not searched: delta = 0), else None."""
+    region = case.region
+    if not isinstance(region, Manipulated):
+        raise ValueError("validate_members needs a case with a Manipulated region")
+    thetas = np.asarray(thetas, dtype=np.float64).reshape(-1, region.params.size)
+    if thetas.shape[0] == 0:
+        return None
+    x32 = np.stack([to_float32_inside(case.box, region.image(theta)) for theta in thetas])
+    ys = network.replay(x32)
+    for theta, candidate, y in zip(thetas, x32, ys):
+        found = check(case, candidate, y, tolerances, params=theta)
+        if found is not None and follows_patterns(network, case, candidate):
+            return found
+    return None

@@ -20,7 +20,7 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.core.errors import PolicyError
-from verikit.apps.gate.policy import OutputRange, Robustness, SpecFiles
+from verikit.apps.gate.policy import Manipulation, OutputRange, Robustness, SpecFiles
 from verikit.core.network import Network
 from verikit.core.result import Result
 from verikit.core.property import Box, Case, Conjunction, Property
@@ -89,6 +89,46 @@ def robustness_checks(prop: Robustness, model_name: str, network: Network, datas
                                   model_name, network.sha256, definition, verdict, message,
                                   sum(outcome.seconds.values()), metrics))
     return checks, result
+
+
+def perturbation_checks(prop: Manipulation, model_name: str, network: Network, dataset: Dataset,
+                        normalization: Normalization, seed: int) -> list[CheckResult]:
+    """Audit the dataset under every manipulation of the property once; one check per manipulation, decided
+    as robustness checks are (certified >= t verified, empirical < t falsified, else unknown)."""
+    from dataclasses import replace as with_fields
+
+    from verikit.apps.perturbation_audit import PerturbationAuditSettings, parse_perturbations, perturbation_audit
+
+    if normalization.clip_min is None and normalization.clip_max is None:
+        normalization = with_fields(normalization, clip_min=0.0, clip_max=1.0)
+    settings = PerturbationAuditSettings(parse_perturbations(prop.perturbations), normalization, prop.image_shape,
+                                         sample_timeout=prop.sample_timeout, timeout=prop.timeout, seed=seed)
+    report = perturbation_audit(network, dataset, settings)
+    checks = []
+    for row, minimum in zip(report["results"], prop.min_certified):
+        cert, emp, clean = row["certified_accuracy"], row["empirical_accuracy"], row["clean_accuracy"]
+        metrics = {"perturbation": row["perturbation"], "samples": len(dataset), "clean_accuracy": clean,
+                   "empirical_robust_accuracy": emp, "certified_robust_accuracy": cert,
+                   "min_certified_accuracy": minimum,
+                   "min_clean_accuracy": prop.min_clean, "falsified_samples": row["counts"]["falsified"]}
+        found = f"certified {cert:.2%} ≤ accuracy under {row['perturbation']} ≤ {emp:.2%} (empirical)"
+        if prop.min_clean is not None and clean < prop.min_clean:
+            verdict, message = "falsified", f"clean accuracy {clean:.2%} < {prop.min_clean:.2%}; {found}"
+        elif cert >= minimum:
+            verdict, message = "verified", f"certified {cert:.2%} ≥ {minimum:.2%} required; {found}"
+        elif emp < minimum:
+            verdict = "falsified"
+            message = (f"empirical accuracy {emp:.2%} < {minimum:.2%} required (replayed manipulated images "
+                       f"break {row['counts']['falsified']} samples); {found}")
+        else:
+            verdict = "timeout" if row["counts"]["timeout"] else "unknown"
+            message = f"certified {cert:.2%} < {minimum:.2%} required ≤ empirical {emp:.2%}: undecided"
+        definition = definition_hash("perturbation", dataset.sha256, row["perturbation"], normalization.as_dict(),
+                                     len(dataset), minimum, prop.min_clean)
+        checks.append(CheckResult(f"{prop.name}/{model_name}/{row['perturbation']}", prop.name, prop.kind,
+                                  model_name, network.sha256, definition, verdict, message, row["seconds"],
+                                  metrics))
+    return checks
 
 
 def _options(prop: SpecFiles | OutputRange, seed: int):

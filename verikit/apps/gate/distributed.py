@@ -15,7 +15,7 @@ from verikit.apps.data import Dataset, Normalization
 from verikit.apps.executors import Executor, Failed, FileRef, Task
 from verikit.apps.gate import checks as run_checks
 from verikit.apps.gate.checks import CheckResult, definition_hash
-from verikit.apps.gate.policy import Policy, Robustness, SpecFiles
+from verikit.apps.gate.policy import Manipulation, Policy, Robustness, SpecFiles
 
 GATE_GRACE_S = 60.0  # past the sum of a property's own timeouts
 
@@ -28,6 +28,8 @@ def check_task(prop, model_name: str, model: FileRef, dataset: Dataset | None, n
     network = load_network(str(model.local_path()))
     if isinstance(prop, Robustness):
         return run_checks.robustness_checks(prop, model_name, network, dataset, normalization, seed)
+    if isinstance(prop, Manipulation):
+        return run_checks.perturbation_checks(prop, model_name, network, dataset, normalization, seed), None
     if isinstance(prop, SpecFiles):
         local = replace(prop, specs=tuple(spec.local_path() for spec in specs))
         found = run_checks.spec_checks(local, model_name, network, seed)
@@ -40,6 +42,8 @@ def check_task(prop, model_name: str, model: FileRef, dataset: Dataset | None, n
 def _limit(prop) -> float | None:
     if isinstance(prop, Robustness):
         return None if prop.timeout is None else prop.timeout * len(prop.eps) + GATE_GRACE_S
+    if isinstance(prop, Manipulation):
+        return None if prop.timeout is None else prop.timeout * len(prop.perturbations) + GATE_GRACE_S
     count = len(prop.specs) if isinstance(prop, SpecFiles) else 1
     return prop.timeout * count + GATE_GRACE_S
 
@@ -51,8 +55,9 @@ def run_checks_on(executor: Executor, policy: Policy, datasets: dict[str, Datase
     tasks = []
     for prop in policy.properties:
         specs = tuple(executor.ship(path) for path in prop.specs) if isinstance(prop, SpecFiles) else ()
-        dataset = datasets[prop.dataset] if isinstance(prop, Robustness) else None
-        normalization = policy.dataset(prop.dataset).normalization if isinstance(prop, Robustness) else None
+        on_data = isinstance(prop, (Robustness, Manipulation))
+        dataset = datasets[prop.dataset] if on_data else None
+        normalization = policy.dataset(prop.dataset).normalization if on_data else None
         for model_name in prop.models:
             tasks.append(Task(f"{prop.name}/{model_name}", check_task,
                               (prop, model_name, models[model_name], dataset, normalization, specs, policy.seed),

@@ -86,7 +86,24 @@ class OutputRange:
     kind: str = "output-range"
 
 
-PropertyEntry = Robustness | SpecFiles | OutputRange
+@dataclass(frozen=True)
+class Manipulation:
+    """Semantic robustness on a dataset: certified accuracy under each manipulation (e.g. "rotation:15")
+    must reach `min_certified[i]`; each sample decided by `verify` within `sample_timeout` seconds."""
+
+    name: str
+    models: tuple[str, ...]
+    dataset: str
+    perturbations: tuple[str, ...]
+    min_certified: tuple[float, ...]
+    min_clean: float | None
+    sample_timeout: float
+    timeout: float | None
+    image_shape: tuple[int, ...] | None
+    kind: str = "perturbation"
+
+
+PropertyEntry = Robustness | SpecFiles | OutputRange | Manipulation
 
 
 @dataclass(frozen=True)
@@ -244,12 +261,44 @@ def _output_range(table: Table, name: str, models: tuple[str, ...], defaults: Ta
     return OutputRange(name, models, lower, upper, outputs, low, high, **_common(table, defaults))
 
 
+def _manipulation(table: Table, name: str, models: tuple[str, ...], datasets: set[str],
+                  defaults: Table) -> Manipulation:
+    from verikit.apps.perturbation_audit import parse_perturbations
+    from verikit.core.errors import UsageError
+
+    dataset = table.string("dataset") if table.has("dataset") else table.required("dataset")
+    if dataset not in datasets:
+        table.fail("dataset", f"no dataset named {dataset!r}; defined: {', '.join(sorted(datasets)) or 'none'}")
+    table.required("manipulation")
+    texts = table.strings("manipulation")
+    try:
+        perturbations = tuple(p.label for p in parse_perturbations(texts))
+    except UsageError as error:
+        table.fail("manipulation", error.message.replace("--perturbation ", ""))
+    table.required("min_certified_accuracy")
+    minimum = table.numbers("min_certified_accuracy", minimum=0.0, maximum=1.0)
+    if len(minimum) not in (1, len(perturbations)):
+        table.fail("min_certified_accuracy", f"give one number or one per magnitude ({len(perturbations)})")
+    shape = table.data.get("image_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) in (2, 3) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        table.fail("image_shape", "must be [H, W] or [C, H, W], positive integers")
+    return Manipulation(name, models, dataset, perturbations,
+                        minimum * len(perturbations) if len(minimum) == 1 else minimum,
+                        table.number("min_clean_accuracy", minimum=0.0, maximum=1.0),
+                        table.number("sample_timeout", 10.0, positive=True),
+                        table.number("timeout", defaults.number("timeout", None, positive=True), positive=True),
+                        tuple(shape) if shape is not None else None)
+
+
 PROPERTY_KEYS = {
     "robustness": ("name", "kind", "models", "dataset", "eps", "norm", "method", "min_certified_accuracy",
                    "min_clean_accuracy", "timeout", "restarts", "steps"),
     "vnnlib": ("name", "kind", "models", "spec", "specs", "timeout", "engines", "methods", "settings"),
     "output-range": ("name", "kind", "models", "input_lower", "input_upper", "outputs", "min", "max", "timeout",
                      "engines", "methods", "settings"),
+    "perturbation": ("name", "kind", "models", "dataset", "manipulation", "min_certified_accuracy",
+                     "min_clean_accuracy", "sample_timeout", "timeout", "image_shape"),
 }
 
 
@@ -267,6 +316,8 @@ def _property(data: dict, index: int, source: str, base: Path, models: tuple[str
         return _robustness(table, name, targets, datasets, defaults)
     if kind == "vnnlib":
         return _spec_files(table, name, targets, defaults)
+    if kind == "perturbation":
+        return _manipulation(table, name, targets, datasets, defaults)
     return _output_range(table, name, targets, defaults)
 
 

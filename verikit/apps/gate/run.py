@@ -15,7 +15,7 @@ from typing import Callable
 from verikit.apps.gate import checks as run_checks
 from verikit.apps.gate.baseline import Comparison, compare, read_baseline
 from verikit.apps.gate.checks import CheckResult
-from verikit.apps.gate.policy import Policy, Robustness, SpecFiles
+from verikit.apps.gate.policy import Manipulation, Policy, Robustness, SpecFiles
 
 UNDECIDED = ("unknown", "timeout")
 
@@ -127,6 +127,10 @@ def run_gate(policy: Policy, *, baseline: Path | None = None, use_baseline: bool
                                                             entry.normalization, policy.seed)
                 audits[f"{prop.name}/{model_name}"] = audit
                 results.extend(found)
+            elif isinstance(prop, Manipulation):
+                entry = policy.dataset(prop.dataset)
+                results.extend(run_checks.perturbation_checks(prop, model_name, network, datasets[prop.dataset],
+                                                              entry.normalization, policy.seed))
             elif isinstance(prop, SpecFiles):
                 results.extend(run_checks.spec_checks(prop, model_name, network, policy.seed))
             else:

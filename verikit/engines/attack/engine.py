@@ -18,10 +18,10 @@ import torch
 from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
 from verikit.core.settings import settings_dict
-from verikit.core.property import Case
+from verikit.core.property import Case, Manipulated
 from verikit.engines.attack.pgd import PGDState, diversified_starts, pgd, uniform_starts
 from verikit.engines.spec_rows import SpecRows
-from verikit.witness.replay import STRICT, Tolerances, validate_batch
+from verikit.witness.replay import STRICT, Tolerances, validate_batch, validate_members
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,11 @@ def run(
     settings: AttackSettings = AttackSettings(),
     tolerances: Tolerances = STRICT,
 ) -> Falsified | Unknown:
-    """PGD with random restarts inside `case.box` until a replayed counterexample or the budget ends."""
+    """PGD with random restarts inside `case.box` until a replayed counterexample or the budget ends; a
+    Manipulated case (one left on its enclosing box: no exact prefix) is searched over its parameters."""
     box = case.box
+    if isinstance(case.region, Manipulated):
+        return search_parameters(network, case, budget, seed=seed, tolerances=tolerances)
     if any(conjunction.rows == 0 for conjunction in case.disjuncts):
         found = validate_batch(network, case, box.center[None, :], tolerances)
         if found is not None:
@@ -66,6 +69,8 @@ def run(
     found = validate_batch(network, case, np.stack([box.center, box.lower, box.upper]), tolerances)
     if found is not None:
         return Falsified(found)
+    if np.array_equal(box.lower, box.upper):
+        return Unknown("the box is one point, and it violates no disjunct")  # nothing for PGD to search
 
     def violation(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         return spec.violation(network.module(x))
@@ -97,6 +102,36 @@ def run(
         if search.timed_out:
             return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})", timed_out=True)
     return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})")
+
+
+def parameter_points(params, seed: int, grid: int = 33, random: int = 512) -> list[np.ndarray]:
+    """Batches of theta (each (k, n_params)) in the box `params`: corners and centre, grids of growing
+    density (up to `grid` points an axis, fewer in more dimensions), then `random` uniform points."""
+    n = params.size
+    batches = [np.stack([params.center, params.lower, params.upper])]
+    per_axis = 3
+    most = max(3, int(round(grid ** (1.0 / max(1, n)))) if n > 1 else grid)
+    while per_axis <= most:
+        axes = [np.linspace(lo, hi, per_axis) for lo, hi in zip(params.lower, params.upper)]
+        batches.append(np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, n))
+        per_axis = 2 * per_axis - 1
+    batches.append(params.sample(random, np.random.default_rng(seed)))
+    return batches
+
+
+def search_parameters(network: Network, case: Case, budget: Budget, *, seed: int = 0,
+                      tolerances: Tolerances = STRICT) -> Falsified | Unknown:
+    """Members of a Manipulated region, named by theta, recomputed in numpy and replayed (witness.replay)."""
+    region = case.region
+    tried = 0
+    for thetas in parameter_points(region.params, seed):
+        if budget.expired():
+            return Unknown(f"parameter search of {region.transform.name}: {tried} members tried", timed_out=True)
+        found = validate_members(network, case, thetas, tolerances)
+        tried += len(thetas)
+        if found is not None:
+            return Falsified(found)
+    return Unknown(f"parameter search of {region.transform.name}: none of {tried} members violates")
 
 
 @dataclass(frozen=True)
