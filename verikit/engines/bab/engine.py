@@ -65,7 +65,8 @@ def run(
 
     `overrides` replace fields of `settings` (e.g. max_domains=..., batch_size=..., branching="relu").
     `phases`: the case's hidden patterns (verikit.engines.hidden), split constraints at the root of ReLU
-    branching; input branching does not take them and proves the case without them (a larger set).
+    branching, which "auto" then picks; input branching (asked for explicitly) proves the case without them
+    (a larger set, so its proofs stand).
     """
     settings = dataclasses.replace(settings or BabSettings(), **overrides)
     if not pwl.is_relu_mlp:
@@ -79,6 +80,8 @@ def run(
     if trivial is not None:
         return trivial
     branching = branching_for(pwl.n_inputs, settings)
+    if phases and settings.branching == "auto":
+        branching = "relu"  # input bisection cannot take the hidden pattern; ReLU splits fix it at the root
     if branching not in ("input", "relu"):
         return Unknown(f"unknown branching {settings.branching!r}")
     where = torch_device(device)
