@@ -55,35 +55,9 @@ def solve(net: LipNet, slopes: Slopes, C: np.ndarray | None, method: str, time_l
     K = weights[-1] if C is None else C @ weights[-1]
     sizes = [rank, *[w.shape[0] for w in weights[:-1]]]
     dimension = int(sum(sizes))
-    rho = cp.Variable(nonneg=True)
-    ts = []
-    for n in sizes[1:]:
-        if method == "lipsdp-layer":
-            lam = cp.Variable(nonneg=True)
-            ts.append(lam * np.ones(n))
-        else:
-            ts.append(cp.Variable(n, nonneg=True))
-    L = len(sizes)
-    blocks = [[None] * L for _ in range(L)]
-    zeros = lambda a, b: np.zeros((sizes[a], sizes[b]))  # noqa: E731
-    for i in range(L):
-        for j in range(L):
-            blocks[i][j] = zeros(i, j)
-    diag = [[] for _ in range(L)]
-    diag[0].append(-rho * np.eye(sizes[0]))
-    for k in range(1, L):
-        W, t, a, b = weights[k - 1], ts[k - 1], alpha[k - 1], beta[k - 1]
-        if np.any(a * b):
-            diag[k - 1].append(W.T @ cp.diag(cp.multiply(-2 * a * b, t)) @ W)
-        blocks[k - 1][k] = W.T @ cp.diag(cp.multiply(a + b, t))
-        blocks[k][k - 1] = cp.diag(cp.multiply(a + b, t)) @ W
-        diag[k].append(cp.diag(-2 * t))
-    diag[L - 1].append(K.T @ K)
-    for i in range(L):
-        blocks[i][i] = sum(diag[i][1:], diag[i][0])
-    M = cp.bmat(blocks)
+    M, z, layer_of = _affine_lmi(cp, weights, alpha, beta, K, sizes, method)
     epsilon = 1e-7 * max(1.0, float(np.linalg.norm(K, 2) ** 2))
-    problem = cp.Problem(cp.Minimize(rho), [(M + M.T) / 2 << -epsilon * np.eye(dimension)])
+    problem = cp.Problem(cp.Minimize(z[0]), [(M + M.T) / 2 << -epsilon * np.eye(dimension)])
     chosen = solver or ("CLARABEL" if dimension <= CLARABEL_MAX_DIM else "SCS")
     budget = max(1.0, time_limit - (time.monotonic() - started))
     options = ({"time_limit": budget} if chosen == "CLARABEL"
@@ -93,12 +67,54 @@ def solve(net: LipNet, slopes: Slopes, C: np.ndarray | None, method: str, time_l
     except cp.error.SolverError as error:
         return SdpSolution(None, None, chosen, f"solver error: {error}", time.monotonic() - started, dimension)
     status = str(problem.status)
-    if ts and any(t.value is None for t in ts):
+    if z.value is None:
         return SdpSolution(None, None, chosen, status, time.monotonic() - started, dimension)
+    values = np.maximum(np.asarray(z.value, dtype=np.float64), 0.0)
     t_full = []
     for k, b in enumerate(slopes.beta):
         full = np.ones(b.size)  # a neuron of slope [0, 0] only needs some t > 0 (its rows decouple)
-        full[keep[k]] = np.maximum(np.asarray(ts[k].value, dtype=np.float64).reshape(-1), 0.0)
+        full[keep[k]] = values[layer_of[k]]
         t_full.append(full)
-    return SdpSolution(t_full, float(rho.value) if rho.value is not None else None, chosen, status,
-                       time.monotonic() - started, dimension)
+    return SdpSolution(t_full, float(values[0]), chosen, status, time.monotonic() - started, dimension)
+
+
+def _affine_lmi(cp, weights, alpha, beta, K, sizes, method):
+    """M(ρ, T) as one sparse affine map of z = [ρ, multipliers] (fast for cvxpy to compile); also, per
+    hidden layer, the index in z of each neuron's multiplier."""
+    import scipy.sparse as sparse
+
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    N = int(starts[-1])
+    rows, cols, vals, var = [], [], [], []
+
+    def put(r, c, v, index):
+        rows.append(np.ravel(r)), cols.append(np.ravel(c)), vals.append(np.ravel(v))
+        var.append(np.full(np.size(r), index))
+
+    diagonal = np.arange(sizes[0])
+    put(diagonal, diagonal, -np.ones(sizes[0]), 0)
+    layer_of, count = [], 1
+    for k in range(1, len(sizes)):
+        n = sizes[k]
+        index = np.full(n, count) if method == "lipsdp-layer" else count + np.arange(n)
+        count += 1 if method == "lipsdp-layer" else n
+        layer_of.append(index)
+        W, a, b = weights[k - 1], alpha[k - 1], beta[k - 1]
+        previous = np.arange(starts[k - 1], starts[k])
+        for j in range(n):
+            here = starts[k] + j
+            put(previous, np.full(previous.size, here), (a[j] + b[j]) * W[j], index[j])
+            put(np.full(previous.size, here), previous, (a[j] + b[j]) * W[j], index[j])
+            put(here, here, -2.0, index[j])
+            if a[j] * b[j]:
+                outer = -2.0 * a[j] * b[j] * np.outer(W[j], W[j])
+                r, c = np.meshgrid(previous, previous, indexing="ij")
+                put(r, c, outer, index[j])
+    r, c, v, i = (np.concatenate(x) for x in (rows, cols, vals, var))
+    B = sparse.csr_matrix((v, (r * N + c, i)), shape=(N * N, count))
+    constant = np.zeros((N, N))
+    last = slice(starts[-2], starts[-1])
+    constant[last, last] = K.T @ K
+    z = cp.Variable(count, nonneg=True)
+    M = cp.reshape(B @ z, (N, N), order="C") + constant
+    return M, z, layer_of
