@@ -136,3 +136,29 @@ def test_cli_reports_a_bound(tmp_path):
     assert json.loads(report.read_text())["upper"] == payload["upper"]
     bad = CliRunner().invoke(main, ["lipschitz", str(model), "--output-pair", "0,0"])
     assert bad.exit_code == 2 and "different outputs" in bad.output
+
+
+def test_gate_lipschitz_check_passes_fails_and_is_undecided(tmp_path):
+    from click.testing import CliRunner
+
+    from verikit.cli import main
+
+    model = tmp_path / "net.onnx"
+    model.write_bytes(mlp((3, 5, 2), seed=11))
+    net = read_lipnet(model.read_bytes())
+    bound = lipschitz_bound(net, method="lipsdp-neuron", replay=net.chain.evaluate, lower_seconds=0.3)
+
+    def gate(limit: float) -> tuple[int, dict]:
+        (tmp_path / "verikit.toml").write_text(
+            f'version = 1\n[[model]]\nname = "m"\npath = "net.onnx"\n[[property]]\nname = "smooth"\n'
+            f'kind = "lipschitz"\nmax = {limit!r}\nnorm = "2"\nmethod = "lipsdp-neuron"\ntimeout = 30\n')
+        out = tmp_path / f"out{limit}"
+        run = CliRunner().invoke(main, ["gate", "--quiet", str(tmp_path / "verikit.toml"), "--out", str(out),
+                                        "--no-baseline"])
+        report = json.loads(next(out.glob("*.json")).read_text()) if out.exists() else {}
+        return run.exit_code, report
+
+    code, _ = gate(bound.upper * 1.01)
+    assert code == 0
+    code, _ = gate(bound.lower * 0.5)  # a replayed pair exceeds it
+    assert code == 1

@@ -60,7 +60,8 @@ def solve(net: LipNet, slopes: Slopes, C: np.ndarray | None, method: str, time_l
     problem = cp.Problem(cp.Minimize(z[0]), [(M + M.T) / 2 << -epsilon * np.eye(dimension)])
     chosen = solver or ("CLARABEL" if dimension <= CLARABEL_MAX_DIM else "SCS")
     budget = max(1.0, time_limit - (time.monotonic() - started))
-    options = ({"time_limit": budget} if chosen == "CLARABEL"
+    options = ({"time_limit": budget, "tol_gap_abs": 1e-6, "tol_gap_rel": 1e-6, "tol_feas": 1e-7}
+               if chosen == "CLARABEL"
                else {"time_limit_secs": budget, "eps_abs": 1e-6, "eps_rel": 1e-6, "max_iters": 200_000})
     try:
         problem.solve(solver=chosen, **options)
