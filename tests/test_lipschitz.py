@@ -162,3 +162,29 @@ def test_gate_lipschitz_check_passes_fails_and_is_undecided(tmp_path):
     assert code == 0
     code, _ = gate(bound.lower * 0.5)  # a replayed pair exceeds it
     assert code == 1
+
+
+def test_audit_l2_lipschitz_certificates_hold_on_sampled_perturbations():
+    from pathlib import Path
+
+    from verikit.apps.audit import AuditSettings, audit_files
+    from verikit.apps.data import Normalization
+    from verikit.engines.attack.pgd import PGDSettings
+    from verikit.onnx.load import load_network
+
+    root = Path(__file__).resolve().parents[1]
+    model, data = root / "models" / "digits_mlp.onnx", root / "models" / "data" / "digits_test_100.npz"
+    settings = AuditSettings(eps=(0.05,), norm="2", lipschitz="naive", attack=PGDSettings(restarts=1, steps=5),
+                             normalization=Normalization(clip_min=0.0, clip_max=1.0))
+    result = audit_files(str(model), str(data), settings, limit=20)
+    outcome = result.per_eps[0]
+    assert outcome.certified_by_lipschitz is not None and outcome.certified_by_lipschitz.any()
+    assert not np.any(outcome.certified_by_lipschitz & outcome.broken)
+    network = load_network(str(model))
+    x = np.load(data)["x"][:20].astype(np.float64)
+    rng = np.random.default_rng(0)
+    for index in np.flatnonzero(outcome.certified_by_lipschitz):
+        directions = rng.standard_normal((200, x.shape[1]))
+        directions *= 0.05 / np.linalg.norm(directions, axis=1, keepdims=True)
+        moved = np.clip(x[index] + directions, 0.0, 1.0)
+        assert np.all(network.replay(moved).argmax(axis=1) == result.labels[index])
