@@ -188,3 +188,21 @@ def test_audit_l2_lipschitz_certificates_hold_on_sampled_perturbations():
         directions *= 0.05 / np.linalg.norm(directions, axis=1, keepdims=True)
         moved = np.clip(x[index] + directions, 0.0, 1.0)
         assert np.all(network.replay(moved).argmax(axis=1) == result.labels[index])
+
+
+def test_cli_region_gives_a_local_bound_no_larger_than_the_global_one(tmp_path):
+    from click.testing import CliRunner
+
+    from verikit.cli import main
+
+    model = tmp_path / "net.onnx"
+    model.write_bytes(mlp((3, 8, 6, 2), seed=7))
+    spec = tmp_path / "region.vnnlib"
+    lines = [f"(declare-const X_{i} Real)" for i in range(3)] + [f"(declare-const Y_{i} Real)" for i in range(2)]
+    lines += [f"(assert (>= X_{i} 0.2))\n(assert (<= X_{i} 0.3))" for i in range(3)] + ["(assert (>= Y_0 Y_1))"]
+    spec.write_text("\n".join(lines) + "\n")
+    args = ["lipschitz", str(model), "--json", "--lower-seconds", "0.2"]
+    local = json.loads(CliRunner().invoke(main, [*args, "--region", str(spec)]).output)
+    global_ = json.loads(CliRunner().invoke(main, args).output)
+    assert local["region"]["stable_neurons"] > 0
+    assert local["lower"] <= local["upper"] <= global_["upper"]

@@ -22,15 +22,21 @@ from verikit.lipschitz.psd import PsdProof, prove_psd
 
 
 class _Interval:
-    def __init__(self, n: int):
-        self.mid = np.zeros((n, n))
-        self.rad = np.zeros((n, n))
+    """A symmetric interval matrix built block by block; rad None when only the midpoint is wanted."""
 
-    def add(self, rows: slice, cols: slice, mid: np.ndarray, rad: np.ndarray, symmetric: bool = True) -> None:
-        for r, c, m, e in ((rows, cols, mid, rad), (cols, rows, mid.T, rad.T)):
+    def __init__(self, n: int, radius: bool = True):
+        self.mid = np.zeros((n, n))
+        self.rad = np.zeros((n, n)) if radius else None
+
+    def add(self, rows: slice, cols: slice, mid: np.ndarray, rad=None) -> None:
+        """Add mid ± rad at (rows, cols) and its transpose at (cols, rows); `rad` a callable (lazy)."""
+        radius = None if self.rad is None or rad is None else rad()
+        for r, c, m, e in ((rows, cols, mid, radius), (cols, rows, mid.T, None if radius is None else radius.T)):
             self.mid[r, c] += m
-            self.rad[r, c] = up(self.rad[r, c] + e + np.abs(self.mid[r, c]) * U)
-            if rows == cols or not symmetric:
+            if self.rad is not None:
+                grown = self.rad[r, c] if e is None else up(self.rad[r, c] + e)
+                self.rad[r, c] = up(grown + np.abs(self.mid[r, c]) * U)  # the sum above was rounded
+            if rows == cols:
                 break
 
 
@@ -41,10 +47,10 @@ def _offsets(net: LipNet) -> list[slice]:
 
 
 def negated_lmi(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarray],
-                rho: float) -> _Interval:
-    """-M(ρ, T) as an interval matrix, (n_0 + Σ n_k) square."""
+                rho: float, *, radius: bool = True) -> _Interval:
+    """-M(ρ, T) as an interval matrix, (n_0 + Σ n_k) square (radius False: the midpoint only, for estimates)."""
     blocks = _offsets(net)
-    out = _Interval(blocks[-1].stop)
+    out = _Interval(blocks[-1].stop, radius)
     n0 = net.n_inputs
     out.mid[np.arange(n0), np.arange(n0)] += rho
     for k in range(1, len(blocks)):
@@ -55,19 +61,21 @@ def negated_lmi(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.nd
         d = 2.0 * a * b * tk  # >= 0; rounded, covered by the factor below
         if np.any(d):
             scaled = W.T * d
-            mid = scaled @ W
-            rad = up(upper_product(np.abs(scaled), np.abs(W)) * gamma(W.shape[0] + 4))
-            out.add(blocks[k - 1], blocks[k - 1], mid, rad)
+            out.add(blocks[k - 1], blocks[k - 1], scaled @ W,
+                    lambda: up(upper_product(np.abs(scaled), np.abs(W)) * gamma(W.shape[0] + 4)))
         cross = -(W.T * ((a + b) * tk))  # two roundings per entry
-        out.add(blocks[k - 1], blocks[k], cross, up(np.abs(cross) * 3 * U))
-        out.add(blocks[k], blocks[k], np.diag(2.0 * tk), np.zeros((tk.size, tk.size)))
+        out.add(blocks[k - 1], blocks[k], cross, lambda: up(np.abs(cross) * 3 * U))
+        out.add(blocks[k], blocks[k], np.diag(2.0 * tk))
     K, K_rad = last_layer(net.weights[-1], C)
     absK = np.abs(K)
-    mid = -(K.T @ K)
-    rad = upper_product(absK.T, absK) * gamma(K.shape[0] + 2)
-    if K_rad is not None:
-        rad = up(rad + 2 * upper_product(absK.T, K_rad) + upper_product(K_rad.T, K_rad))
-    out.add(blocks[-1], blocks[-1], mid, up(rad))
+
+    def last_radius():
+        rad = upper_product(absK.T, absK) * gamma(K.shape[0] + 2)
+        if K_rad is not None:
+            rad = up(rad + 2 * upper_product(absK.T, K_rad) + upper_product(K_rad.T, K_rad))
+        return up(rad)
+
+    out.add(blocks[-1], blocks[-1], -(K.T @ K), last_radius)
     return out
 
 
@@ -81,7 +89,7 @@ def check_multipliers(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list
 def least_rho(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarray]) -> float | None:
     """The least ρ with M(ρ, T) ⪯ 0 for these T, estimated in floating point (Schur complement on the
     hidden block); None when the hidden block is not negative definite (no ρ works)."""
-    lmi = negated_lmi(net, slopes, C, t, 0.0)
+    lmi = negated_lmi(net, slopes, C, t, 0.0, radius=False)
     n0 = net.n_inputs
     N = lmi.mid
     try:

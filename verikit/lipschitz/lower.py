@@ -56,7 +56,10 @@ def lower_bound(net: LipNet, C: np.ndarray | None, norm: str, lower: np.ndarray,
     width = upper - lower
     deadline = time.monotonic() + seconds
     batch = int(max(4, min(64, 2e7 // max(1, net.weights[0].size))))
-    points = lower + rng.random((batch, net.n_inputs)) * width
+    centre = (lower + upper) / 2
+    scales = np.geomspace(1e-3, 1.0, batch)[:, None]  # near the centre too: random corners saturate ReLUs
+    points = np.clip(centre + scales * width * (rng.random((batch, net.n_inputs)) - 0.5), lower, upper)
+    points[::2] = lower + rng.random((points[::2].shape[0], net.n_inputs)) * width
     best_x, best_value = points[0], -1.0
     step = 0.1
     while True:
@@ -66,11 +69,12 @@ def lower_bound(net: LipNet, C: np.ndarray | None, norm: str, lower: np.ndarray,
             best_x, best_value = points[i], float(values[i])
         if time.monotonic() > deadline:
             break
-        points = np.clip(best_x + step * width * rng.standard_normal((batch, net.n_inputs)), lower, upper)
-        step = max(step * 0.9, 1e-3)
+        moves = np.geomspace(1e-3, 1.0, batch)[:, None] * step
+        points = np.clip(best_x + moves * width * rng.standard_normal((batch, net.n_inputs)), lower, upper)
+        step = max(step * 0.97, 1e-2)
     _, direction = _norms(_jacobians(net, best_x[None], C), norm)
     ratio, pair = 0.0, {}
-    for h in (1e-2, 1e-3, 1e-1):
+    for h in (1e-2, 1e-3, 1e-1, -1e-2, -1e-3, -1e-1):  # both ways: one may leave the box at its face
         x = best_x
         y = np.clip(x + h * np.max(width) * direction[0], lower, upper)
         out = np.asarray(replay(np.stack([x, y])), dtype=np.float64)

@@ -42,8 +42,10 @@ def solve(net: LipNet, slopes: Slopes, C: np.ndarray | None, method: str, time_l
           solver: str | None = None) -> SdpSolution:
     """Solve LipSDP ("lipsdp-neuron" or "lipsdp-layer") within `time_limit` seconds; neurons of slope
     [0, 0] are left out of the problem (their multipliers are 0)."""
-    cp = _cvxpy()
     started = time.monotonic()
+    if method == "lipsdp-layer" and solver is None and _dimension(net, slopes) > CLARABEL_MAX_DIM:
+        return layer_search(net, slopes, C, time_limit)
+    cp = _cvxpy()
     keep = [b > 0 for b in slopes.beta]
     weights = restricted_weights(net, slopes)
     alpha = [a[k] for a, k in zip(slopes.alpha, keep)]
@@ -119,3 +121,51 @@ def _affine_lmi(cp, weights, alpha, beta, K, sizes, method):
     z = cp.Variable(count, nonneg=True)
     M = cp.reshape(B @ z, (N, N), order="C") + constant
     return M, z, layer_of
+
+
+def _dimension(net: LipNet, slopes: Slopes) -> int:
+    return min(net.weights[0].shape) + int(sum(np.count_nonzero(b) for b in slopes.beta))
+
+
+def layer_search(net: LipNet, slopes: Slopes, C: np.ndarray | None, time_limit: float) -> SdpSolution:
+    """LipSDP-Layer by direct search: ρ*(λ) (least ρ for the layer multipliers λ, a Schur complement) is
+    convex in λ, so Nelder-Mead on log λ finds its minimum; no SDP solver, one Cholesky per step."""
+    from scipy.optimize import minimize
+
+    from verikit.lipschitz.lmi import least_rho
+
+    started = time.monotonic()
+    sizes = net.hidden_sizes
+    norms = [float(np.linalg.norm(w, 2)) for w in net.weights[1:]]
+    if C is not None:
+        norms[-1] = float(np.linalg.norm(C @ net.weights[-1], 2))
+    start = [float(np.prod(np.square(norms[k:]))) for k in range(len(sizes))]  # a feasible guess
+
+    def multipliers(log_lam: np.ndarray) -> list[np.ndarray]:
+        return [np.full(n, float(np.exp(v))) for n, v in zip(sizes, log_lam)]
+
+    def objective(log_lam: np.ndarray) -> float:
+        if time.monotonic() - started > time_limit:
+            raise TimeoutError
+        rho = least_rho(net, slopes, C, multipliers(log_lam))
+        return np.inf if rho is None else rho
+
+    best = {"x": np.log(start), "f": objective(np.log(start))}
+
+    def tracked(log_lam):
+        value = objective(log_lam)
+        if value < best["f"]:
+            best.update(x=np.array(log_lam), f=value)
+        return value
+
+    status = "optimal"
+    try:
+        minimize(tracked, best["x"], method="Nelder-Mead",
+                 options={"xatol": 1e-4, "fatol": 1e-6 * max(1.0, best["f"]), "maxfev": 400})
+    except TimeoutError:
+        status = "time limit (best point so far)"
+    if not np.isfinite(best["f"]):
+        return SdpSolution(None, None, "nelder-mead", "no feasible multipliers found", time.monotonic() - started,
+                           _dimension(net, slopes))
+    return SdpSolution(multipliers(best["x"]), best["f"], "nelder-mead (Schur complement)", status,
+                       time.monotonic() - started, _dimension(net, slopes))
