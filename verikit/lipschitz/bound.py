@@ -18,6 +18,8 @@ METHODS = ("naive", "lipsdp-layer", "lipsdp-neuron")
 NORMS = ("2", "inf")
 #: LipSDP's matrix side beyond which the SDP is not attempted (SCS takes minutes per solve there)
 MAX_SDP_DIMENSION = 1100
+#: the side of the proven matrix (n_0 + all neurons) beyond which no LipSDP is attempted (O(n³) proof)
+MAX_PROOF_DIMENSION = 3000
 
 
 @dataclass
@@ -88,9 +90,13 @@ def _lipsdp(net: LipNet, slopes, C, result: LipschitzResult, deadline: float) ->
     if not net.hidden_sizes:
         result.notes.append("no hidden layer: the naive bound is exact up to rounding")
         return
-    if reduced > MAX_SDP_DIMENSION:
+    if result.method == "lipsdp-neuron" and reduced > MAX_SDP_DIMENSION:
         result.notes.append(f"{result.method} not attempted: its matrix would be {reduced} square (limit "
-                            f"{MAX_SDP_DIMENSION}); the naive bound is reported")
+                            f"{MAX_SDP_DIMENSION}); the naive bound is reported (lipsdp-layer scales further)")
+        return
+    if dimension > MAX_PROOF_DIMENSION:
+        result.notes.append(f"{result.method} not attempted: the proof's matrix would be {dimension} square "
+                            f"(limit {MAX_PROOF_DIMENSION}); the naive bound is reported")
         return
     t0 = time.monotonic()
     time_limit = (deadline - t0) * 0.6  # the rest is for the proof
