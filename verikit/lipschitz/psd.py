@@ -3,6 +3,8 @@
 A matrix here is `mid ± rad` (elementwise, float64, rad >= 0): the exact real matrix is known to lie
 within `rad` of `mid` entry by entry. The proof (docs/lipschitz.md):
 
+0. With D = diag(2^-round(log2(mid_ii)/2)) (powers of two: exact), D A D ⪰ 0 iff A ⪰ 0; mid and rad
+   are scaled so (the diagonal becomes ~1: LipSDP's multipliers span many orders of magnitude).
 1. ||A - mid||_2 <= || |A - mid| ||_2 <= ||rad||_2 <= max row sum of rad =: r (rad symmetric, Perron).
 2. B := mid - (r + s) I (diagonal rounded down) is factored by a floating Cholesky, B ≈ L Lᵀ.
 3. e >= ||B - L Lᵀ||_2 is bounded a posteriori: |B - fl(L Lᵀ)| + γ_n |L||L|ᵀ, its max row sum rounded up.
@@ -18,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verikit.checker.rigorous import U, gamma, down, up, upper_product
+from verikit.checker.rigorous import TINY, U, gamma, down, up, upper_product
 
 
 @dataclass(frozen=True)
 class PsdProof:
-    """The outcome of `prove_psd`: `proven`, the least eigenvalue the proof guarantees (a lower bound
-    of λmin, >= 0 when proven) and, when not proven, why."""
+    """The outcome of `prove_psd`: `proven`, a lower bound of λmin of the diagonally scaled matrix
+    (step 0; >= 0 when proven) and, when not proven, why."""
 
     proven: bool
     min_eigenvalue_bound: float
@@ -54,8 +56,17 @@ def prove_psd(mid: np.ndarray, rad: np.ndarray | None = None, *, shift: float | 
         sym = mid / 2 + mid.T / 2
         rad = up(rad + np.abs(mid - sym) * (1.0 + 2 * U) + np.abs(sym) * U)
         mid = sym
+    # D A D ⪰ 0 ⇔ A ⪰ 0 for D diagonal > 0; with powers of two the scaling is exact, and it evens out
+    # diagonals that span many orders of magnitude (LipSDP's multipliers grow layer by layer)
+    diagonal = np.diag(mid)
+    if np.all(diagonal > 0):
+        D = np.exp2(-np.round(np.log2(diagonal) / 2))
+        mid = mid * D[:, None] * D[None, :]
+        rad = up(rad * D[:, None] * D[None, :] + TINY)  # exact but for underflow, which TINY covers
+        if not np.all(np.isfinite(mid)):
+            return PsdProof(False, -np.inf, "the scaled matrix is not finite")
     r = row_sum_upper(np.maximum(rad, rad.T))
-    scale = float(np.max(np.abs(np.diag(mid)))) if n else 0.0
+    scale = float(np.max(np.abs(np.diag(mid))))
     s = float(shift) if shift is not None else 4.0 * (n + 2) * U * max(scale, 1e-300)
     for _ in range(4):  # a shift below the Cholesky's own residual proves nothing: retry above it
         proof = _shifted_cholesky(mid, r, s)
