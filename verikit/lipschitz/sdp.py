@@ -17,7 +17,7 @@ from verikit.core.errors import UsageError
 from verikit.lipschitz.layers import LipNet, Slopes
 from verikit.lipschitz.naive import restricted_weights
 
-CLARABEL_MAX_DIM = 200  # an interior-point solve of a larger PSD cone takes minutes on a busy machine
+CLARABEL_MAX_DIM = 100  # Clarabel on a 192-square PSD cone: past 70 s and 6.6 GB (benchmarks/README.md)
 
 
 @dataclass(frozen=True)
