@@ -19,11 +19,11 @@ LAYERS = (
     ("onnx", "spec"),
     ("checker",),  # the independent certificate checker: numpy, onnx and the spec reader only
     ("witness",),
-    ("engines", "certify"),
+    ("engines", "certify", "lipschitz"),  # lipschitz: proven Lipschitz bounds, an analysis beside the engines
     ("portfolio",),
     ("run",),
     ("report",),
-    ("apps",),
+    ("apps", "nap"),  # nap: mining neural activation patterns and verifying them through run_loaded
     ("cli", "__main__"),
 )
 
