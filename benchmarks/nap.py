@@ -28,10 +28,10 @@ from verikit.onnx.load import load_network, load_network_bytes  # noqa: E402
 from verikit.portfolio.options import Options  # noqa: E402
 from verikit.run import run_loaded  # noqa: E402
 
-DELTAS = (0.90, 0.95, 0.99, 1.0)
+DELTAS = (0.6, 0.75, 0.90, 0.95, 0.99, 1.0)
 TIMEOUT = 2.0  # seconds per question
 FACTORS = (1.25, 1.5, 2)  # NAP balls at these multiples of the largest plain-verified ε
-SAMPLES = 3  # ε-ball centres per model (first correctly classified test samples)
+SAMPLES = 5  # ε-ball centres per model (first correctly classified test samples)
 
 
 def deeper_mlp(x, y) -> bytes:
@@ -117,8 +117,13 @@ def sweep(name, network, data, options):
         rows.append({"delta": delta, "mean_nap_size": float(np.mean([c.size for c in naps.classes])),
                      "test_recall": check["recall"], "follow_two_or_more": check["follow_two_or_more"],
                      "domain_verified": sum(c["verdict"] == "verified" for c in per_class),
-                     "domain": per_class, "balls_verified": {str(f): sum(b["verdict"] == "verified" for b in balls
-                                                                         if b["factor"] == f) for f in FACTORS},
+                     "domain": per_class,
+                     # a ball whose centre breaks the NAP may hold few or no NAP inputs: counted apart
+                     "centres_following_nap": len({b["sample"] for b in balls if b["follows_nap"]}),
+                     "balls_verified_centre_follows": {str(f): sum(b["verdict"] == "verified" and b["follows_nap"]
+                                                                   for b in balls if b["factor"] == f) for f in FACTORS},
+                     "balls_verified_centre_breaks": {str(f): sum(b["verdict"] == "verified" and not b["follows_nap"]
+                                                                  for b in balls if b["factor"] == f) for f in FACTORS},
                      "balls": balls,
                      "seconds_per_question": round(float(np.mean([c["seconds"] for c in per_class] +
                                                                  [b["seconds"] for b in balls])), 3)})
