@@ -23,7 +23,7 @@ LAYERS = (
     ("portfolio",),
     ("run",),
     ("report",),
-    ("apps",),
+    ("apps", "nap"),  # nap: mining neural activation patterns and verifying them through run_loaded
     ("cli", "__main__"),
 )
 

@@ -132,6 +132,20 @@ def audit_html(report: dict, witnesses: list[tuple[int, float, np.ndarray]], net
     return html.audit_page(report, audit_pictures(report, witnesses, network, dataset))
 
 
+def nap_html(report: dict, network=None) -> str:
+    """The `nap verify` report as HTML, counterexamples drawn when the inputs look like images."""
+    pictures = []
+    n_inputs = len(next((e["counterexample"]["x"] for e in report["entries"] if "counterexample" in e), []))
+    input_shape = tuple(network.input_shape) if network is not None else ()
+    shape = _image_shape(n_inputs, input_shape) if n_inputs else None
+    for e in report["entries"]:
+        if "counterexample" in e and shape is not None and len(pictures) < MAX_PICTURES:
+            pictures.append({"title": f"{e['question']} {e['labels']} {e['region']}",
+                             "witness": np.asarray(e["counterexample"]["x"]).reshape(shape),
+                             "prediction": e["counterexample"]["prediction"]})
+    return html.nap_page(report, pictures)
+
+
 def _witnesses_file(path: Path) -> list[tuple[int, float, np.ndarray]]:
     if not path.is_file():
         return []
@@ -157,6 +171,8 @@ def render(path: str | Path, compare: Sequence[Path] = (), ground_truth: Path | 
         return audit_html(report, _witnesses_file(path.with_name("witnesses.npz")))
     if schema == "verikit-gate/1":
         return html.gate_page(report)
+    if schema == "verikit-nap-verify/1":
+        return nap_html(report)
     if isinstance(report, dict) and report.get("format") == "verikit-soundness-run/1":
         return html.soundness_page(report)
     raise DataError(f"not a bench folder, audit.json, gate.json or soundness.json (schema {schema!r})",

@@ -96,3 +96,16 @@ class Problem:
             return prepare(self.network, device=self.device, pwl=pwl)
 
         return self.form(f"auto_LiRPA:{self.device}", build)
+
+    def hidden_phases(self, case: Case) -> dict:
+        """The case's hidden patterns as ReLU phases of the checked piecewise-linear form
+        (verikit.engines.hidden; {} without patterns, EngineLimitation when they cannot be placed)."""
+        if not case.hidden:
+            return {}
+
+        def build() -> dict:
+            from verikit.engines.hidden import case_phases
+
+            return case_phases(self.network, self.checked_piecewise_linear(case), case, seed=self.seed)
+
+        return self.form(f"hidden phases of case {id(case)}", build)

@@ -315,6 +315,35 @@ def soundness_page(report: dict) -> str:
     return page(f"verikit soundness: {Path(report['benchmark']).name}", f"verifier {report['verifier']}", body)
 
 
+def nap_page(report: dict, pictures: list[dict]) -> str:
+    """`nap verify`: the counts, one row per question, and the counterexamples as images.
+
+    `pictures`: dicts with title and witness (2-D or (3, H, W) array) and prediction.
+    """
+    settings = report["settings"]
+    region = "domain" if settings["eps"] is None else f"L∞ ε={settings['eps']:g}"
+    body = cards([("questions", len(report["entries"])), ("region", region), ("δ", report["naps"]["delta"]),
+                  *((k, v) for k, v in report["counts"].items()), ("seconds", f"{report['seconds']:.1f}")])
+    rows = [(escape(e["question"]), escape(", ".join(str(v) for v in e["labels"])), escape(e["region"]),
+             pill(e["verdict"]), escape(f"{e['engine']} {e['method']}".strip() or "–"), f"{e['seconds']:.2f}",
+             "yes" if e.get("pattern_infeasible") else "", escape(e.get("reason", "")[:160]))
+            for e in report["entries"]]
+    body += "<h2>Questions</h2>" + table(("question", "classes", "region", "verdict", "engine", "s",
+                                          "no input follows", "reason"), rows, sortable=True, numeric=(5,))
+    body += "<h2>Counterexamples</h2>"
+    if pictures:
+        body += ('<p>Each input follows the NAP(s) on onnxruntime\'s hidden values and, for robustness, is '
+                 'classified otherwise.</p><div class="pairs">')
+        for p in pictures:
+            body += (f'<div class="pair">{escape(p["title"])}<br><figure>{image(p["witness"], label="counterexample")}'
+                     f'<figcaption>predicted <b>{p["prediction"]}</b></figcaption></figure></div>')
+        body += "</div>"
+    else:
+        body += "<p>No counterexample to show (none found, or the inputs are not images).</p>"
+    return page(f"verikit nap verify: {Path(report['model']['path']).name}",
+                f"model sha256 {report['model']['sha256'][:12]} · NAPs δ={report['naps']['delta']}", body)
+
+
 def write(text: str, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

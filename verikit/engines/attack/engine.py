@@ -46,9 +46,12 @@ def run(
     seed: int = 0,
     settings: AttackSettings = AttackSettings(),
     tolerances: Tolerances = STRICT,
+    penalty=None,
 ) -> Falsified | Unknown:
     """PGD with random restarts inside `case.box` until a replayed counterexample or the budget ends; a
-    Manipulated case (one left on its enclosing box: no exact prefix) is searched over its parameters."""
+    Manipulated case (one left on its enclosing box: no exact prefix) is searched over its parameters.
+    `penalty` (x (B, n) -> (B,) >= 0), when given, is added to the loss: the hidden pattern's violation
+    (verikit.engines.attack.pattern); candidates are replayed and checked against the pattern all the same."""
     box = case.box
     if isinstance(case.region, Manipulated):
         return search_parameters(network, case, budget, seed=seed, tolerances=tolerances)
@@ -73,7 +76,8 @@ def run(
         return Unknown("the box is one point, and it violates no disjunct")  # nothing for PGD to search
 
     def violation(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        return spec.violation(network.module(x))
+        loss = spec.violation(network.module(x))
+        return loss if penalty is None else loss + penalty(x)
 
     def replay_promising(state: PGDState) -> bool:
         """Every `check_every` steps and at the last, replay the few best points that violate in torch."""
@@ -134,6 +138,21 @@ def search_parameters(network: Network, case: Case, budget: Budget, *, seed: int
     return Unknown(f"parameter search of {region.transform.name}: none of {tried} members violates")
 
 
+def _pattern_penalty(problem, case: Case):
+    """The hidden pattern's penalty on the piecewise-linear form; None without a pattern or without a
+    form the pattern can be placed on (the search then goes on without it: replay still checks it)."""
+    from verikit.core.errors import EngineLimitation
+    from verikit.engines.attack.pattern import pattern_penalty
+
+    if not case.hidden:
+        return None
+    try:
+        phases = problem.hidden_phases(case)
+        return pattern_penalty(problem.checked_piecewise_linear(case), phases) if phases else None
+    except EngineLimitation:
+        return None
+
+
 @dataclass(frozen=True)
 class AttackEngine:
     """PGD falsification behind the Engine protocol (verikit.engines.base)."""
@@ -147,7 +166,7 @@ class AttackEngine:
 
     def run(self, problem, case: Case, budget: Budget) -> Falsified | Unknown:
         return run(problem.network, case, budget, seed=problem.seed, settings=self.settings,
-                   tolerances=problem.tolerances)
+                   tolerances=problem.tolerances, penalty=_pattern_penalty(problem, case))
 
     def settings_dict(self) -> dict:
         return settings_dict(self.settings)

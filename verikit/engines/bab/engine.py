@@ -57,12 +57,16 @@ def run(
     seed: int = 0,
     settings: BabSettings | None = None,
     device: str = "cpu",
+    phases: dict | None = None,
     **overrides,
 ) -> Proven | Falsified | Unknown:
     """Decide `case` on the ReLU MLP `pwl` (the exact translation of `network`), bounding on `device`
     ("cpu", "cuda[:N]"; UsageError when absent).
 
     `overrides` replace fields of `settings` (e.g. max_domains=..., batch_size=..., branching="relu").
+    `phases`: the case's hidden patterns (verikit.engines.hidden), split constraints at the root of ReLU
+    branching, which "auto" then picks; input branching (asked for explicitly) proves the case without them
+    (a larger set, so its proofs stand).
     """
     settings = dataclasses.replace(settings or BabSettings(), **overrides)
     if not pwl.is_relu_mlp:
@@ -76,6 +80,8 @@ def run(
     if trivial is not None:
         return trivial
     branching = branching_for(pwl.n_inputs, settings)
+    if phases and settings.branching == "auto":
+        branching = "relu"  # input bisection cannot take the hidden pattern; ReLU splits fix it at the root
     if branching not in ("input", "relu"):
         return Unknown(f"unknown branching {settings.branching!r}")
     where = torch_device(device)
@@ -83,9 +89,10 @@ def run(
     net64 = net if settings.dtype == torch.float64 else ReluMlp.from_pwl(pwl, torch.float64, where)
     spec = SpecRows.of(case, settings.dtype).to(where)
     settings = sized_for(settings, where, net.hidden_sizes, net.n_inputs, int(spec.C.shape[0]))
-    search = bab_input.search if branching == "input" else bab_relu.search
     with ieee_float32(where):
-        return search(net, net64, network, case, spec, budget, settings, seed)
+        if branching == "input":
+            return bab_input.search(net, net64, network, case, spec, budget, settings, seed)
+        return bab_relu.search(net, net64, network, case, spec, budget, settings, seed, phases=phases)
 
 
 def run_activation(chain: ActivationChain, network: Network, case: Case, budget: Budget, *, seed: int = 0,
@@ -151,8 +158,14 @@ class BabEngine:
         if self._relu_reason(problem) is not None:  # supported, so: an MLP with sigmoid/tanh layers
             return run_activation(activation_form.checked_activation_chain(problem, case), problem.network, case,
                                   budget, seed=problem.seed, settings=settings)
+        from verikit.engines.hidden import conflicting
+
+        phases = problem.hidden_phases(case)
+        if conflicting(phases):
+            return Proven(Certificate(method="bab-relu", detail={
+                "hidden_pattern": "infeasible: a neuron is asked to be both active and inactive"}))
         return run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
-                   settings=settings, device=problem.device)
+                   settings=settings, device=problem.device, phases=phases)
 
     def settings_dict(self) -> dict:
         return settings_dict(self.settings)

@@ -62,10 +62,27 @@ class _Search:
     stats: SearchStats
     settings: BabSettings
     budget: Budget
+    root_assignment: torch.Tensor | None = None  # (1, N) int8: the hidden pattern's phases, fixed at the root
+
+
+def root_splits(net: ReluMlp, phases: dict | None) -> list[torch.Tensor] | None:
+    """The case's hidden phases ({pwl Relu layer index: (active, inactive)}, verikit.engines.hidden) as split
+    assignments (1, n_i) per hidden layer; None without any. Hidden layer h is Relu layer 2h+1."""
+    if not phases:
+        return None
+    splits = []
+    for hidden, width in enumerate(net.hidden_sizes):
+        split = torch.zeros(1, width, dtype=torch.int8, device=net.device)
+        if 2 * hidden + 1 in phases:
+            active, inactive = (torch.as_tensor(np.asarray(m, bool)) for m in phases[2 * hidden + 1])
+            split[0, active.to(net.device)] = ACTIVE
+            split[0, inactive.to(net.device)] = INACTIVE
+        splits.append(split)
+    return splits
 
 
 def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: SpecRows, budget: Budget,
-           settings: BabSettings, seed: int) -> Proven | Falsified | Unknown:
+           settings: BabSettings, seed: int, phases: dict | None = None) -> Proven | Falsified | Unknown:
     """ReLU-splitting branch and bound on one case (finite box, at least one disjunct with rows).
 
     `net` computes in the working dtype, `net64` is the same network in float64. After the root, each
@@ -84,11 +101,17 @@ def search(net: ReluMlp, net64: ReluMlp, network: Network, case: Case, spec: Spe
     x_upper = torch.as_tensor(case.box.upper.copy(), dtype=torch.float64, device=net.device).unsqueeze(0)
     spec64 = spec.subset(torch.ones_like(spec.owner, dtype=torch.bool), torch.float64)
 
-    root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper),
+    fixed = root_splits(net64, phases)
+    root64 = optimise_layer_bounds(net64, x_lower, x_upper, layer_bounds(net64, x_lower, x_upper, fixed),
                                    steps=settings.relu_alpha_steps, lr=settings.relu_lr)
+    if fixed is not None:
+        root64 = restrict(root64, fixed)
+        if bool(root64.infeasible.all()):
+            return proven("bab-relu", stats, hidden_pattern="infeasible: no input of the box follows it")
     roots = _Roots(net64, x_lower, x_upper, spec64, settings, stats)
+    assignment = None if fixed is None else torch.cat(fixed, dim=1).to(net.device)
     decide = functools.partial(_decide, net, net64, spec, spec64, x_lower, x_upper, validator, stats, settings,
-                               roots.root_spec, refuted=set())
+                               roots.root_spec, refuted=set(), assignment=assignment)
     leaves = settings.relu_tighten_leaves
     if leaves <= 0 or net64.depth < 2:
         return decide(root64, budget)
@@ -143,10 +166,15 @@ class _Roots:
 def _decide(net: ReluMlp, net64: ReluMlp, spec: SpecRows, spec64: SpecRows, x_lower: torch.Tensor,
             x_upper: torch.Tensor, validator: Validator, stats: SearchStats, settings: BabSettings,
             root_spec: Callable[[LayerBounds], tuple[SpecBounds, Multipliers]], root64: LayerBounds,
-            budget: Budget, *, refuted: set[int]) -> Proven | Falsified | Unknown:
+            budget: Budget, *, refuted: set[int], assignment: torch.Tensor | None = None
+            ) -> Proven | Falsified | Unknown:
     """α-CROWN at the root on hidden bounds `root64` (`root_spec`), then a search per disjunct still open,
     within `budget`. Disjuncts in `refuted` (refuted by an earlier call) are skipped; those refuted here are
     added."""
+    if assignment is not None:  # a tightening pass may have dropped the pattern's clamps: re-apply them
+        root64 = restrict(root64, list(assignment.split(list(net.hidden_sizes), dim=1)))
+        if bool(root64.infeasible.all()):
+            return proven("bab-relu", stats, hidden_pattern="infeasible: no input of the box follows it")
     root_bounds, root_params = root_spec(root64)
     stats.count(1, 0)
     root = root_disjunct_bounds(root_bounds, spec64, "alpha-crown")
@@ -155,7 +183,7 @@ def _decide(net: ReluMlp, net64: ReluMlp, spec: SpecRows, spec64: SpecRows, x_lo
         return found
     per = spec64.per_disjunct(root_bounds.lower)[0]
     context = _Search(net, net64, root64, outward(root64, settings.dtype), x_lower, x_upper, validator, stats,
-                      settings, budget)
+                      settings, budget, assignment)
     for k in torch.argsort(per).tolist():
         if per[k] > 0 or k in refuted:
             continue
@@ -204,7 +232,9 @@ def _search_disjunct(ctx: _Search, rows: SpecRows, rows64: SpecRows, alphas: lis
     layer_ends = torch.tensor(sizes, device=net.device).cumsum(0)
     warm = settings.relu_warm_start
     per_domain = bytes_per_domain(sum(sizes), rows.C.shape[0], warm, torch.finfo(settings.dtype).bits // 8)
-    root = Domains(torch.zeros(1, sum(sizes), dtype=torch.int8, device=device),
+    start = torch.zeros(1, sum(sizes), dtype=torch.int8, device=device) if ctx.root_assignment is None \
+        else ctx.root_assignment.clone()
+    root = Domains(start,
                    torch.zeros(1, dtype=torch.int32, device=device),
                    torch.full((1,), -1, dtype=torch.int16, device=device),
                    torch.full((1,), root_bound, dtype=torch.float64, device=device),

@@ -33,9 +33,16 @@ class SmtEngine:
     def run(self, problem, case: Case, budget: Budget) -> Outcome:
         from verikit.engines.smt import engine
 
+        from verikit.core.result import Certificate, Proven
+        from verikit.engines.hidden import conflicting
+
+        phases = problem.hidden_phases(case)  # the case's hidden patterns, fixed as phase constraints
+        if conflicting(phases):
+            return Proven(Certificate("smt", detail={"reason": "the hidden patterns ask a neuron to be both active "
+                                                               "and inactive: no input follows them"}))
         return engine.run(problem.checked_piecewise_linear(case), problem.network, case, budget, seed=problem.seed,
                           tolerances=problem.tolerances, relu_encoding=self.settings.relu_encoding,
-                          use_crown=self.settings.use_crown)
+                          use_crown=self.settings.use_crown, phases=phases or None)
 
     def settings_dict(self) -> dict:
         return {**settings_dict(self.settings), "max_relus_in_force": self.max_relus}
