@@ -31,6 +31,8 @@ test: install
 FUZZ_EXAMPLES ?= 25
 fuzz: install
 	$(PY) benchmarks/fuzz.py --examples $(FUZZ_EXAMPLES) --jobs 2
+	# float-rounding soundness (issue 25): every verified answer checked against exact rationals
+	$(PY) -m verikit.apps.soundness.float_fuzz --count $(FUZZ_EXAMPLES) --timeout 5 --out benchmarks/results/float_fuzz.json
 
 # Benchmarks (slow; not part of `make test`). Numbers land in benchmarks/results/.
 bench-acasxu: install

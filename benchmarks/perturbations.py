@@ -149,23 +149,35 @@ def main() -> None:
     parser.add_argument("--audit-images", type=int, default=3, help="images per model in the audit")
     parser.add_argument("--curve-images", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=4.0, help="seconds per image and manipulation")
+    parser.add_argument("--curve-timeout", type=float, default=None, help="seconds per image and angle "
+                        "(default --timeout)")
+    parser.add_argument("--only", choices=("process", "audit", "curve"), action="append",
+                        help="run only these parts (repeatable), keeping the others from the last results file")
     args = parser.parse_args()
+    parts = set(args.only or ("process", "audit", "curve"))
     folder = RESULTS / "perturbations"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     audited = models(max(args.images, args.audit_images, args.curve_images))
-    out = {"command": " ".join(sys.argv), "timeout_s": args.timeout,
-           "load_average": os.getloadavg()[0]}
-    out["process"] = run_processes([(n, m, s, x[:args.images], y[:args.images]) for n, m, s, x, y in audited],
-                                   args.timeout, folder)
-    out["audit"] = run_audits([(n, m, s, x[:args.audit_images], y[:args.audit_images])
-                               for n, m, s, x, y in audited], args.timeout)
-    mnist = next(e for e in audited if e[0] == "mnistfc_256x2")
-    out["rotation_curve"] = rotation_curve((*mnist[:3], mnist[3][:args.curve_images], mnist[4][:args.curve_images]),
-                                           (2, 5, 10, 15), (1, 2, 4), args.timeout)
-    out["seconds"] = round(time.monotonic() - started, 1)
+    previous = RESULTS / "perturbations.json"
+    out = json.loads(previous.read_text()) if args.only and previous.is_file() else {}
+    out.setdefault("runs", {})
+    if "process" in parts:
+        out["process"] = run_processes([(n, m, s, x[:args.images], y[:args.images])
+                                        for n, m, s, x, y in audited], args.timeout, folder)
+    if "audit" in parts:
+        out["audit"] = run_audits([(n, m, s, x[:args.audit_images], y[:args.audit_images])
+                                   for n, m, s, x, y in audited], args.timeout)
+    if "curve" in parts:
+        mnist = next(e for e in audited if e[0] == "mnistfc_256x2")
+        images = (*mnist[:3], mnist[3][:args.curve_images], mnist[4][:args.curve_images])
+        out["rotation_curve"] = rotation_curve(images, (2, 5, 10, 15), (1, 2, 4), args.curve_timeout or args.timeout)
+    for part in parts:
+        out["runs"][part] = {"command": " ".join(sys.argv), "timeout_s": args.timeout,
+                             "curve_timeout_s": args.curve_timeout, "load_average": round(os.getloadavg()[0], 2),
+                             "seconds": round(time.monotonic() - started, 1)}
     (RESULTS / "perturbations.json").write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS / 'perturbations.json'} in {out['seconds']} s")
+    print(f"wrote {RESULTS / 'perturbations.json'} in {time.monotonic() - started:.1f} s")
 
 
 if __name__ == "__main__":

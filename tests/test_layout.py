@@ -19,7 +19,7 @@ LAYERS = (
     ("onnx", "spec"),
     ("checker",),  # the independent certificate checker: numpy, onnx and the spec reader only
     ("witness",),
-    ("engines", "certify"),
+    ("engines", "certify", "lipschitz"),  # lipschitz: proven Lipschitz bounds, an analysis beside the engines
     ("portfolio",),
     ("run",),
     ("report",),

@@ -250,11 +250,11 @@ def test_perturbation_audit_agrees_with_enumeration_and_renders(tmp_path):
     out, page = tmp_path / "out", tmp_path / "audit.html"
     run = CliRunner().invoke(main, ["audit", str(DIGITS / "digits_mlp.onnx"), "--data",
                                     str(DIGITS / "data" / "digits_test_100.npz"), "--limit", "6",
-                                    "--perturbation", "occlusion:3", "--perturbation", "brightness:0.02",
+                                    "--perturbation", "occlusion:3", "--perturbation", "brightness:0.02,0.05",
                                     "--sample-timeout", "10", "--out", str(out), "--html", str(page)])
     assert run.exit_code == 0, run.output
     report = json.loads((out / "perturbation_audit.json").read_text())
-    occlusion, brightness = report["results"]
+    occlusion, brightness, _ = report["results"]
     network = load_network_bytes((DIGITS / "digits_mlp.onnx").read_bytes(), "digits_mlp")
     data = load_dataset(str(DIGITS / "data" / "digits_test_100.npz")).head(6)
     broken = []
@@ -268,7 +268,8 @@ def test_perturbation_audit_agrees_with_enumeration_and_renders(tmp_path):
     assert occlusion["counts"]["certified"] + len(broken) + occlusion["counts"]["misclassified"] == 6
     assert brightness["certified_accuracy"] <= brightness["empirical_accuracy"] <= brightness["clean_accuracy"]
     html = page.read_text()
-    assert "occlusion: accuracy against magnitude" in html and ("manipulated →" in html) == bool(broken)
+    assert "brightness: accuracy against magnitude" in html and "occlusion: accuracy" not in html
+    assert ("manipulated →" in html) == bool(broken)
     bad = CliRunner().invoke(main, ["audit", str(DIGITS / "digits_mlp.onnx"), "--data",
                                     str(DIGITS / "data" / "digits_test_100.npz"), "--perturbation", "swirl:3"])
     assert bad.exit_code == 2 and "swirl" in bad.output

@@ -63,6 +63,7 @@ class AuditSettings:
     timeout: float | None = None
     check_all: bool = False  # certify and attack every sample, also those already decided (self-check)
     tolerances: Tolerances = STRICT
+    lipschitz: str = "none"  # ℓ2 only: also certify from a Lipschitz bound by this method (verikit.lipschitz)
 
     def __post_init__(self) -> None:
         eps = tuple(float(e) for e in self.eps)
@@ -72,6 +73,8 @@ class AuditSettings:
             raise ValueError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.lipschitz not in ("none", "naive", "lipsdp-layer", "lipsdp-neuron"):
+            raise ValueError(f"unknown Lipschitz method {self.lipschitz!r}")
         object.__setattr__(self, "eps", eps)
 
     def as_dict(self) -> dict:
@@ -83,6 +86,7 @@ class AuditSettings:
             "batch_size": self.batch_size, "device": self.device, "timeout_s": self.timeout,
             "check_all": self.check_all,
             "tolerances": {"box": self.tolerances.box, "formula": self.tolerances.formula},
+            "lipschitz": self.lipschitz,
         }
 
 
@@ -99,6 +103,7 @@ class EpsResult:
     witnesses: dict[int, np.ndarray] = field(default_factory=dict)  # sample → model input (float32)
     seconds: dict[str, float] = field(default_factory=dict)
     timed_out: bool = False
+    certified_by_lipschitz: np.ndarray | None = None  # ℓ2: certified from the Lipschitz bound (a subset)
 
     @property
     def empirically_robust(self) -> np.ndarray:
@@ -333,6 +338,20 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
     except EngineLimitation as error:  # BoundsError, or no auto_LiRPA: certify nothing, say why; attacks run
         bounded = None
         notes.append(f"bounds engine cannot handle this network: {error}")
+    radii = None
+    if settings.norm == "2" and settings.lipschitz != "none":
+        from verikit.apps.lipschitz_audit import lipschitz_radii
+
+        mark = time.monotonic()
+        radii, info, note = lipschitz_radii(network.onnx_bytes, data.to_model(data.raw), data.labels,
+                                            np.broadcast_to(data.std, (network.n_inputs,)), settings.lipschitz,
+                                            None if settings.timeout is None else budget.remaining() * 0.5)
+        if note:
+            notes.append(note)
+        else:
+            notes.append(f"Lipschitz certificates: L2 <= {info['lipschitz']:.6g} by {info['method_used']} "
+                         f"(naive {info['naive']:.6g}) in {time.monotonic() - mark:.1f} s; a sample is certified "
+                         "at ε when margin / (√2·L/min std) > ε")
     per_eps = []
     everyone = np.arange(len(dataset))
     for eps in settings.eps:
@@ -347,6 +366,9 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
             except bounds.UnsupportedByBoundsError as error:
                 notes.append(f"ε={eps:g}: {error}")
         certified = np.nan_to_num(certified_margin, nan=-np.inf) > 0
+        by_lipschitz = None if radii is None else clean_correct & (radii > eps)
+        if by_lipschitz is not None:
+            certified = certified | by_lipschitz
         seconds["certify"] = time.monotonic() - mark
         mark = time.monotonic()
         todo = everyone if settings.check_all else np.flatnonzero(clean_correct & ~certified)
@@ -355,7 +377,7 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
         broken[list(witnesses)] = True
         seconds["attack"] = time.monotonic() - mark
         per_eps.append(EpsResult(eps, clean_correct, certified, broken, certified_margin, attack_margin,
-                                 witnesses, seconds, certify_late or attack_late))
+                                 witnesses, seconds, certify_late or attack_late, by_lipschitz))
     result = AuditResult(network.source, network.sha256, dataset.source, dataset.sha256, data.labels,
                          predictions, clean_margin, tuple(per_eps), settings, time.monotonic() - started,
                          tuple(notes))

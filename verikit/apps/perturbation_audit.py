@@ -208,11 +208,12 @@ def perturbation_audit(network: Network, dataset: Dataset, settings: Perturbatio
               "settings": settings.as_dict(), "results": [r.as_dict() for r in results],
               "seconds": round(time.monotonic() - started, 4)}
     _check_invariant(report)
-    report["_pictures"] = [{"index": i, "perturbation": r.perturbation.label, "label": int(dataset.y[i]),
-                            "original": dataset.x[i].reshape(shape), "witness": w["image"],
-                            "original_prediction": int(predictions[i]), "witness_prediction": w["prediction"],
-                            "member": w["member"]}
-                           for r in results for i, w in sorted(r.witnesses.items())][:MAX_PICTURES]
+    per_perturbation = [[{"index": i, "perturbation": r.perturbation.label, "label": int(dataset.y[i]),
+                          "original": dataset.x[i].reshape(shape), "witness": w["image"],
+                          "original_prediction": int(predictions[i]), "witness_prediction": w["prediction"],
+                          "member": w["member"]} for i, w in sorted(r.witnesses.items())] for r in results]
+    longest = max((len(p) for p in per_perturbation), default=0)  # taken in turn, so every manipulation shows
+    report["_pictures"] = [p[k] for k in range(longest) for p in per_perturbation if k < len(p)][:MAX_PICTURES]
     return report
 
 

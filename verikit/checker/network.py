@@ -37,6 +37,7 @@ class Chain:
     hidden_sizes: tuple[int, ...]
     n_inputs: int
     n_outputs: int
+    kinds: tuple[str, ...] = ()  # each hidden layer's activation ("relu", "tanh", "sigmoid"); () = all relu
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """Float64 outputs (k, n_outputs) for inputs (k, n_inputs) (for the checker's own self-test)."""
@@ -46,12 +47,21 @@ class Chain:
                 values = values if op.A is None else values @ op.A.T
                 values = values if op.b is None else values + op.b
             if i < len(self.segments) - 1:
-                values = np.maximum(values, 0.0)
+                kind = self.kinds[i] if self.kinds else "relu"
+                values = (np.maximum(values, 0.0) if kind == "relu" else np.tanh(values) if kind == "tanh"
+                          else 0.5 * (1.0 + np.tanh(0.5 * values)))
         return values
 
 
-def read_chain(data: bytes) -> Chain:
-    """The network in `data` (ONNX bytes) as a Chain; UnsupportedNetwork with the reason otherwise."""
+#: the ONNX activations read_chain may be asked to accept, and their Chain kinds
+ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+
+
+def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
+    """The network in `data` (ONNX bytes) as a Chain; UnsupportedNetwork with the reason otherwise.
+
+    `activations`: the ONNX activation operators accepted between affine segments (keys of ACTIVATIONS);
+    the certificate checker accepts Relu only."""
     try:
         model = onnx.load_model_from_string(data)
     except Exception as error:  # noqa: BLE001 - protobuf's decode errors share no useful base class
@@ -75,14 +85,21 @@ def read_chain(data: bytes) -> Chain:
     current, size = inputs[0].name, n_inputs
     segments: list[list[AffineOp]] = [[]]
     hidden: list[int] = []
+    kinds: list[str] = []
     for node in graph.node:
         if node.op_type == "Constant":
             continue
         data_inputs = [name for name in node.input if name and name not in constants]
         if data_inputs != [current] or len(node.output) != 1:
             raise UnsupportedNetwork(f"node '{node.name}' ({node.op_type}) does not continue a single chain")
-        op, size = _read_op(node, constants, size, shapes.get(current))
+        if node.op_type in activations and node.op_type in ACTIVATIONS:
+            op = "activation"
+            kinds.append(ACTIVATIONS[node.op_type])
+        else:
+            op, size = _read_op(node, constants, size, shapes.get(current))
         if op == "relu":
+            kinds.append("relu")
+        if op in ("relu", "activation"):
             segments.append([])
             hidden.append(size)
         elif op is not None:
@@ -90,7 +107,8 @@ def read_chain(data: bytes) -> Chain:
         current = node.output[0]
     if current != graph.output[0].name:
         raise UnsupportedNetwork("the graph's output is not the end of its chain")
-    return Chain(tuple(tuple(s) for s in segments), tuple(hidden), n_inputs, size)
+    kinds_field = () if all(k == "relu" for k in kinds) else tuple(kinds)
+    return Chain(tuple(tuple(s) for s in segments), tuple(hidden), n_inputs, size, kinds_field)
 
 
 def _shapes(model) -> dict[str, tuple[int, ...]]:

@@ -41,7 +41,7 @@ def progress_bar(enabled: bool) -> Iterator:
 
 
 def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, device, timeout, restarts, steps,
-                   batch_size, check_all):
+                   batch_size, check_all, lipschitz="none"):
     """AuditSettings from the command-line values."""
     from verikit.apps.audit import AuditSettings
     from verikit.apps.data import Normalization
@@ -53,7 +53,8 @@ def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, devic
     )
     return AuditSettings(eps=tuple(eps), norm=norm, method=method, normalization=normalization, seed=seed,
                          attack=PGDSettings(restarts=restarts, steps=steps), batch_size=batch_size,
-                         device=device, timeout=timeout, check_all=check_all)
+                         device=device, timeout=timeout, check_all=check_all,
+                         lipschitz=lipschitz if norm == "2" else "none")
 
 
 def print_summary(result, written: dict, console) -> None:
@@ -68,8 +69,10 @@ def print_summary(result, written: dict, console) -> None:
     for outcome in result.per_eps:
         row = summary(outcome)
         counts = row["counts"]
+        lipschitz = row.get("certified_by_lipschitz_accuracy")
+        certified = f"{row['certified_robust_accuracy']:.2%}" + ("" if lipschitz is None else f" (Lip {lipschitz:.0%})")
         table.add_row(f"{outcome.eps:g}", f"{row['clean_accuracy']:.2%}", f"{row['empirical_robust_accuracy']:.2%}",
-                      f"{row['certified_robust_accuracy']:.2%}", str(counts["certified"]), str(counts["falsified"]),
+                      certified, str(counts["certified"]), str(counts["falsified"]),
                       str(counts["unknown"]), str(counts["misclassified"]),
                       f"{sum(outcome.seconds.values()):.2f}")  # fmt: skip
     console.print(table)
@@ -106,6 +109,10 @@ def print_summary(result, written: dict, console) -> None:
               help="inf: L∞ box; 2: L2 ball (certified through its L∞ box, attacked in the ball).")
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown", show_default=True,
               help="Bound method for certification (alpha-crown runs CROWN first, then α-CROWN on the rest).")
+@click.option("--lipschitz", type=click.Choice(["none", "naive", "lipsdp-layer", "lipsdp-neuron"]),
+              default="lipsdp-neuron", show_default=True,
+              help="With --norm 2: also certify every sample from one proven Lipschitz bound "
+                   "(docs/lipschitz.md).")
 @click.option("--mean", type=params.FloatList(),
               help="Normalisation mean: a number, or comma-separated per channel / per input.")
 @click.option("--std", type=params.FloatList(positive=True),

@@ -40,6 +40,8 @@ def summary(outcome: EpsResult) -> dict:
         "counts": {name: statuses.count(name) for name in ("certified", "falsified", "unknown", "misclassified")},
         "seconds": {k: round(v, 6) for k, v in outcome.seconds.items()},
         "timed_out": outcome.timed_out,
+        **({} if outcome.certified_by_lipschitz is None else
+           {"certified_by_lipschitz_accuracy": float(np.mean(outcome.certified_by_lipschitz))}),
     }
 
 
@@ -114,6 +116,11 @@ def plot_curve(result: AuditResult, path: str | Path) -> Path:
               label="empirical robust (upper bound, PGD)")
     axes.plot(eps, [result.per_eps[i].certified_robust_accuracy for i in order], "s-",
               label=f"certified robust (lower bound, {result.settings.method})")
+    if all(o.certified_by_lipschitz is not None for o in result.per_eps):
+        axes.plot(eps, [float(np.mean(result.per_eps[i].certified_by_lipschitz)) for i in order], "^:",
+                  label=f"certified by the Lipschitz bound ({result.settings.lipschitz})")
+        axes.plot(eps, [float(np.mean(np.nan_to_num(result.per_eps[i].certified_margin, nan=-np.inf) > 0))
+                        for i in order], "v:", label=f"certified by {result.settings.method} on the ball's box")
     axes.axhline(result.clean_accuracy, linestyle="--", color="gray", label="clean")
     axes.fill_between(eps, [result.per_eps[i].certified_robust_accuracy for i in order],
                       [result.per_eps[i].empirical_robust_accuracy for i in order], alpha=0.15,

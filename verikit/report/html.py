@@ -207,16 +207,6 @@ def perturbation_audit_page(report: dict, pictures: list[dict]) -> str:
     body = cards([("samples", report["data"]["samples"]), ("clean", _percent(report["clean_accuracy"])),
                   ("per-sample timeout", f"{report['settings']['sample_timeout_s']:g} s"),
                   ("seconds", f"{report['seconds']:.1f}")])
-    for kind in dict.fromkeys(r["kind"] for r in results):
-        rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["magnitude"])
-        x = tuple(r["magnitude"] for r in rows)
-        body += f"<h2>{escape(kind)}: accuracy against magnitude</h2>" + line_chart([
-            Series("empirical (upper bound, replayed witnesses)", x, tuple(r["empirical_accuracy"] for r in rows),
-                   markers=True),
-            Series("certified (lower bound, every member / theta)", x,
-                   tuple(r["certified_accuracy"] for r in rows), markers=True),
-            Series("clean", x, tuple(r["clean_accuracy"] for r in rows), dash=True),
-        ], x_label=f"{kind} magnitude", y_label="accuracy", y_range=(0.0, 1.0))
     body += "<h2>Per perturbation</h2>" + table(
         ("perturbation", "clean", "empirical", "certified", "certified #", "falsified #", "unknown #", "timeout #",
          "misclassified #", "s / sample"),
@@ -242,6 +232,20 @@ def perturbation_audit_page(report: dict, pictures: list[dict]) -> str:
         body += "</div>"
     else:
         body += "<p>No sample was broken.</p>"
+    curves = ""
+    for kind in dict.fromkeys(r["kind"] for r in results):
+        rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["magnitude"])
+        if len(rows) < 2:
+            continue  # one magnitude: the table says it all
+        x = tuple(r["magnitude"] for r in rows)
+        curves += f"<h2>{escape(kind)}: accuracy against magnitude</h2>" + line_chart([
+            Series("empirical (upper bound, replayed witnesses)", x, tuple(r["empirical_accuracy"] for r in rows),
+                   markers=True),
+            Series("certified (lower bound, every member / theta)", x,
+                   tuple(r["certified_accuracy"] for r in rows), markers=True),
+            Series("clean", x, tuple(r["clean_accuracy"] for r in rows), dash=True),
+        ], x_label=f"{kind} magnitude", y_label="accuracy", y_range=(0.0, 1.0))
+    body += curves
     model = Path(report["model"]["path"]).name
     return page(f"verikit perturbation audit: {model}", f"data {report['data']['path']} · model sha256 "
                 f"{report['model']['sha256'][:12]}", body)

@@ -20,7 +20,7 @@ import numpy as np
 
 from verikit.apps.data import Dataset, Normalization
 from verikit.core.errors import PolicyError
-from verikit.apps.gate.policy import Manipulation, OutputRange, Robustness, SpecFiles
+from verikit.apps.gate.policy import LipschitzLimit, Manipulation, OutputRange, Robustness, SpecFiles
 from verikit.core.network import Network
 from verikit.core.result import Result
 from verikit.core.property import Box, Case, Conjunction, Property
@@ -212,3 +212,36 @@ def output_range_check(prop: OutputRange, model_name: str, network: Network, see
         check.message = (f"y[{k}] = {float(witness.y[k]):.6g} {relation} {side} {getattr(prop, side):g} at an input "
                          "in the box (replayed through onnxruntime)")
     return check
+
+
+def lipschitz_check(prop: LipschitzLimit, model_name: str, network: Network, seed: int) -> CheckResult:
+    """verified when the proven upper bound is <= max; falsified when a pair replayed through onnxruntime
+    shows a larger ratio; unknown in between (or when the model is not a chain the methods read)."""
+    import time
+
+    from verikit.lipschitz import NotLipschitzReadable, lipschitz_bound, read_lipnet
+
+    started = time.monotonic()
+    definition = definition_hash("lipschitz", prop.max, prop.norm, prop.method, prop.output_pair)
+    metrics = {"max": prop.max, "norm": prop.norm, "method": prop.method}
+    try:
+        net = read_lipnet(network.onnx_bytes)
+    except NotLipschitzReadable as reason:
+        return CheckResult(f"{prop.name}/{model_name}", prop.name, prop.kind, model_name, network.sha256,
+                           definition, "unknown", f"no Lipschitz bound for this network: {reason}",
+                           time.monotonic() - started, metrics)
+    result = lipschitz_bound(net, norm=prop.norm, method=prop.method, pair=prop.output_pair,
+                             deadline=started + prop.timeout, replay=network.replay, seed=seed)
+    metrics.update(upper=result.upper, lower=result.lower, naive=result.naive, method_used=result.method_used)
+    found = f"{result.lower or 0.0:.6g} <= L <= {result.upper:.6g} ({result.method_used})"
+    if result.upper <= prop.max:
+        verdict, message = "verified", f"Lipschitz constant proven <= {prop.max:g}: {found}"
+    elif result.lower is not None and result.lower > prop.max:
+        verdict, message = "falsified", f"a replayed pair of inputs shows L >= {result.lower:.6g} > {prop.max:g}"
+    else:
+        verdict = "unknown"
+        message = f"proven bound {result.upper:.6g} above {prop.max:g}, no pair shows more: {found}"
+    if result.notes:
+        message += " (" + "; ".join(result.notes) + ")"
+    return CheckResult(f"{prop.name}/{model_name}", prop.name, prop.kind, model_name, network.sha256, definition,
+                       verdict, message, time.monotonic() - started, metrics)

@@ -15,7 +15,7 @@ from verikit.apps.data import Dataset, Normalization
 from verikit.apps.executors import Executor, Failed, FileRef, Task
 from verikit.apps.gate import checks as run_checks
 from verikit.apps.gate.checks import CheckResult, definition_hash
-from verikit.apps.gate.policy import Manipulation, Policy, Robustness, SpecFiles
+from verikit.apps.gate.policy import LipschitzLimit, Manipulation, Policy, Robustness, SpecFiles
 
 GATE_GRACE_S = 60.0  # past the sum of a property's own timeouts
 
@@ -36,6 +36,8 @@ def check_task(prop, model_name: str, model: FileRef, dataset: Dataset | None, n
         for check, original in zip(found, prop.specs):  # name the policy's files, not the worker's copies
             check.spec["path"] = str(original)
         return found, None
+    if isinstance(prop, LipschitzLimit):
+        return [run_checks.lipschitz_check(prop, model_name, network, seed)], None
     return [run_checks.output_range_check(prop, model_name, network, seed)], None
 
 

@@ -103,7 +103,22 @@ class Manipulation:
     kind: str = "perturbation"
 
 
-PropertyEntry = Robustness | SpecFiles | OutputRange | Manipulation
+@dataclass(frozen=True)
+class LipschitzLimit:
+    """The model's proven Lipschitz constant in `norm` (of the margin y_i - y_j with `output_pair`) by
+    `method` must be at most `max` (docs/lipschitz.md)."""
+
+    name: str
+    models: tuple[str, ...]
+    max: float
+    norm: str
+    method: str
+    output_pair: tuple[int, int] | None
+    timeout: float
+    kind: str = "lipschitz"
+
+
+PropertyEntry = Robustness | SpecFiles | OutputRange | Manipulation | LipschitzLimit
 
 
 @dataclass(frozen=True)
@@ -291,6 +306,21 @@ def _manipulation(table: Table, name: str, models: tuple[str, ...], datasets: se
                         tuple(shape) if shape is not None else None)
 
 
+def _lipschitz(table: Table, name: str, models: tuple[str, ...], defaults: Table) -> LipschitzLimit:
+    from verikit.lipschitz.bound import METHODS as LIPSCHITZ_METHODS
+
+    table.required("max")
+    pair = table.data.get("output_pair")
+    if pair is not None:
+        if (not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in pair)):
+            table.fail("output_pair", "must be two different output indices, e.g. [0, 1]")
+        pair = (pair[0], pair[1])
+    return LipschitzLimit(name, models, table.number("max", positive=True), table.string("norm", "2", ("2", "inf")),
+                          table.string("method", "lipsdp-neuron", LIPSCHITZ_METHODS), pair,
+                          table.number("timeout", defaults.number("timeout", 60.0, positive=True), positive=True))
+
+
 PROPERTY_KEYS = {
     "robustness": ("name", "kind", "models", "dataset", "eps", "norm", "method", "min_certified_accuracy",
                    "min_clean_accuracy", "timeout", "restarts", "steps"),
@@ -299,6 +329,7 @@ PROPERTY_KEYS = {
                      "engines", "methods", "settings"),
     "perturbation": ("name", "kind", "models", "dataset", "manipulation", "min_certified_accuracy",
                      "min_clean_accuracy", "sample_timeout", "timeout", "image_shape"),
+    "lipschitz": ("name", "kind", "models", "max", "norm", "method", "output_pair", "timeout"),
 }
 
 
@@ -318,6 +349,8 @@ def _property(data: dict, index: int, source: str, base: Path, models: tuple[str
         return _spec_files(table, name, targets, defaults)
     if kind == "perturbation":
         return _manipulation(table, name, targets, datasets, defaults)
+    if kind == "lipschitz":
+        return _lipschitz(table, name, targets, defaults)
     return _output_range(table, name, targets, defaults)
 
 

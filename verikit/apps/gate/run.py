@@ -15,7 +15,7 @@ from typing import Callable
 from verikit.apps.gate import checks as run_checks
 from verikit.apps.gate.baseline import Comparison, compare, read_baseline
 from verikit.apps.gate.checks import CheckResult
-from verikit.apps.gate.policy import Manipulation, Policy, Robustness, SpecFiles
+from verikit.apps.gate.policy import LipschitzLimit, Manipulation, Policy, Robustness, SpecFiles
 
 UNDECIDED = ("unknown", "timeout")
 
@@ -133,6 +133,8 @@ def run_gate(policy: Policy, *, baseline: Path | None = None, use_baseline: bool
                                                               entry.normalization, policy.seed))
             elif isinstance(prop, SpecFiles):
                 results.extend(run_checks.spec_checks(prop, model_name, network, policy.seed))
+            elif isinstance(prop, LipschitzLimit):
+                results.append(run_checks.lipschitz_check(prop, model_name, network, policy.seed))
             else:
                 results.append(run_checks.output_range_check(prop, model_name, network, policy.seed))
 

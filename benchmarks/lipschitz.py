@@ -1,0 +1,97 @@
+"""Lipschitz bounds (ℓ2) on the bundled digits MLP and the MNIST-FC networks, and a width sweep.
+
+    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/lipschitz.py [--sdp-seconds 120]
+
+Per model and method (naive, LipSDP-Layer, LipSDP-Neuron): the proven bound, the solver's own objective,
+seconds, peak memory (each method in a fresh process: its ru_maxrss), and the witnessed lower bound.
+Writes benchmarks/results/lipschitz.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "benchmarks" / "mnistfc"
+MODELS = [ROOT / "models" / "digits_mlp.onnx", *(SHARED / f"mnist-net_256x{d}.onnx" for d in (2, 4, 6))]
+METHODS = ("naive", "lipsdp-layer", "lipsdp-neuron")
+
+
+def one(model: str, method: str, seconds: float, lower_seconds: float) -> dict:
+    """Run in a fresh process: one bound, its timings and this process's peak memory."""
+    import numpy as np
+
+    from verikit.lipschitz import lipschitz_bound, read_lipnet
+
+    data = Path(model).read_bytes() if not model.startswith("random:") else _random(model)
+    net = read_lipnet(data)
+    replay = None
+    if lower_seconds > 0:
+        replay = net.chain.evaluate  # float64 of the exact weights; the CLI replays through onnxruntime
+    started = time.monotonic()
+    # the bound is global, so the lower bound may search anywhere: [-1, 1]^n (pixel inputs live in [0, 1])
+    region_for_lower = (np.full(net.n_inputs, -1.0), np.ones(net.n_inputs))
+    result = lipschitz_bound(net, method=method, deadline=started + seconds)
+    if replay is not None:
+        from verikit.lipschitz.lower import lower_bound
+
+        result.lower, _ = lower_bound(net, None, "2", *region_for_lower, replay, seconds=lower_seconds)
+    out = result.to_dict()
+    out["wall_s"] = time.monotonic() - started
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["sizes"] = [net.n_inputs, *net.hidden_sizes, net.n_outputs]
+    return out
+
+
+def _random(spec: str) -> bytes:
+    """random:IN-H-...-OUT[:seed]: a ReLU MLP with He-scaled float32 weights."""
+    sys.path.insert(0, str(ROOT))
+    from tests.onnx_factory import mlp
+
+    sizes = tuple(int(s) for s in spec.split(":")[1].split("-"))
+    return mlp(sizes, seed=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sdp-seconds", type=float, default=120.0)
+    parser.add_argument("--lower-seconds", type=float, default=3.0)
+    parser.add_argument("--one", nargs=2)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one, args.sdp_seconds, args.lower_seconds), default=float))
+        return
+    rows = []
+    targets = [str(m) for m in MODELS if m.exists()]
+    targets += [f"random:64-{w}-{w}-10" for w in (32, 64)]
+    for model in targets:
+        for method in METHODS:
+            command = [sys.executable, __file__, "--one", model, method, "--sdp-seconds", str(args.sdp_seconds),
+                       "--lower-seconds", str(args.lower_seconds if method == "naive" else 0.0)]
+            t = time.monotonic()
+            run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                 timeout=args.sdp_seconds * 2 + 120)
+            row = {"model": model, "method": method, "process_s": time.monotonic() - t}
+            if run.returncode == 0:
+                row.update(json.loads(run.stdout.strip().splitlines()[-1]))
+            else:
+                row["error"] = run.stderr.strip().splitlines()[-1:]
+            rows.append(row)
+            print(json.dumps({k: row.get(k) for k in ("model", "method", "upper", "method_used", "naive", "lower",
+                                                     "solver_objective", "wall_s", "peak_rss_mb", "notes")},
+                             default=float), flush=True)
+    out = ROOT / "benchmarks" / "results" / "lipschitz.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2, default=float))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
