@@ -10,20 +10,21 @@ on its halves (the parent's bound holds there too).
 This needs n-1 margin rows per box, where the normal form (verikit.spec.topk) needs C(n-1, k) disjuncts of
 k rows; on one box both prove exactly the same thing (every set S of k others holds a proven row iff
 fewer than k rows are open). Counterexamples: the centres of open boxes and a short signed-gradient
-search on the k-th largest margin, each replayed through onnxruntime against the one disjunct (the k
-classes above the label) of the normal form that it claims (verikit.witness.replay).
+search on the k-th largest margin, each replayed through onnxruntime against the case itself
+(verikit.witness.replay). `TopKEngine` runs it in the portfolio (portfolio.topk=direct, the default).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from verikit.core.property import Box, Case, Conjunction
-from verikit.core.result import Budget, Certificate, Falsified, Proven, Unknown
+from verikit.core.property import Case
+from verikit.core.result import Budget, Certificate, Falsified, Outcome, Proven, Unknown
 from verikit.engines.problem import Problem
+from verikit.spec.topk import top_k_form
 from verikit.witness.replay import validate_batch
 
 
@@ -46,25 +47,18 @@ def margin_rows(label: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return C, others
 
 
-def _witness_case(box: Box, label: int, classes: np.ndarray, n: int) -> Case:
-    """The normal-form disjunct "every class of `classes` is >= label" as a case over `box`."""
-    rows = np.zeros((len(classes), n))
-    rows[:, label] = 1.0
-    rows[np.arange(len(classes)), classes] = -1.0
-    return Case(box, (Conjunction(rows, np.zeros(len(classes))),))
-
-
-def _try_points(problem: Problem, box: Box, label: int, k: int, points: np.ndarray):
-    """A replayed counterexample among `points` (N, n_inputs): k others at or above the label, or None."""
+def _try_points(problem: Problem, case: Case, label: int, k: int, points: np.ndarray):
+    """A counterexample of `case` among `points` (N, n_inputs) with k others at or above the label, replayed
+    through onnxruntime against the case itself (verikit.witness.replay), or None."""
     network = problem.network
     if points.shape[0] == 0:
         return None
+    box = case.box
     ys = network.replay(np.clip(points, box.lower, box.upper).astype(np.float32))
-    n = network.n_outputs
     for point, y in zip(points, ys):
         others = np.array([j for j in np.argsort(-y) if j != label])[:k]
         if np.all(y[others] >= y[label]):
-            found = validate_batch(network, _witness_case(box, label, others, n), point[None], problem.tolerances)
+            found = validate_batch(network, case, point[None], problem.tolerances)
             if found is not None:
                 return found
     return None
@@ -77,8 +71,9 @@ def _kth_margin(y: torch.Tensor, label: int, k: int) -> torch.Tensor:
     return torch.topk(gaps, k, dim=1).values[:, -1]
 
 
-def attack(problem: Problem, box: Box, label: int, k: int, settings: TopKSettings, seed: int = 0):
+def attack(problem: Problem, case: Case, label: int, k: int, settings: TopKSettings, seed: int = 0):
     """Signed-gradient ascent of the k-th largest margin from the centre and random starts; replayed."""
+    box = case.box
     lower = torch.tensor(box.lower, dtype=torch.float32)
     upper = torch.tensor(box.upper, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
@@ -91,12 +86,12 @@ def attack(problem: Problem, box: Box, label: int, k: int, settings: TopKSetting
         (grad,) = torch.autograd.grad(score.sum(), x)
         with torch.no_grad():
             if bool((score >= 0).any()):
-                found = _try_points(problem, box, label, k, x[score >= 0].double().numpy())
+                found = _try_points(problem, case, label, k, x[score >= 0].double().numpy())
                 if found is not None:
                     return found
             x = torch.clamp(x + step * torch.sign(grad) * (0.5 + 0.5 * np.cos(np.pi * number / settings.attack_steps)),
                             lower, upper).detach()
-    return _try_points(problem, box, label, k, x.double().numpy())
+    return _try_points(problem, case, label, k, x.double().numpy())
 
 
 def _split_dims(problem: Problem, lower: np.ndarray, upper: np.ndarray, label: int, open_rows: np.ndarray,
@@ -111,10 +106,12 @@ def _split_dims(problem: Problem, lower: np.ndarray, upper: np.ndarray, label: i
     return np.argmax(score, axis=1)
 
 
-def decide_top_k(problem: Problem, box: Box, label: int, k: int, budget: Budget,
+def decide_top_k(problem: Problem, case: Case, label: int, k: int, budget: Budget,
                  settings: TopKSettings = TopKSettings()) -> Proven | Falsified | Unknown:
-    """Is `label` among the k highest outputs on every point of `box`? Proven (rigorous bounds on a cover
-    of the box), Falsified (a replayed witness) or Unknown (box budget or time out)."""
+    """Is `label` among the k highest outputs on every point of the box case `case` (whose disjuncts are
+    the top-k normal form of label and k)? Proven (rigorous bounds on a cover of the box), Falsified (a
+    replayed witness) or Unknown (box budget or time out)."""
+    box = case.box
     from verikit.core.errors import EngineLimitation
     from verikit.engines.crown.confirm import exact_mlp, rigorous_lower_bounds
 
@@ -126,7 +123,7 @@ def decide_top_k(problem: Problem, box: Box, label: int, k: int, budget: Budget,
     except EngineLimitation as limitation:
         return Unknown(f"the direct top-k method needs rigorous bounds: {limitation}")
     mlp = exact_mlp(pwl)
-    found = attack(problem, box, label, k, settings, seed=problem.seed)
+    found = attack(problem, case, label, k, settings, seed=problem.seed)
     if found is not None:
         return Falsified(found)
     C, others = margin_rows(label, n)
@@ -148,7 +145,7 @@ def decide_top_k(problem: Problem, box: Box, label: int, k: int, budget: Budget,
         if not still.any():
             continue
         lower, upper, best, open_rows = lower[still], upper[still], best[still], open_rows[still]
-        found = _try_points(problem, box, label, k, (lower + upper) / 2)
+        found = _try_points(problem, case, label, k, (lower + upper) / 2)
         if found is not None:
             return Falsified(found)
         dims = _split_dims(problem, lower, upper, label, open_rows, others)
@@ -163,3 +160,25 @@ def decide_top_k(problem: Problem, box: Box, label: int, k: int, budget: Budget,
     method = "intervals+crown" if mlp is not None else "intervals"
     return Proven(Certificate(method=f"top-k-direct({method})", detail={"boxes": bounded, "splits": splits, "k": k,
                                                                          "label": label}))
+
+
+@dataclass(frozen=True)
+class TopKEngine:
+    """The direct method as a portfolio engine: it decides the box cases whose disjuncts are the `top-k`
+    normal form (verikit.spec.topk.top_k_form, k >= 2) and leaves every other case open."""
+
+    settings: TopKSettings = TopKSettings()
+    name: str = "bab"
+    method: str = "top-k-direct"
+
+    def supports(self, problem: Problem) -> str | None:
+        return None
+
+    def run(self, problem: Problem, case: Case, budget: Budget) -> Outcome:
+        form = top_k_form(case.disjuncts, problem.network.n_outputs) if case.is_box else None
+        if form is None:
+            return Unknown("not a top-k case (the normal form of verikit.spec.topk over a box)")
+        return decide_top_k(problem, case, *form, budget, self.settings)
+
+    def settings_dict(self) -> dict:
+        return asdict(self.settings)

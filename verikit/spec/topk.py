@@ -101,6 +101,36 @@ def disjuncts_for(kind: str, n: int, *, label: int | None = None, k: int | None 
     raise SpecError(f"unknown property kind {kind!r}; known: {', '.join(KINDS)}", where=where)
 
 
+def top_k_form(disjuncts, n: int) -> tuple[int, int] | None:
+    """(label, k) when `disjuncts` are exactly the `top-k` normal form of `top_k_disjuncts(label, k, n)` (any
+    order, from any spec file: VNN-LIB written by `verikit spec topk` is recognised too), with k >= 2; else None."""
+    if not disjuncts:
+        return None
+    k = disjuncts[0].rows
+    if k < 2 or k > n - 1 or len(disjuncts) != top_k_disjunct_count(n, k):
+        return None
+    label, seen = None, set()
+    for conjunction in disjuncts:
+        C, d = np.asarray(conjunction.C), np.asarray(conjunction.d)
+        if C.shape != (k, n) or np.any(d != 0.0) or np.any(conjunction.strict):
+            return None
+        if not (np.all(np.count_nonzero(C, axis=1) == 2) and np.all(C.max(axis=1) == 1.0)
+                and np.all(C.min(axis=1) == -1.0)):
+            return None
+        positive, negative = C.argmax(axis=1), C.argmin(axis=1)
+        if label is None:
+            label = int(positive[0])
+        if np.any(positive != label):
+            return None
+        subset = frozenset(int(j) for j in negative)
+        if len(subset) != k or label in subset:
+            return None
+        seen.add(subset)
+    if len(seen) != len(disjuncts):
+        return None
+    return label, k
+
+
 def _check_k(k, n: int, where: str | None) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n - 1:
         raise SpecError(f"k must be an integer in 1..{n - 1} (the number of classes less one), got {k!r}", where=where)
