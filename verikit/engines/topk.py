@@ -33,6 +33,8 @@ class TopKSettings:
     """`max_boxes` boxes bounded at most, `batch` boxes per bound call, `attack_steps` gradient steps."""
 
     max_boxes: int = 4096
+    max_split_inputs: int = 16  # more inputs than this: the root bound only (input splitting cannot pay), and
+    # the case stays open for the normal form's engines (ReLU branch and bound) in the rest of the schedule
     batch: int = 16
     attack_steps: int = 30
     attack_starts: int = 8
@@ -148,6 +150,9 @@ def decide_top_k(problem: Problem, case: Case, label: int, k: int, budget: Budge
         found = _try_points(problem, case, label, k, (lower + upper) / 2)
         if found is not None:
             return Falsified(found)
+        if box.size > settings.max_split_inputs:
+            return Unknown(f"top-{k} direct: {int(open_rows[0].sum())} classes can reach the label at the root and "
+                           f"{box.size} inputs are too many to split (max_split_inputs {settings.max_split_inputs})")
         dims = _split_dims(problem, lower, upper, label, open_rows, others)
         for lo, hi, bound, dim in zip(lower, upper, best, dims):
             if hi[dim] <= lo[dim]:
