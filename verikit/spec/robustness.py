@@ -126,22 +126,31 @@ def robustness_property(
         low, high = (low - mean_array) / std_array, (high - mean_array) / std_array
         notes.append("box normalised as (raw - mean) / std")
 
-    if ranking is None or ranking.get("property") == "robustness":
-        disjuncts, kind, details = misclassification_disjuncts(label, num_classes), "vnnlib", {}
-    else:
-        from verikit.spec import topk
-
-        kind = ranking["property"]
-        classes = ranking.get("classes")
-        disjuncts = topk.disjuncts_for(kind, num_classes, label=label, k=ranking.get("k"), classes=classes,
-                                       where=source or None)
-        details = {"property": kind, "label": label, "epsilon": eps, "num_classes": num_classes,
-                   "k": ranking.get("k") if kind == "top-k" else len(classes),
-                   "classes": list(classes) if classes else None, "disjuncts": len(disjuncts)}
+    disjuncts, kind, details = output_condition(label, num_classes, ranking, where=source or None)
+    if details:
+        details["epsilon"] = eps
         notes.append(f"{kind}: {len(disjuncts)} disjuncts in normal form")
     case = Case(Box(low.reshape(-1), high.reshape(-1)), disjuncts)
     return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes), kind=kind,
                     details=details)
+
+
+def output_condition(label: int | None, num_classes: int, ranking: dict | None, *,
+                     where: str | None = None) -> tuple[tuple[Conjunction, ...], str, dict]:
+    """(the violation disjuncts, the property kind, its details) of a spec's output condition: the label's
+    misclassification (kind "vnnlib", no details), or the top-k question `ranking` (verikit.spec.topk).
+    One place for every spec kind that takes a "property" key (robustness and perturbation specs)."""
+    if ranking is None or ranking.get("property") == "robustness":
+        return misclassification_disjuncts(label, num_classes), "vnnlib", {}
+    from verikit.spec import topk
+
+    kind = ranking["property"]
+    classes = ranking.get("classes")
+    disjuncts = topk.disjuncts_for(kind, num_classes, label=label, k=ranking.get("k"), classes=classes, where=where)
+    details = {"property": kind, "label": label, "num_classes": num_classes,
+               "k": ranking.get("k") if kind == "top-k" else len(classes),
+               "classes": list(classes) if classes else None, "disjuncts": len(disjuncts)}
+    return disjuncts, kind, details
 
 
 def ranking_from_dict(spec: dict, where: str | None) -> dict | None:
