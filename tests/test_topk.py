@@ -349,7 +349,7 @@ def test_the_direct_method_alone_is_sound_and_splits():
         centre = np.random.default_rng(seed).uniform(-1.0, 1.0, size=2)
         order = [int(c) for c in np.argsort(-network.replay(centre[None].astype(np.float32))[0])]
         for eps in (0.03, 0.15, 0.5):
-            for label, k in [(order[1], 2), (order[2], 3), (order[3], 2), (order[0], 2)]:
+            for label, k in [(order[1], 2), (order[2], 3), (order[3], 2), (order[0], 2), (order[3], 4)]:
                 prop = robustness_property(centre, label, eps, num_classes=5, ranking={"property": "top-k", "k": k})
                 case = prop.cases[0]
                 grid_x = _grid(case.box)
