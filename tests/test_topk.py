@@ -105,9 +105,6 @@ def test_top_k_normal_form_past_the_cap_names_the_direct_method():
     assert len(topk.top_k_order_disjuncts([3, 1, 2, 0, 4], 1000)) == 999
 
 
-@pytest.mark.xfail(strict=True, reason="verikit/spec/topk.py top_k_disjuncts (and disjuncts_for('top-k')) does not "
-                   "check the label: label=None gives rows with +1 on every class (row[None] = 1.0), label=-1 "
-                   "silently means class n-1, label=n raises IndexError instead of SpecError")
 @pytest.mark.parametrize("label", [None, -1, 5])
 def test_top_k_normal_form_refuses_a_label_outside_the_classes(label):
     with pytest.raises(SpecError):
@@ -242,9 +239,6 @@ def test_bad_top_k_specs_are_spec_errors(keys, fragment):
         robustness_from_dict(_spec(**keys))
 
 
-@pytest.mark.xfail(strict=True, reason="verikit/spec/robustness.py ranking_from_dict ignores a ranking key the "
-                   "chosen property does not use ('classes' with top-k, 'targets' with top-k-set, 'classes' with "
-                   "targeted-order) although it refuses the same stray keys with plain robustness")
 @pytest.mark.parametrize("keys", [
     {"label": 1, "property": "top-k", "k": 2, "classes": [1, 2]},
     {"property": "top-k-set", "classes": [1, 2], "targets": [3, 4]},

@@ -165,13 +165,16 @@ def ranking_from_dict(spec: dict, where: str | None) -> dict | None:
         if stray:
             raise SpecError(f"key '{stray[0]}' needs a top-k 'property'", where=where)
         return None
-    if kind == "top-k":
-        if "k" not in spec:
-            raise SpecError("key 'k' is missing (property top-k)", where=where)
-        return {"property": kind, "k": spec["k"]}
-    key = "targets" if kind == "targeted-order" else "classes"
+    key = {"top-k": "k", "targeted-order": "targets"}.get(kind, "classes")
     if key not in spec:
         raise SpecError(f"key '{key}' is missing (property {kind})", where=where)
+    uses = ("k",) if kind == "top-k" else (key, "k")
+    stray = [name for name in ("k", "classes", "targets") if name in spec and name not in uses]
+    if stray:
+        raise SpecError(f"key '{stray[0]}' is not used by property {kind} (it takes {' and '.join(uses)})",
+                        where=where)
+    if kind == "top-k":
+        return {"property": kind, "k": spec["k"]}
     classes = spec[key]
     if "k" in spec and not (isinstance(classes, list) and spec["k"] == len(classes)):
         raise SpecError(f"key 'k' ({spec['k']!r}) differs from the length of '{key}'", where=where)

@@ -46,6 +46,8 @@ def top_k_disjuncts(label: int, k: int, n: int, *, cap: int = MAX_TOPK_DISJUNCTS
                     where: str | None = None) -> tuple[Conjunction, ...]:
     """The violation of "label is among the k highest of n outputs": one conjunction per set S of k
     other classes, rows `y[label] - y[j] <= 0` for j in S. SpecError past `cap` disjuncts."""
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < n:
+        raise SpecError(f"top-k needs a label in 0..{n - 1}, got {label!r}", where=where)
     _check_k(k, n, where)
     count = top_k_disjunct_count(n, k)
     if count > cap:
