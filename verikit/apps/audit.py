@@ -30,7 +30,7 @@ from verikit.core.errors import DataError, EngineLimitation, ExitCode, ModelErro
 from verikit.engines.lirpa import METHODS
 from verikit.core.network import Network
 from verikit.core.result import Budget
-from verikit.core.property import Box
+from verikit.core.property import Box, Case, Conjunction
 from verikit.spec.robustness import robustness_property
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 from verikit.engines.lirpa import METHODS
@@ -64,6 +64,7 @@ class AuditSettings:
     check_all: bool = False  # certify and attack every sample, also those already decided (self-check)
     tolerances: Tolerances = STRICT
     lipschitz: str = "none"  # ℓ2 only: also certify from a Lipschitz bound by this method (verikit.lipschitz)
+    top_k: int = 1  # robust = the label stays among the top_k highest outputs (fewer than k others reach it)
 
     def __post_init__(self) -> None:
         eps = tuple(float(e) for e in self.eps)
@@ -75,6 +76,10 @@ class AuditSettings:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.lipschitz not in ("none", "naive", "lipsdp-layer", "lipsdp-neuron"):
             raise ValueError(f"unknown Lipschitz method {self.lipschitz!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ValueError(f"top_k must be an integer >= 1, got {self.top_k!r}")
+        if self.top_k > 1 and self.lipschitz != "none":
+            raise ValueError("Lipschitz certificates are for the top-1 margin; drop --lipschitz or --top-k")
         object.__setattr__(self, "eps", eps)
 
     def as_dict(self) -> dict:
@@ -86,7 +91,7 @@ class AuditSettings:
             "batch_size": self.batch_size, "device": self.device, "timeout_s": self.timeout,
             "check_all": self.check_all,
             "tolerances": {"box": self.tolerances.box, "formula": self.tolerances.formula},
-            "lipschitz": self.lipschitz,
+            "lipschitz": self.lipschitz, "top_k": self.top_k,
         }
 
 
@@ -98,7 +103,7 @@ class EpsResult:
     clean_correct: np.ndarray
     certified: np.ndarray
     broken: np.ndarray
-    certified_margin: np.ndarray  # proven lower bound of min_j (y_label - y_j) over the region
+    certified_margin: np.ndarray  # proven lower bound of the k-th smallest y_label - y_j over the region
     attack_margin: np.ndarray  # onnxruntime margin of the best replayed attack point
     witnesses: dict[int, np.ndarray] = field(default_factory=dict)  # sample → model input (float32)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -163,13 +168,20 @@ def _mean(mask: np.ndarray) -> float:
     return float(np.mean(mask)) if mask.size else 0.0
 
 
-def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """y_label - max_{j != label} y_j per row, float64 (N,)."""
+def _margins(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
+    """y_label - (the k-th largest y_j, j != label) per row, float64 (N,): > 0 iff the label is among the k
+    highest with fewer than k others at or above it."""
     logits = np.asarray(logits, dtype=np.float64)
     rows = np.arange(labels.size)
     others = logits.copy()
     others[rows, labels] = -np.inf
-    return logits[rows, labels] - others.max(axis=1)
+    return logits[rows, labels] - -np.sort(-others, axis=1)[:, k - 1]
+
+
+def kth_smallest(bounds: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest of each row of lower bounds of `y_label - y_j` (B, n-1): a lower bound of the true
+    k-th smallest margin (order statistics are monotone), > 0 iff fewer than k classes can reach the label."""
+    return np.sort(bounds, axis=1)[:, k - 1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +218,7 @@ def _prepare(network: Network, dataset: Dataset, settings: AuditSettings) -> _Pr
     return _Prepared(dataset.x, dataset.y, mean, std, low, high)
 
 
-def _clean(network: Network, data: _Prepared) -> tuple[np.ndarray, np.ndarray]:
+def _clean(network: Network, data: _Prepared, settings: AuditSettings) -> tuple[np.ndarray, np.ndarray]:
     """Predictions and margins from onnxruntime; refuses a torch translation that disagrees with it."""
     inputs = data.to_model(data.raw).astype(np.float32)
     replayed = network.replay(inputs).astype(np.float64)
@@ -217,7 +229,7 @@ def _clean(network: Network, data: _Prepared) -> tuple[np.ndarray, np.ndarray]:
         raise ModelError(f"the torch translation disagrees with onnxruntime by {error:.3g} on the dataset's "
                          "samples; bounds computed on it would not be about this model",
                          where=network.source or None)
-    return replayed.argmax(axis=1), _margins(replayed, data.labels)
+    return replayed.argmax(axis=1), _margins(replayed, data.labels, settings.top_k)
 
 
 def _certify(bounded, network: Network, data: _Prepared, eps: float, todo: np.ndarray,
@@ -235,7 +247,8 @@ def _certify(bounded, network: Network, data: _Prepared, eps: float, todo: np.nd
                 return False
             chunk = samples[start:start + size]
             found = robust_margin_bounds(bounded, data.to_model(lower[chunk]), data.to_model(upper[chunk]),
-                                         data.labels[chunk], method=method, budget=budget).min(axis=1)
+                                         data.labels[chunk], method=method, budget=budget)
+            found = kth_smallest(found, settings.top_k)
             margins[chunk] = np.fmax(margins[chunk], found)  # every bound is sound: keep the best
             if progress:
                 progress(f"{method} ε={eps:g}", min(start + size, samples.size), samples.size)
@@ -252,9 +265,18 @@ def _certify(bounded, network: Network, data: _Prepared, eps: float, todo: np.nd
 def _confirm(network: Network, data: _Prepared, eps: float, index: int, candidate: np.ndarray,
              settings: AuditSettings) -> np.ndarray | None:
     """The replayed counterexample (model units, float32) if the candidate breaks sample `index`."""
-    case = robustness_property(data.raw[index], int(data.labels[index]), eps, num_classes=network.n_outputs,
+    label = int(data.labels[index])
+    case = robustness_property(data.raw[index], label, eps, num_classes=network.n_outputs,
                                lower=data.low, upper=data.high, mean=data.mean, std=data.std).cases[0]
-    found = validate_batch(network, case, data.to_model(candidate)[None, :], settings.tolerances)
+    point = data.to_model(candidate)[None, :]
+    if settings.top_k > 1:  # the normal form's one disjunct this point claims: its k highest others >= label
+        y = network.replay(point.astype(np.float32))[0]
+        others = [j for j in np.argsort(-y, kind="stable") if j != label][: settings.top_k]
+        rows = np.zeros((len(others), network.n_outputs))
+        rows[:, label] = 1.0
+        rows[np.arange(len(others)), others] = -1.0
+        case = Case(case.box, (Conjunction(rows, np.zeros(len(others))),))
+    found = validate_batch(network, case, point, settings.tolerances)
     if found is None:
         return None
     if settings.norm == "2":  # the box contains the ball; the witness must lie in the ball itself
@@ -283,10 +305,10 @@ def _attack(network: Network, data: _Prepared, eps: float, todo: np.ndarray, set
         chunk = todo[start:start + chunk_size]
         found = pgd_batch(network.module, data.raw[chunk], data.labels[chunk], low[chunk], high[chunk],
                           mean=data.mean, std=data.std, norm=settings.norm, eps=eps, settings=settings.attack,
-                          seed=settings.seed + start, budget=budget)
+                          seed=settings.seed + start, budget=budget, top_k=settings.top_k)
         timed_out |= found.timed_out
         replayed = network.replay(data.to_model(found.x).astype(np.float32)).astype(np.float64)
-        margins[chunk] = _margins(replayed, data.labels[chunk])
+        margins[chunk] = _margins(replayed, data.labels[chunk], settings.top_k)
         for position, index in enumerate(chunk):
             # a candidate torch calls (nearly) broken must be confirmed by onnxruntime inside the region
             if min(found.margin[position], margins[index]) <= 1e-4 * (1 + abs(found.margin[position])):
@@ -325,7 +347,10 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
                          where=network.source or None)
     budget = Budget.seconds(settings.timeout) if settings.timeout is not None else Budget(float("inf"))
     data = _prepare(network, dataset, settings)
-    predictions, clean_margin = _clean(network, data)
+    if not settings.top_k < network.n_outputs:
+        raise ModelError(f"top-{settings.top_k} needs more than {settings.top_k} outputs; the model has "
+                         f"{network.n_outputs}", where=network.source or None)
+    predictions, clean_margin = _clean(network, data, settings)
     clean_correct = clean_margin > 0
     largest = data.region(max(settings.eps))
     check_translation(network, Box(data.to_model(largest[0][0]), data.to_model(largest[1][0])),

@@ -41,7 +41,7 @@ def progress_bar(enabled: bool) -> Iterator:
 
 
 def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, device, timeout, restarts, steps,
-                   batch_size, check_all, lipschitz="none"):
+                   batch_size, check_all, lipschitz="none", top_k=1):
     """AuditSettings from the command-line values."""
     from verikit.apps.audit import AuditSettings
     from verikit.apps.data import Normalization
@@ -54,7 +54,7 @@ def audit_settings(eps, norm, method, mean, std, clip_min, clip_max, seed, devic
     return AuditSettings(eps=tuple(eps), norm=norm, method=method, normalization=normalization, seed=seed,
                          attack=PGDSettings(restarts=restarts, steps=steps), batch_size=batch_size,
                          device=device, timeout=timeout, check_all=check_all,
-                         lipschitz=lipschitz if norm == "2" else "none")
+                         lipschitz=lipschitz if norm == "2" and top_k == 1 else "none", top_k=top_k)
 
 
 def print_summary(result, written: dict, console) -> None:
@@ -63,7 +63,8 @@ def print_summary(result, written: dict, console) -> None:
     from verikit.report.audit import summary
 
     norm = "L∞" if result.settings.norm == "inf" else "L2"
-    table = Table(title=f"verikit audit: {result.samples} samples, {norm}, {result.settings.method}")
+    top = f", top-{result.settings.top_k}" if result.settings.top_k > 1 else ""
+    table = Table(title=f"verikit audit: {result.samples} samples, {norm}{top}, {result.settings.method}")
     for column in ("ε", "clean", "empirical", "certified", "#cert", "#fals", "#unk", "#miscl", "s"):
         table.add_column(column, justify="right")
     for outcome in result.per_eps:
@@ -113,6 +114,9 @@ def print_summary(result, written: dict, console) -> None:
               default="lipsdp-neuron", show_default=True,
               help="With --norm 2: also certify every sample from one proven Lipschitz bound "
                    "(docs/lipschitz.md).")
+@click.option("--top-k", "top_k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Robust means the label stays among the K highest outputs (accuracy is top-K accuracy; "
+                   "certified from pairwise margin bounds, attacked on the K-th margin).")
 @click.option("--mean", type=params.FloatList(),
               help="Normalisation mean: a number, or comma-separated per channel / per input.")
 @click.option("--std", type=params.FloatList(positive=True),

@@ -30,12 +30,16 @@ class PortfolioSettings:
     attack_share: float = 0.1
     attack_rounds: int = 2
     schedule: str = "adaptive"  # "adaptive": skip stages this problem does not need (schedule.py); "full": all
+    topk: str = "direct"  # a top-k case (spec/topk.py normal form): "direct" runs verikit.engines.topk first;
+    # "normal-form" leaves it to the other engines, disjunct by disjunct
 
     def __post_init__(self) -> None:
         if not 0.0 < self.attack_share <= 1.0:
             raise SettingError(f"setting portfolio.attack_share must be in (0, 1], got {self.attack_share}")
         if self.schedule not in ("adaptive", "full"):
             raise SettingError(f"setting portfolio.schedule must be adaptive or full, got {self.schedule!r}")
+        if self.topk not in ("direct", "normal-form"):
+            raise SettingError(f"setting portfolio.topk must be direct or normal-form, got {self.topk!r}")
 
 
 #: The settings groups `--set GROUP.FIELD=VALUE` reaches, by the Options field that holds each.

@@ -127,7 +127,7 @@ def verify(network: Network, prop: Property, options: Options = Options(), *,
     progress = _Progress(open_cases=dict(enumerate(prop.cases)), report=progress, started=started)
     translation_error = _lift_and_check(network, prop, problem, progress, options.seed)
     planned = _planning_problem(problem, prop, progress)
-    stages = plan(options, planned)
+    stages = plan(options, planned, prop)
     progress.stages = stages
     progress.snapshot()
     settings = options.as_dict()

@@ -15,9 +15,12 @@ from verikit.engines.lirpa.engine import BoundsEngine
 from verikit.engines.problem import Problem
 from verikit.engines.smt import SmtEngine
 from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
+from verikit.core.property import Property
 from verikit.engines.tensor_bab.engine import TensorBabEngine
+from verikit.engines.topk import TopKEngine
 from verikit.portfolio import METHODS
 from verikit.portfolio.options import Options
+from verikit.spec.topk import top_k_form
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,9 @@ def tensor_root_first(options: Options, problem: Problem | None) -> str | None:
             "engine's crown and alpha-crown stages are skipped (--set portfolio.schedule=full runs them)")
 
 
-def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
-    """The stages `options` asks for on `problem`: attack, bounds (each method), branch and bound (MLP, then
-    tensor), SMT."""
+def plan(options: Options, problem: Problem | None = None, prop: Property | None = None) -> list[Stage]:
+    """The stages `options` asks for on `problem`: attack, the direct top-k method (when `prop` has a top-k
+    case), bounds (each method), branch and bound (MLP, then tensor), SMT."""
     alone = len(options.engines) == 1
     stages: list[Stage] = []
     if "attack" in options.engines:
@@ -90,6 +93,8 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
             rounds = min(options.attack.rounds, options.portfolio.attack_rounds)
             stages.append(Stage(AttackEngine(replace(options.attack, rounds=rounds)),
                                 share=options.portfolio.attack_share))
+    if "bab" in options.engines and _top_k_wanted(options, problem, prop):
+        stages.append(Stage(TopKEngine(), per_case=True))
     if "bounds" in options.engines and bab_first(options, problem) is None:
         skip = ("crown", "alpha-crown") if tensor_root_first(options, problem) else ()
         stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods if method not in skip)
@@ -103,6 +108,15 @@ def plan(options: Options, problem: Problem | None = None) -> list[Stage]:
             limit = AUTOMATIC_MAX_RELUS
         stages.append(Stage(SmtEngine(options.smt, limit), per_case=True))
     return stages
+
+
+def _top_k_wanted(options: Options, problem: Problem | None, prop: Property | None) -> bool:
+    """The direct top-k method is scheduled when some box case of `prop` is a top-k normal form with k >= 2
+    (n-1 margins instead of C(n-1, k) disjuncts) and portfolio.topk is "direct"."""
+    if options.portfolio.topk != "direct" or problem is None or prop is None:
+        return False
+    n = problem.network.n_outputs
+    return any(case.is_box and top_k_form(case.disjuncts, n) is not None for case in prop.cases)
 
 
 def _tensor_bab_wanted(options: Options, problem: Problem | None) -> bool:

@@ -127,7 +127,7 @@ def plot_curve(result: AuditResult, path: str | Path) -> Path:
                       label="true robust accuracy lies here")
     norm = "L∞" if result.settings.norm == "inf" else "L2"
     axes.set_xlabel(f"ε ({norm}, raw input units)")
-    axes.set_ylabel("accuracy")
+    axes.set_ylabel("accuracy" if result.settings.top_k == 1 else f"top-{result.settings.top_k} accuracy")
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(f"{Path(result.model_path).name}: {result.samples} samples")
     axes.grid(alpha=0.3)

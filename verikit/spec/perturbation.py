@@ -18,6 +18,8 @@ Spec file format (JSON, `verikit-perturbation/1`; the `#` comments are explanati
       "clip": [0.0, 1.0],                  # required: the valid raw range (manipulations clip to it)
       "mean": 0.1307, "std": 0.3081,       # optional normalisation, as in verikit-robustness/1
       "epsilon": 0.0,                      # optional L-inf radius (raw units) on top of each image
+      "property": "top-k", "k": 3,         # optional: a top-k output condition instead of the label's, with
+                                           #   the keys of verikit-robustness/1 (see verikit.spec.topk)
       "manipulations": [                   # one or more; each decided, every case must hold
         {"kind": "brightness", "range": [-0.1, 0.1]},             # x + b
         {"kind": "contrast", "range": [0.8, 1.2], "centre": 0.5}, # c (x - m) + m; m defaults to mean(x)
@@ -51,13 +53,13 @@ from verikit.core import limits
 from verikit.core.errors import SpecError
 from verikit.core.property import Box, Case, Manipulated, Property
 from verikit.spec import manipulations as m
-from verikit.spec.robustness import (_channel_values, _is_int, _is_number, _load_input,
-                                     misclassification_disjuncts)
+from verikit.spec.robustness import (_channel_values, _is_int, _is_number, _load_input, output_condition,
+                                     ranking_from_dict)
 from verikit.spec.vnnlib import read_spec_text
 
 FORMAT = "verikit-perturbation/1"
 _KNOWN_KEYS = frozenset({"format", "input", "input_file", "input_shape", "label", "num_classes", "clip", "mean",
-                         "std", "epsilon", "manipulations", "description"})
+                         "std", "epsilon", "manipulations", "description", "property", "k", "classes", "targets"})
 KINDS = ("brightness", "contrast", "brightness+contrast", "occlusion", "translation", "rotation", "scratch")
 _KIND_KEYS = {
     "brightness": {"range", "splits"}, "contrast": {"range", "centre", "splits"},
@@ -92,7 +94,10 @@ def perturbation_from_dict(spec: dict, *, base_dir: str | Path = ".", source: st
             fail(f"unknown key {str(key)[:60]!r}; known keys: {', '.join(sorted(_KNOWN_KEYS))}")
     if spec.get("format") != FORMAT:
         fail(f"key 'format': expected \"{FORMAT}\", got {spec.get('format')!r}")
-    for key in ("label", "num_classes", "clip", "manipulations"):
+    ranking = ranking_from_dict(spec, where)
+    needs_label = ranking is None or ranking["property"] == "top-k"
+    for key in ("label", "num_classes", "clip", "manipulations") if needs_label else ("num_classes", "clip",
+                                                                                     "manipulations"):
         if key not in spec:
             fail(f"key '{key}' is missing")
     digest = hashlib.sha256(spec_bytes if spec_bytes is not None else json.dumps(spec, sort_keys=True).encode())
@@ -104,11 +109,11 @@ def perturbation_from_dict(spec: dict, *, base_dir: str | Path = ".", source: st
         if math.prod(shape) != x.size:
             fail(f"key 'input_shape': {shape} holds {math.prod(shape)} values but the input has {x.size}")
         x = x.reshape(shape)
-    label, num_classes = spec["label"], spec["num_classes"]
+    label, num_classes = spec.get("label"), spec["num_classes"]
     most = limits.current().max_classes
     if not _is_int(num_classes) or not 2 <= num_classes <= most:
         fail(f"key 'num_classes': expected an integer in 2..{most}, got {num_classes!r}")
-    if not _is_int(label) or not 0 <= label < num_classes:
+    if (label is not None or needs_label) and (not _is_int(label) or not 0 <= label < num_classes):
         fail(f"key 'label': expected an integer in 0..{num_classes - 1}, got {label!r}")
     clip = spec["clip"]
     if not (isinstance(clip, list) and len(clip) == 2 and all(_is_number(v) for v in clip)
@@ -122,16 +127,17 @@ def perturbation_from_dict(spec: dict, *, base_dir: str | Path = ".", source: st
     manipulations = spec["manipulations"]
     if not isinstance(manipulations, list) or not manipulations:
         fail("key 'manipulations': expected a non-empty list of objects")
-    return perturbation_property(x, int(label), manipulations, num_classes=int(num_classes), clip=tuple(clip),
-                                 mean=mean, std=std, epsilon=float(epsilon), source=source,
-                                 sha256=digest.hexdigest())
+    return perturbation_property(x, None if label is None else int(label), manipulations,
+                                 num_classes=int(num_classes), clip=tuple(clip), mean=mean, std=std,
+                                 epsilon=float(epsilon), source=source, sha256=digest.hexdigest(), ranking=ranking)
 
 
-def perturbation_property(x, label: int, manipulations: list[dict], *, num_classes: int, clip=(0.0, 1.0),
+def perturbation_property(x, label: int | None, manipulations: list[dict], *, num_classes: int, clip=(0.0, 1.0),
                           mean=None, std=None, epsilon: float = 0.0, source: str = "",
-                          sha256: str = "") -> Property:
-    """The property "every image the manipulations make from x keeps `label`"; x is raw, any shape whose
-    last two axes are H, W for spatial manipulations. Raises SpecError naming the bad field."""
+                          sha256: str = "", ranking: dict | None = None) -> Property:
+    """The property "every image the manipulations make from x keeps `label`" (or, with `ranking`, keeps
+    the top-k question of verikit.spec.topk); x is raw, any shape whose last two axes are H, W for spatial
+    manipulations. Raises SpecError naming the bad field."""
     where = source or None
     x = np.asarray(x, dtype=np.float64)
     lo, hi = float(clip[0]), float(clip[1])
@@ -148,7 +154,7 @@ def perturbation_property(x, label: int, manipulations: list[dict], *, num_class
     image = m.Image(_as_chw(x), lo, hi, mean_a.reshape(_as_chw(x).shape), std_a.reshape(_as_chw(x).shape), x.shape)
     valid = image.box(np.full(image.raw.shape, lo), np.full(image.raw.shape, hi))
     eps_model = float(epsilon / std_a.reshape(-1)[0]) if epsilon > 0 else 0.0
-    disjuncts = misclassification_disjuncts(label, num_classes)
+    disjuncts, _, ranked = output_condition(label, num_classes, ranking, where=where)
     cases, described, summary = [], [], []
     for number, entry in enumerate(manipulations):
         field = f"manipulations[{number}]"
@@ -185,7 +191,7 @@ def perturbation_property(x, label: int, manipulations: list[dict], *, num_class
         raise SpecError("key 'manipulations': no manipulation makes any image (is the patch larger than the "
                         "image?)", where=where)
     details = {"label": label, "clip": [lo, hi], "epsilon": epsilon, "manipulations": summary,
-               "cases": described}
+               "cases": described, **({"output": ranked} if ranked else {})}
     notes = (f"{len(cases)} case(s) from {len(manipulations)} manipulation(s)",)
     return Property(tuple(cases), x.size, num_classes, source=source, sha256=sha256, notes=notes,
                     kind="perturbation", details=details)

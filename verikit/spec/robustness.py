@@ -21,8 +21,16 @@ Spec file format (JSON, `verikit-robustness/1`; the `#` comments are explanation
       "mean": [0.49, 0.48, 0.45],         # optional normalisation: box = (clip(x ± eps) - mean) / std
       "std": [0.25, 0.24, 0.26],          # std > 0; scalars, per-channel lists or full arrays
       "norm": "inf",                      # optional; only "inf" is accepted
-      "description": "free text"          # optional; keys starting with "_" are ignored too
-    }
+      "description": "free text",         # optional; keys starting with "_" are ignored too
+      "property": "top-k",                # optional: "robustness" (default), "top-k", "top-k-set",
+                                          # "top-k-order" or "targeted-order" (see verikit.spec.topk)
+      "k": 3,                             # top-k: the label must stay among the k highest outputs
+      "classes": [3, 5, 0],               # top-k-set / top-k-order: the (ordered) top k to keep
+      "targets": [7, 1, 4]                # targeted-order: the attacker's ordered top K (verified:
+    }                                     #   no point of the ball ranks them first, in this order)
+
+`label` is required for "robustness" and "top-k" only. The normal form of "top-k" has C(n-1, k)
+disjuncts and is refused past `verikit.spec.topk.MAX_TOPK_DISJUNCTS`; the other kinds are linear in n.
 
 `mean`/`std`: a scalar; an array with x's size; or a flat list of length k, applied per channel
 along the first axis of x's shape (leading 1s skipped) that has length k — e.g. 3 for (1, 3, 32, 32).
@@ -46,7 +54,7 @@ from verikit.spec.vnnlib import read_spec_text
 
 FORMAT = "verikit-robustness/1"
 _KNOWN_KEYS = frozenset({"format", "input", "input_file", "input_shape", "label", "epsilon", "num_classes",
-                         "clip", "mean", "std", "norm", "description"})
+                         "clip", "mean", "std", "norm", "description", "property", "k", "classes", "targets"})
 _INF_NORMS = ("inf", "linf", "l-inf", "l_inf")
 
 
@@ -63,11 +71,14 @@ def robustness_property(
     std=None,
     source: str = "",
     sha256: str = "",
+    ranking: dict | None = None,
 ) -> Property:
     """The property "no point of the L-inf ball of radius eps around x changes the label".
 
     `x` has any shape (flattened in C order); `lower`/`upper` clip the raw box (scalars or arrays
-    broadcastable to x); `mean`/`std` then normalise it. Raises SpecError on bad arguments.
+    broadcastable to x); `mean`/`std` then normalise it. `ranking` asks a top-k question instead of the
+    label's: {"property": kind, "k": .., "classes": [..]} (verikit.spec.topk; label may then be None
+    except for "top-k"). Raises SpecError on bad arguments.
     """
     _check_norm(norm)
     x = np.asarray(x, dtype=np.float64)
@@ -75,13 +86,14 @@ def robustness_property(
         raise SpecError("the input x is empty", where=source or None)
     if not np.isfinite(x).all():
         raise SpecError("the input x contains NaN or infinite values", where=source or None)
-    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+    needs_label = ranking is None or ranking.get("property") in ("robustness", "top-k")
+    if (label is not None or needs_label) and (isinstance(label, bool) or not isinstance(label, (int, np.integer))):
         raise SpecError(f"label must be an integer, got {label!r}", where=source or None)
     most = limits.current().max_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or not 2 <= num_classes <= most:
         raise SpecError(f"num_classes must be an integer in 2..{most} (VERIKIT_MAX_CLASSES), got {num_classes!r}",
                         where=source or None)
-    if not 0 <= label < num_classes:
+    if label is not None and not 0 <= label < num_classes:
         raise SpecError(f"label {label} is outside 0..{num_classes - 1}", where=source or None)
     eps = float(eps)
     if not math.isfinite(eps) or eps < 0.0:
@@ -114,8 +126,59 @@ def robustness_property(
         low, high = (low - mean_array) / std_array, (high - mean_array) / std_array
         notes.append("box normalised as (raw - mean) / std")
 
-    case = Case(Box(low.reshape(-1), high.reshape(-1)), misclassification_disjuncts(label, num_classes))
-    return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes))
+    disjuncts, kind, details = output_condition(label, num_classes, ranking, where=source or None)
+    if details:
+        details["epsilon"] = eps
+        notes.append(f"{kind}: {len(disjuncts)} disjuncts in normal form")
+    case = Case(Box(low.reshape(-1), high.reshape(-1)), disjuncts)
+    return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes), kind=kind,
+                    details=details)
+
+
+def output_condition(label: int | None, num_classes: int, ranking: dict | None, *,
+                     where: str | None = None) -> tuple[tuple[Conjunction, ...], str, dict]:
+    """(the violation disjuncts, the property kind, its details) of a spec's output condition: the label's
+    misclassification (kind "vnnlib", no details), or the top-k question `ranking` (verikit.spec.topk).
+    One place for every spec kind that takes a "property" key (robustness and perturbation specs)."""
+    if ranking is None or ranking.get("property") == "robustness":
+        return misclassification_disjuncts(label, num_classes), "vnnlib", {}
+    from verikit.spec import topk
+
+    kind = ranking["property"]
+    classes = ranking.get("classes")
+    disjuncts = topk.disjuncts_for(kind, num_classes, label=label, k=ranking.get("k"), classes=classes, where=where)
+    details = {"property": kind, "label": label, "num_classes": num_classes,
+               "k": ranking.get("k") if kind == "top-k" else len(classes),
+               "classes": list(classes) if classes else None, "disjuncts": len(disjuncts)}
+    return disjuncts, kind, details
+
+
+def ranking_from_dict(spec: dict, where: str | None) -> dict | None:
+    """The top-k question of a spec ("property", "k", "classes"/"targets"), or None for plain robustness."""
+    kind = spec.get("property", "robustness")
+    from verikit.spec.topk import KINDS
+
+    if kind not in KINDS:
+        raise SpecError(f"key 'property': expected one of {', '.join(KINDS)}, got {kind!r}", where=where)
+    if kind == "robustness":
+        stray = [key for key in ("k", "classes", "targets") if key in spec]
+        if stray:
+            raise SpecError(f"key '{stray[0]}' needs a top-k 'property'", where=where)
+        return None
+    key = {"top-k": "k", "targeted-order": "targets"}.get(kind, "classes")
+    if key not in spec:
+        raise SpecError(f"key '{key}' is missing (property {kind})", where=where)
+    uses = ("k",) if kind == "top-k" else (key, "k")
+    stray = [name for name in ("k", "classes", "targets") if name in spec and name not in uses]
+    if stray:
+        raise SpecError(f"key '{stray[0]}' is not used by property {kind} (it takes {' and '.join(uses)})",
+                        where=where)
+    if kind == "top-k":
+        return {"property": kind, "k": spec["k"]}
+    classes = spec[key]
+    if "k" in spec and not (isinstance(classes, list) and spec["k"] == len(classes)):
+        raise SpecError(f"key 'k' ({spec['k']!r}) differs from the length of '{key}'", where=where)
+    return {"property": kind, "classes": classes}
 
 
 def misclassification_disjuncts(label: int, num_classes: int) -> tuple[Conjunction, ...]:
@@ -152,7 +215,9 @@ def robustness_from_dict(
         raise SpecError(f"key 'format' is missing; expected \"{FORMAT}\"", where=where)
     if spec["format"] != FORMAT:
         raise SpecError(f"key 'format': expected \"{FORMAT}\", got {spec['format']!r}", where=where)
-    for key in ("label", "epsilon", "num_classes"):
+    ranking = ranking_from_dict(spec, where)
+    for key in ("label", "epsilon", "num_classes") if ranking is None or ranking["property"] == "top-k" \
+            else ("epsilon", "num_classes"):
         if key not in spec:
             raise SpecError(f"key '{key}' is missing", where=where)
 
@@ -169,12 +234,12 @@ def robustness_from_dict(
             )
         x = x.reshape(shape)
 
-    label, num_classes, epsilon = spec["label"], spec["num_classes"], spec["epsilon"]
+    label, num_classes, epsilon = spec.get("label"), spec["num_classes"], spec["epsilon"]
     most = limits.current().max_classes
     if not _is_int(num_classes) or not 2 <= num_classes <= most:
         raise SpecError(f"key 'num_classes': expected an integer in 2..{most} (VERIKIT_MAX_CLASSES), "
                         f"got {num_classes!r}", where=where)
-    if not _is_int(label) or not 0 <= label < num_classes:
+    if (label is not None or ranking is None) and (not _is_int(label) or not 0 <= label < num_classes):
         raise SpecError(f"key 'label': expected an integer in 0..{num_classes - 1}, got {label!r}", where=where)
     if not _is_number(epsilon) or not math.isfinite(epsilon) or epsilon < 0:
         raise SpecError(f"key 'epsilon': expected a finite number >= 0, got {epsilon!r}", where=where)
@@ -190,9 +255,9 @@ def robustness_from_dict(
     norm = spec.get("norm", "inf")
     if not isinstance(norm, str):
         raise SpecError(f"key 'norm': expected the string \"inf\", got {norm!r}", where=where)
-    return robustness_property(x, int(label), float(epsilon), num_classes=int(num_classes), lower=lower,
-                               upper=upper, norm=norm, mean=mean, std=std, source=source,
-                               sha256=digest.hexdigest())
+    return robustness_property(x, None if label is None else int(label), float(epsilon),
+                               num_classes=int(num_classes), lower=lower, upper=upper, norm=norm, mean=mean,
+                               std=std, source=source, sha256=digest.hexdigest(), ranking=ranking)
 
 
 def _load_input(spec: dict, base_dir: Path, where: str | None, digest) -> np.ndarray:

@@ -61,7 +61,7 @@ def robustness_checks(prop: Robustness, model_name: str, network: Network, datas
 
     settings = AuditSettings(eps=prop.eps, norm=prop.norm, method=prop.method, normalization=normalization,
                              seed=seed, attack=PGDSettings(restarts=prop.restarts, steps=prop.steps),
-                             timeout=prop.timeout)
+                             timeout=prop.timeout, top_k=prop.top_k)
     result = audit(network, dataset, settings)
     checks = []
     for outcome, minimum in zip(result.per_eps, prop.min_certified):
@@ -70,7 +70,7 @@ def robustness_checks(prop: Robustness, model_name: str, network: Network, datas
         metrics = {"eps": outcome.eps, "norm": prop.norm, "method": prop.method, "samples": len(dataset),
                    "clean_accuracy": clean, "empirical_robust_accuracy": emp, "certified_robust_accuracy": cert,
                    "min_certified_accuracy": minimum, "min_clean_accuracy": prop.min_clean,
-                   "falsified_samples": int(outcome.broken.sum())}
+                   "falsified_samples": int(outcome.broken.sum()), "top_k": prop.top_k}
         found = f"certified {cert:.2%} ≤ robust ≤ {emp:.2%} (empirical), clean {clean:.2%}"
         if prop.min_clean is not None and clean < prop.min_clean:
             verdict, message = "falsified", f"clean accuracy {clean:.2%} < {prop.min_clean:.2%}; {found}"
@@ -84,8 +84,10 @@ def robustness_checks(prop: Robustness, model_name: str, network: Network, datas
             verdict = "timeout" if outcome.timed_out else "unknown"
             message = f"certified {cert:.2%} < {minimum:.2%} required ≤ empirical {emp:.2%}: undecided"
         definition = definition_hash("robustness", dataset.sha256, outcome.eps, prop.norm,
-                                     normalization.as_dict(), len(dataset), minimum, prop.min_clean)
-        checks.append(CheckResult(f"{prop.name}/{model_name}/eps={outcome.eps:g}", prop.name, prop.kind,
+                                     normalization.as_dict(), len(dataset), minimum, prop.min_clean,
+                                     *(() if prop.top_k == 1 else (("top_k", prop.top_k),)))
+        top = "" if prop.top_k == 1 else f"/top-{prop.top_k}"
+        checks.append(CheckResult(f"{prop.name}/{model_name}/eps={outcome.eps:g}{top}", prop.name, prop.kind,
                                   model_name, network.sha256, definition, verdict, message,
                                   sum(outcome.seconds.values()), metrics))
     return checks, result

@@ -52,6 +52,7 @@ class Robustness:
     restarts: int
     steps: int
     kind: str = "robustness"
+    top_k: int = 1  # robust = the label stays among the top_k highest outputs (verikit.apps.audit)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ def _robustness(table: Table, name: str, models: tuple[str, ...], datasets: set[
         method, table.number("timeout", defaults.number("timeout", None, positive=True), positive=True),
         table.integer("restarts", defaults.integer("restarts", 8, minimum=1), minimum=1),
         table.integer("steps", defaults.integer("steps", 40, minimum=1), minimum=1),
+        top_k=table.integer("top_k", 1, minimum=1),
     )
 
 
@@ -323,7 +325,7 @@ def _lipschitz(table: Table, name: str, models: tuple[str, ...], defaults: Table
 
 PROPERTY_KEYS = {
     "robustness": ("name", "kind", "models", "dataset", "eps", "norm", "method", "min_certified_accuracy",
-                   "min_clean_accuracy", "timeout", "restarts", "steps"),
+                   "min_clean_accuracy", "timeout", "restarts", "steps", "top_k"),
     "vnnlib": ("name", "kind", "models", "spec", "specs", "timeout", "engines", "methods", "settings"),
     "output-range": ("name", "kind", "models", "input_lower", "input_upper", "outputs", "min", "max", "timeout",
                      "engines", "methods", "settings"),

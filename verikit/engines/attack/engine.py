@@ -36,6 +36,9 @@ class AttackSettings:
     candidates_per_check: int = 4
     max_batch_elements: int = 4_000_000  # restarts x n_inputs cap, keeps memory bounded
     diversify_steps: int = 10  # every other round starts with this many output-diversified steps (0: never)
+    quadattack: str = "auto"  # QuadAttack first (engines/attack/quadattack): "auto" (a disjunct of >= 2 rows:
+    # top-k, targeted order), "on" (every box case) or "off"
+    quadattack_share: float = 0.3  # of the attack's budget
 
 
 def run(
@@ -61,6 +64,12 @@ def run(
             return Falsified(found)
     if not case.disjuncts:
         return Unknown("case has no disjunct: nothing can violate it")
+    if _quadattack_wanted(case, settings):
+        from verikit.engines.attack import quadattack
+
+        quad = quadattack.run(network, case, budget.share(settings.quadattack_share), seed=seed, tolerances=tolerances)
+        if isinstance(quad, Falsified):
+            return quad
     spec = SpecRows.of(case, torch.float32)
     generator = torch.Generator().manual_seed(seed)
     restarts = max(1, min(settings.restarts, settings.max_batch_elements // max(1, box.size)))
@@ -106,6 +115,17 @@ def run(
         if search.timed_out:
             return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})", timed_out=True)
     return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})")
+
+
+def _quadattack_wanted(case: Case, settings: AttackSettings) -> bool:
+    """QuadAttack runs first when asked and osqp is installed (else PGD alone, as without it)."""
+    if settings.quadattack not in ("auto", "on") or case.region is not None:
+        return False
+    if settings.quadattack == "auto" and not any(conjunction.rows >= 2 for conjunction in case.disjuncts):
+        return False
+    from verikit.engines.attack.quadattack import osqp_available
+
+    return osqp_available() is None
 
 
 def parameter_points(params, seed: int, grid: int = 33, random: int = 512) -> list[np.ndarray]:

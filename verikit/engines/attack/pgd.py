@@ -180,11 +180,13 @@ def pgd(
     return Search(best_x, best, best_step)
 
 
-def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """y_label - max_{j != label} y_j for logits (B, K) → (B,)."""
+def _margins(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """y_label - (the k-th largest y_j, j != label) for logits (B, K) → (B,); < 0 breaks top-k."""
     own = logits.gather(1, labels[:, None])[:, 0]
     others = logits.scatter(1, labels[:, None], -math.inf)
-    return own - others.max(dim=1).values
+    if k == 1:
+        return own - others.max(dim=1).values
+    return own - others.topk(k, dim=1).values[:, -1]
 
 
 def _project(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
@@ -219,7 +221,7 @@ def _starts(x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, re
 
 def _chunk(module: torch.nn.Module, x0: np.ndarray, labels: np.ndarray, low: np.ndarray, high: np.ndarray,
            mean: torch.Tensor, std: torch.Tensor, norm: str, eps: float, settings: PGDSettings,
-           generator: torch.Generator, budget: Budget | None) -> Candidates:
+           generator: torch.Generator, budget: Budget | None, top_k: int = 1) -> Candidates:
     restarts = settings.restarts
     base = torch.as_tensor(x0, dtype=torch.float32)
     lo = torch.as_tensor(low, dtype=torch.float32).repeat_interleave(restarts, 0)
@@ -229,7 +231,7 @@ def _chunk(module: torch.nn.Module, x0: np.ndarray, labels: np.ndarray, low: np.
     starts = _starts(base, lo, hi, eps, restarts, ball is not None, generator)
 
     def margins(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        return _margins(module((x - mean) / std), rows_label if rows is None else rows_label[rows])
+        return _margins(module((x - mean) / std), rows_label if rows is None else rows_label[rows], top_k)
 
     def stop_broken_samples(state: PGDState) -> bool:
         if state.step % settings.check_every == settings.check_every - 1:
@@ -262,8 +264,10 @@ def pgd_batch(
     settings: PGDSettings = PGDSettings(),
     seed: int = 0,
     budget: Budget | None = None,
+    top_k: int = 1,
 ) -> Candidates:
-    """Search each sample's region for a misclassified point; x0, low, high are raw units (B, n).
+    """Search each sample's region for a misclassified point (`top_k` > 1: one whose label falls out of
+    the k highest outputs); x0, low, high are raw units (B, n).
 
     Norm "inf": the region is the box [low, high] (the ε-box already intersected with the valid range).
     Norm "2": the ball ||x - x0||_2 <= ε intersected with [low, high] (the valid range).
@@ -281,7 +285,7 @@ def pgd_batch(
     for start in range(0, batch, per_chunk):
         stop = start + per_chunk
         parts.append(_chunk(module, x0[start:stop], labels[start:stop], low[start:stop], high[start:stop],
-                            mean_t, std_t, norm, eps, settings, generator, budget))
+                            mean_t, std_t, norm, eps, settings, generator, budget, top_k))
     if not parts:
         return Candidates(np.zeros((0, n)), np.zeros(0))
     return Candidates(np.concatenate([p.x for p in parts]), np.concatenate([p.margin for p in parts]),
