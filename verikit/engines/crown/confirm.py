@@ -8,6 +8,8 @@ on the rows still open, in float64 over the exact float64 spec constants.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -86,3 +88,47 @@ def rigorous_lower_bounds(pwl: PiecewiseLinear, mlp: ReluMlp | None, lower: np.n
         found = confirmed_lower_bounds(mlp, np.atleast_2d(lower)[index], np.atleast_2d(upper)[index], C, d)
         best[index] = np.maximum(best[index], found)
     return best
+
+
+@dataclass(frozen=True, eq=False)
+class ChainForm:
+    """The piecewise-linear chain form (and its float64 ReLU MLP, when it is one) as a confirming form:
+    like `verikit.engines.crown.graph.GraphForm`, it checks itself against onnxruntime and bounds boxes."""
+
+    pwl: PiecewiseLinear
+    mlp: ReluMlp | None
+
+    @property
+    def label(self) -> str:
+        return "intervals, CROWN" if self.mlp is not None else "intervals"
+
+    def check(self, network, box) -> None:
+        """ModelError unless the form matches onnxruntime on `box` (it is a second translation)."""
+        from verikit.onnx.pwl import check_piecewise_linear
+
+        check_piecewise_linear(network, self.pwl, box)
+
+    def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return rigorous_lower_bounds(self.pwl, self.mlp, lower, upper, C, d)
+
+
+def confirming_form(network, pwl=None):
+    """The form that re-proves float32 refutations rigorously: the chain form of a piecewise-linear chain
+    (`pwl`, when the caller holds it, or the reason it has none as a str), else the float64 graph form of a
+    ReLU DAG (verikit.engines.crown.graph); or the reason (str) there is neither."""
+    from verikit.core.pwl import NotPiecewiseLinear
+    from verikit.engines.crown.graph import GraphForm
+    from verikit.onnx.pwl import to_piecewise_linear
+
+    reason = pwl if isinstance(pwl, str) else None
+    if pwl is None:
+        try:
+            pwl = to_piecewise_linear(network)
+        except NotPiecewiseLinear as error:
+            reason = f"not piecewise linear: {error}"
+    if reason is None:
+        return ChainForm(pwl, exact_mlp(pwl))
+    graph = GraphForm.build(network.module)
+    if isinstance(graph, str):
+        return f"{reason}; and no float64 graph form: {graph}"
+    return graph

@@ -82,20 +82,18 @@ def _confirmed(bounded: BoundedNetwork, lower: np.ndarray, upper: np.ndarray, la
     """`best` with every box proven by auto_LiRPA re-bounded rigorously, one call per label (a box that is
     not confirmed is no longer proven); all -inf when the network has no form to confirm with."""
     from verikit.core.property import Box
-    from verikit.engines.crown.confirm import rigorous_lower_bounds
     from verikit.engines.lirpa.engine import unconfirmable
-    from verikit.onnx.pwl import check_piecewise_linear
 
     proven = np.all(best > 0, axis=1)
     if unconfirmable(bounded) is not None:
         return np.full_like(best, -np.inf)
     if not proven.any():
         return best
-    pwl, mlp = bounded.pwl
-    check_piecewise_linear(bounded.network, pwl, Box(lower[proven].min(axis=0), upper[proven].max(axis=0)))
+    form = bounded.pwl
+    form.check(bounded.network, Box(lower[proven].min(axis=0), upper[proven].max(axis=0)))
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     for label in np.unique(labels[proven]):
         index = np.flatnonzero(proven & (labels == label))
         rows = C[index[0]]
-        best[index] = rigorous_lower_bounds(pwl, mlp, lower[index], upper[index], rows, np.zeros(rows.shape[0]))
+        best[index] = form.lower_bounds(lower[index], upper[index], rows, np.zeros(rows.shape[0]))
     return best

@@ -8,9 +8,11 @@ auto_LiRPA computes in float32 and that slack is an estimate, not a derivation, 
 it. A case auto_LiRPA refutes is proven only when verikit confirms it in rigorous float64 arithmetic
 (`verikit.engines.crown.confirm.rigorous_lower_bounds`: outward-rounded intervals through the
 piecewise-linear form, then float64 CROWN/α-CROWN with a derived rounding allowance on a ReLU MLP), after
-that form is checked against onnxruntime on the case's box. A network with no piecewise-linear chain
-form (residual graphs, sigmoid, comparisons, division, ...) has no such confirmation: the engine says so
-(`supports`), and a refutation there is `unknown` with the reason, never `verified`.
+that form is checked against onnxruntime on the case's box. A ReLU network whose graph is not a chain
+(residual adds, branches) is confirmed on its own graph instead (`verikit.engines.crown.graph`, float64
+CROWN with a derived allowance); one with neither form (sigmoid outside a chain, comparisons, division,
+...) has no confirmation: the engine says so (`supports`), and a refutation there is `unknown` with the
+reason, never `verified`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class BoundedNetwork:
     network: Network
     module: torch.nn.Module  # auto_LiRPA.BoundedModule
     device: str
-    pwl: object = None  # (PiecewiseLinear, ReluMlp | None) confirming refutations, or why there is none (str)
+    pwl: object = None  # the form confirming refutations (crown.confirm.ChainForm, crown.graph.GraphForm), or
+    # why there is none (str)
 
 
 def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwork:
@@ -96,33 +99,19 @@ def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwor
                                        operators=(operator,), where=network.source or None)
     support.fix_maxpool_relaxation(bounded)
     support.ensure_parameter(bounded, device)
-    result = BoundedNetwork(network, bounded, device, _confirming_mlp(network, pwl))
+    from verikit.engines.crown.confirm import confirming_form
+
+    result = BoundedNetwork(network, bounded, device, confirming_form(network, pwl))
     _check_translation(result)
     return result
-
-
-def _confirming_mlp(network: Network, pwl=None):
-    """(the piecewise-linear form, its float64 ReluMlp or None) that confirms refutations, or the reason
-    there is none (str)."""
-    from verikit.core.pwl import NotPiecewiseLinear
-    from verikit.engines.crown.confirm import exact_mlp
-    from verikit.onnx.pwl import to_piecewise_linear
-
-    if isinstance(pwl, str):
-        return pwl
-    if pwl is None:
-        try:
-            pwl = to_piecewise_linear(network)
-        except NotPiecewiseLinear as reason:
-            return f"not piecewise linear: {reason}"
-    return pwl, exact_mlp(pwl)
 
 
 def unconfirmable(bounded: BoundedNetwork) -> str | None:
     """Why auto_LiRPA's float32 bounds on this network can never be confirmed rigorously, or None."""
     if isinstance(bounded.pwl, str) or bounded.pwl is None:
         return (f"auto_LiRPA bounds in float32, and verikit re-proves such bounds in rigorous arithmetic only on "
-                f"a piecewise-linear chain form, which this network lacks ({bounded.pwl or 'none was built'})")
+                f"a piecewise-linear chain or a ReLU graph form, which this network lacks "
+                f"({bounded.pwl or 'none was built'})")
     return None
 
 
@@ -130,22 +119,20 @@ def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, 
     """None when verikit's rigorous float64 bounds refute every disjunct too, else why the proof stands
     unconfirmed. Raises `_NotConfirmable` when the network has no form to confirm with."""
     from verikit.core.errors import ModelError
-    from verikit.engines.crown.confirm import rigorous_lower_bounds
-    from verikit.onnx.pwl import check_piecewise_linear
 
     reason = unconfirmable(bounded)
     if reason is not None:
         raise _NotConfirmable(reason)
-    pwl, mlp = bounded.pwl
+    form = bounded.pwl
     try:
-        check_piecewise_linear(bounded.network, pwl, case.box)
+        form.check(bounded.network, case.box)
     except ModelError as error:
         return str(error)
-    lower = rigorous_lower_bounds(pwl, mlp, case.box.lower[None], case.box.upper[None], C, d)[0]
+    lower = form.lower_bounds(case.box.lower[None], case.box.upper[None], C, d)[0]
     open_ = [k for k, (s, e) in enumerate(zip(starts, ends)) if not np.any(lower[s:e] > 0)]
     if open_:
         return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's rigorous float64 bounds "
-                f"({'intervals, CROWN' if mlp is not None else 'intervals'}) do not confirm disjunct(s) {open_[:5]}")
+                f"({form.label}) do not confirm disjunct(s) {open_[:5]}")
     return None
 
 
