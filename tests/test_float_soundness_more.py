@@ -1,0 +1,56 @@
+"""The rest of issue 25's review, each pinned by a case the old code got wrong: folded constants kept
+exact, onnxruntime-only counterexamples seen, per-output translation tolerances checked inside the
+box, and the audit's batch certification confirmed by the piecewise-linear check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx_factory import GraphBuilder
+
+from verikit.core.property import Box, Case, Conjunction, Property
+from verikit.core.result import Verdict
+from verikit.onnx.load import load_network_bytes
+from verikit.onnx.pwl import to_piecewise_linear
+from verikit.portfolio.options import Options
+from verikit.portfolio.runner import verify
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _at_least(value: float, box: Box) -> Property:
+    """The property `Y_0 < value` on `box`: its counterexamples are the points with Y_0 >= value."""
+    return Property((Case(box, (Conjunction(np.array([[-1.0]]), np.array([-value])),)),), 1, 1)
+
+
+@pytest.mark.parametrize("engines", [("smt",), ("bounds",)])
+def test_a_bias_folded_into_a_gemm_keeps_its_exact_sum(engines):
+    # Y = x + 1 + 2^-30 (Gemm with bias 1, then Add 2^-30): the sum folded into a float32 bias is 1, and
+    # z3's exact proof of Y < 1 + 2^-31 on x in [-1, 0] was about that other network. At x = 0 the
+    # network (in exact arithmetic) reaches 1 + 2^-30: no verdict may say verified.
+    g = GraphBuilder()
+    y = g.op("Gemm", "x", g.const(np.array([[1.0]])), g.const(np.array([1.0])), transB=1)
+    network = load_network_bytes(g.build((1, 1), g.op("Add", y, g.const(np.array([2.0**-30])))))
+    assert to_piecewise_linear(network).evaluate(np.zeros((1, 1)))[0, 0] == 1.0 + 2.0**-30
+    result = verify(network, _at_least(1.0 + 2.0**-31, Box(np.array([-1.0]), np.array([0.0]))),
+                    Options(engines=engines, timeout=30))
+    assert result.verdict is not Verdict.VERIFIED, result.reason
+
+
+@pytest.mark.parametrize("factor", ["alpha", "beta"])
+def test_gemm_alpha_and_beta_products_that_are_not_float32_stay_exact(factor):
+    # Y = alpha·3x + beta·3 at x = 1 with alpha (or beta) = float32(0.1): the product 0.1·3 is not a
+    # float32, and storing it rounded let z3 prove Y below the exact value.
+    a = float(np.float32(0.1))
+    g = GraphBuilder()
+    attrs = {"alpha": a} if factor == "alpha" else {"beta": a}
+    y = g.op("Gemm", "x", g.const(np.array([[3.0]])), g.const(np.array([3.0])), transB=1, **attrs)
+    network = load_network_bytes(g.build((1, 1), y))
+    exact = a * 3.0 + 3.0
+    assert to_piecewise_linear(network).evaluate(np.ones((1, 1)))[0, 0] == exact
+    rounded = float(np.float32(a * 3.0)) + 3.0
+    assert rounded > exact
+    # counterexamples: Y <= midpoint, which the exact network meets at x = 1
+    prop = Property((Case(Box(np.ones(1), np.ones(1)), (Conjunction(np.array([[1.0]]), np.array([(exact + rounded) / 2])),)),), 1, 1)
+    result = verify(network, prop, Options(engines=("smt",), timeout=30))
+    assert result.verdict is not Verdict.VERIFIED, result.reason
