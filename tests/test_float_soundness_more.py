@@ -54,3 +54,43 @@ def test_gemm_alpha_and_beta_products_that_are_not_float32_stay_exact(factor):
     prop = Property((Case(Box(np.ones(1), np.ones(1)), (Conjunction(np.array([[1.0]]), np.array([(exact + rounded) / 2])),)),), 1, 1)
     result = verify(network, prop, Options(engines=("smt",), timeout=30))
     assert result.verdict is not Verdict.VERIFIED, result.reason
+
+
+def _flat_top():
+    """y = -(relu(x - 0.31) + relu(0.29 - x)): 0 on [0.29, 0.31], negative elsewhere in [0, 1]."""
+    g = GraphBuilder()
+    h = g.op("Relu", g.op("Add", g.op("MatMul", "x", g.const(np.array([[1.0, -1.0]]))), g.const(np.array([-0.31, 0.29]))))
+    return load_network_bytes(g.build((1, 1), g.op("MatMul", h, g.const(np.array([[-1.0], [-1.0]])))))
+
+
+def test_the_attack_replays_its_best_points_even_where_torch_sees_no_violation(monkeypatch):
+    # torch made 1e-3 too low everywhere: no point violates y >= 0 in torch, but on [0.29, 0.31]
+    # onnxruntime's y is 0. The round's best points must still be replayed, and the witness is onnxruntime's.
+    from verikit.core.result import Budget, Falsified
+    from verikit.engines.attack import engine as attack
+
+    network = _flat_top()
+    forward = network.module.forward
+    monkeypatch.setattr(network.module, "forward", lambda x: forward(x) - 1e-3)
+    case = _at_least(0.0, Box(np.array([0.0]), np.array([1.0]))).cases[0]
+    settings = attack.AttackSettings(restarts=8, steps=30, rounds=2, diversify_steps=0)
+    outcome = attack.run(network, case, Budget.seconds(20), settings=settings)
+    assert isinstance(outcome, Falsified), outcome
+    x = float(outcome.counterexample.x[0])
+    assert 0.29 <= x <= 0.31 and float(outcome.counterexample.y[0]) >= 0.0
+    assert network.replay(outcome.counterexample.x[None, :])[0, 0] >= 0.0
+
+
+def test_branch_and_bound_replays_its_pgd_best_points_whatever_their_float_violation():
+    from verikit.engines.bab.common import Validator
+    from verikit.witness.replay import STRICT
+
+    import torch
+
+    network = _flat_top()
+    case = _at_least(0.0, Box(np.array([0.0]), np.array([1.0]))).cases[0]
+    points, violation = torch.tensor([[0.9], [0.3]], dtype=torch.float64), torch.tensor([0.5, 1e-3], dtype=torch.float64)
+    assert Validator(network, case, STRICT).first(points, violation) is None  # what the old code replayed
+    validator = Validator(network, case, STRICT)
+    found = validator.first(points, violation, best=1)
+    assert found is not None and float(found.counterexample.x[0]) == np.float32(0.3) and validator.replayed == 1
