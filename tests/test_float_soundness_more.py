@@ -94,3 +94,79 @@ def test_branch_and_bound_replays_its_pgd_best_points_whatever_their_float_viola
     validator = Validator(network, case, STRICT)
     found = validator.first(points, violation, best=1)
     assert found is not None and float(found.counterexample.x[0]) == np.float32(0.3) and validator.replayed == 1
+
+
+def _two_outputs(small_weight: float):
+    """y = (1e6·x, small_weight·x): one huge output beside a small one."""
+    g = GraphBuilder()
+    return load_network_bytes(g.build((1, 1), g.op("MatMul", "x", g.const(np.array([[1e6, small_weight]])))))
+
+
+def test_the_translation_check_holds_each_output_to_its_own_scale():
+    # the small output is mistranslated by 5%: the huge output's scale (1e6) allowed a diff of 100 on it
+    import torch
+
+    from verikit.core.errors import ModelError
+    from verikit.onnx.load import check_translation
+
+    network = _two_outputs(1.0)
+    check_translation(network, Box(-np.ones(1), np.ones(1)))
+    with torch.no_grad():
+        network.module.ops[0].weight[1, 0] += 0.05
+    with pytest.raises(ModelError, match="output 1"):
+        check_translation(network, Box(-np.ones(1), np.ones(1)))
+
+
+def test_auto_lirpas_translation_check_holds_each_output_to_its_own_scale():
+    from verikit.engines.lirpa import engine as bounds
+
+    traced = bounds.prepare(_two_outputs(1.0))
+    with pytest.raises(bounds.BoundsError, match="output 1"):
+        bounds._check_translation(bounds.BoundedNetwork(_two_outputs(1.05), traced.module, "cpu"))
+
+
+def _relu_beyond(scale: float):
+    """y = scale·relu(x - 40): 0 wherever random normal points fall."""
+    g = GraphBuilder()
+    h = g.op("Relu", g.op("Add", "x", g.const(np.array([-40.0]))))
+    return load_network_bytes(g.build((1, 1), g.op("MatMul", h, g.const(np.array([[scale]])))))
+
+
+def test_an_auto_lirpa_translation_that_differs_only_inside_the_box_is_refused():
+    # auto_LiRPA traced y = relu(x - 40); the network is 2·relu(x - 40): they agree on the random normal
+    # points prepare compares on, not on [45, 55], where the bounds would have been the wrong network's
+    from verikit.core.result import Budget, Unknown
+    from verikit.engines.lirpa import engine as bounds
+
+    traced = bounds.prepare(_relu_beyond(1.0))
+    bounded = bounds.prepare(_relu_beyond(2.0))
+    wrong = bounds.BoundedNetwork(bounded.network, traced.module, "cpu", bounded.pwl)
+    bounds._check_translation(wrong)  # the old check passes
+    box = Box(np.array([45.0]), np.array([55.0]))
+    with pytest.raises(bounds.BoundsError, match="inside the box"):
+        bounds.margin_lower_bounds(wrong, box, np.eye(1), np.zeros(1), method="ibp")
+    # y >= 20: impossible in the traced network (y in [5, 15]), reached by the network (y in [10, 30])
+    outcome = bounds.run(wrong, _at_least(20.0, box).cases[0], Budget.seconds(10))
+    assert isinstance(outcome, Unknown) and "inside the box" in outcome.reason
+    bounds.margin_lower_bounds(bounded, box, np.eye(1), np.zeros(1), method="ibp")  # the right one passes
+    assert (box.lower.tobytes(), box.upper.tobytes()) in bounded.checked_boxes
+
+
+def test_the_audits_batch_certification_is_refused_on_a_wrong_piecewise_linear_form(monkeypatch):
+    # a Relu translated as 0.5·relu(x) in the piecewise-linear form must never confirm a sample
+    from conftest import MODELS
+
+    from verikit.apps.audit import AuditSettings, audit
+    from verikit.apps.data import Normalization, load_dataset
+    from verikit.core.errors import ModelError
+    from verikit.core.pwl import Affine, Relu
+    from verikit.onnx.load import load_network
+    from verikit.onnx.ops.elementwise import ReluOp
+
+    network = load_network(MODELS / "digits_mlp.onnx")
+    digits = load_dataset(MODELS / "data" / "digits_test_100.npz").head(10)
+    settings = AuditSettings(eps=(0.001,), normalization=Normalization(clip_min=0.0, clip_max=1.0))
+    assert audit(network, digits, settings).per_eps[0].certified_robust_accuracy > 0  # certifies when right
+    monkeypatch.setattr(ReluOp, "pwl_layers", lambda self, size: (Relu(), Affine(0.5 * np.eye(size), np.zeros(size))))
+    with pytest.raises(ModelError, match="piecewise-linear form disagrees with onnxruntime"):
+        audit(network, digits, settings)
