@@ -10,7 +10,6 @@ and ends with an Affine (an identity where the network starts or ends otherwise)
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from typing import Callable
 
@@ -99,7 +98,7 @@ def _collapse(ops: list[Op], start: Meta, end: Meta, max_entries: int) -> list[L
             f"an affine segment ending at node '{ops[-1].node_name}' maps {start.size} to {end.size} values, "
             f"too many to hold densely (limit {max_entries} entries)"
         )
-    copies = [copy.deepcopy(op).double() for op in ops]
+    copies = [op.exact_copy() for op in ops]
 
     def run(flat: np.ndarray) -> np.ndarray:
         values = torch.from_numpy(flat).reshape(-1, *start.torch_shape)

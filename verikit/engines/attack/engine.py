@@ -4,7 +4,8 @@ The loss of a point is `min over disjuncts of max over rows of (C y - d)` (SpecR
 <= 0 exactly when some conjunction holds. Each round runs its restarts as one batch through the PGD loop
 (verikit.engines.attack.pgd.pgd), every other round from output-diversified starts (pgd.diversified_starts:
 each restart first pushes the output along its own random direction); candidates become counterexamples
-only through `verikit.witness.replay` (onnxruntime replay).
+only through `verikit.witness.replay` (onnxruntime replay). Besides the points torch calls violating,
+each round's few best points are replayed whatever torch says (onnxruntime may disagree at the boundary).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def run(
                      check=replay_promising)
         if search.best_loss.numel():
             best_loss = min(best_loss, float(search.best_loss.min()))
+        if found is None:
+            found = _replay_best(network, case, search.best_x, search.best_loss, settings.candidates_per_check,
+                                 tolerances)
         if found is not None:
             return Falsified(found)
         if search.timed_out:
@@ -126,6 +130,18 @@ def _quadattack_wanted(case: Case, settings: AttackSettings) -> bool:
     from verikit.engines.attack.quadattack import osqp_available
 
     return osqp_available() is None
+
+
+def _replay_best(network: Network, case: Case, x: torch.Tensor, loss: torch.Tensor, count: int,
+                 tolerances: Tolerances):
+    """Replay the round's `count` best points by torch loss, violating in torch or not: torch and
+    onnxruntime round differently, and a point may violate the property only in onnxruntime."""
+    finite = torch.isfinite(loss)
+    if count <= 0 or not bool(finite.any()):
+        return None
+    order = torch.argsort(torch.where(finite, loss, torch.full_like(loss, math.inf)))
+    order = order[: min(count, int(finite.sum()))]
+    return validate_batch(network, case, x[order].double().numpy(), tolerances)
 
 
 def parameter_points(params, seed: int, grid: int = 33, random: int = 512) -> list[np.ndarray]:

@@ -226,7 +226,7 @@ def _attack(net: ActivationNet, spec: SpecRows, validator: Validator, box_lower:
             starts[: min(restarts // 2, candidates.shape[0])] = candidates[: restarts // 2]
         result = pgd(lambda x, _rows: spec.violation(net.forward(x)), starts, lo, hi,
                      steps=4 * settings.attack_steps, fraction=0.25, scale=hi - lo)
-        found = validator.first(result.best_x, result.best_loss)
+        found = validator.first(result.best_x, result.best_loss, best=2)
         if found is not None:
             return found
     return None

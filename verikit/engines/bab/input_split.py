@@ -187,7 +187,7 @@ def _falsify(net: ReluMlp, spec: SpecRows, validator: Validator, lower: torch.Te
     box_hi = upper[worst].repeat_interleave(settings.attack_restarts, dim=0)
     search = pgd(lambda x, rows: spec.violation(net.forward(x)), uniform_starts(box_lo, box_hi, generator),
                  box_lo, box_hi, steps=settings.attack_steps, fraction=0.25, scale=box_hi - box_lo)
-    return validator.first(search.best_x, search.best_loss)
+    return validator.first(search.best_x, search.best_loss, best=2)
 
 
 def _bound_minimisers(spec: SpecRows, lower: torch.Tensor, upper: torch.Tensor, coeff: torch.Tensor,

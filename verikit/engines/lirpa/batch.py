@@ -18,7 +18,7 @@ import numpy as np
 
 from verikit.core.result import Budget
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, lower_bounds
-from verikit.engines.lirpa.engine import BoundedNetwork
+from verikit.engines.lirpa.engine import BoundedNetwork, check_translation_in_box
 
 CASCADE = {"ibp": ("ibp",), "crown": ("crown",), "alpha-crown": ("crown", "alpha-crown")}
 """Methods run per requested method, cheapest first; later ones run only on boxes still open."""
@@ -50,7 +50,8 @@ def robust_margin_bounds(
 
     lower/upper: float64 (B, n_inputs) in the model's input units; labels int (B,). With
     method "alpha-crown", CROWN runs first and α-CROWN only on the boxes CROWN leaves open; each
-    entry is the best (largest) bound any method found. Boxes must be finite and non-empty.
+    entry is the best (largest) bound any method found. Boxes must be finite and non-empty. Raises
+    BoundsError when auto_LiRPA's translation differs from the network on the boxes' hull.
     """
     if method not in CASCADE:
         raise ValueError(f"unknown bounds method {method!r}; choose one of {', '.join(CASCADE)}")
@@ -65,6 +66,9 @@ def robust_margin_bounds(
     best = np.full(C.shape[:2], -np.inf)
     if lower.shape[0] == 0:
         return best
+    from verikit.core.property import Box
+
+    check_translation_in_box(bounded, Box(lower.min(axis=0), upper.max(axis=0)))  # BoundsError if not
     zeros = np.zeros(C.shape[:2])
     for stage in CASCADE[method]:
         open_ = np.flatnonzero(~np.all(best > 0, axis=1))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ class BoundedNetwork:
     device: str
     pwl: object = None  # the form confirming refutations (crown.confirm.ChainForm, crown.graph.GraphForm), or
     # why there is none (str)
+    checked_boxes: set = field(default_factory=set, repr=False)  # boxes check_translation_in_box passed
 
 
 def prepare(network: Network, *, device: str = "cpu", pwl=None) -> BoundedNetwork:
@@ -153,11 +154,33 @@ class _NotConfirmable(Exception):
 
 
 def _check_translation(bounded: BoundedNetwork, samples: int = 4, seed: int = 0) -> None:
-    """auto_LiRPA re-implements each operator; refuse a translation that computes something else."""
+    """auto_LiRPA re-implements each operator; refuse a translation that computes something else (on a
+    few random normal points here, and on points of every box bounded: `check_translation_in_box`)."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(samples, bounded.network.n_inputs, generator=generator)
     x[0] = 0.0
-    expected = bounded.network.forward(x).double()
+    _compare_translation(bounded, x, "")
+
+
+def check_translation_in_box(bounded: BoundedNetwork, box: Box) -> None:
+    """BoundsError unless auto_LiRPA's forward matches the network's at the centre, the two corners and
+    two uniform points of `box` (a translation may differ only where the box lies); once per box."""
+    from verikit.onnx.load import evaluation_points
+
+    key = (box.lower.tobytes(), box.upper.tobytes())
+    if key in bounded.checked_boxes:
+        return
+    points = evaluation_points(box, samples=1)
+    _compare_translation(bounded, torch.from_numpy(points.astype(np.float32)), " inside the box")
+    if len(bounded.checked_boxes) >= 4096:
+        bounded.checked_boxes.clear()
+    bounded.checked_boxes.add(key)
+
+
+def _compare_translation(bounded: BoundedNetwork, x: torch.Tensor, where: str) -> None:
+    """BoundsError unless auto_LiRPA's outputs at x (k, n) float32 match the network module's, output j
+    within `_TRANSLATION_RTOL * (1 + max |y_j|)` (each output on its own scale)."""
+    expected = bounded.network.forward(x).double().reshape(x.shape[0], -1)
     with support.quiet_lirpa(), torch.no_grad():
         # One sample at a time: auto_LiRPA records the batch shape of its last forward in its nodes.
         rows = [bounded.module(row[None].to(bounded.device)).reshape(1, -1) for row in x]
@@ -166,10 +189,14 @@ def _check_translation(bounded: BoundedNetwork, samples: int = 4, seed: int = 0)
     same_special = (got == expected) | (torch.isnan(got) & torch.isnan(expected))
     finite = torch.isfinite(got) & torch.isfinite(expected)
     if got.shape != expected.shape or not bool((finite | same_special).all()):
-        raise BoundsError("auto_LiRPA's translation of the network gives outputs of another shape or NaN")
-    error = float(torch.where(finite, got - expected, torch.zeros_like(got)).abs().max())
-    if error > _TRANSLATION_RTOL * (1.0 + float(expected.abs().max())):
-        raise BoundsError(f"auto_LiRPA's translation disagrees with the network by {error:.3g}")
+        raise BoundsError(f"auto_LiRPA's translation of the network gives outputs of another shape or NaN{where}")
+    error = torch.where(finite, got - expected, torch.zeros_like(got)).abs()
+    scale = torch.where(finite, expected, torch.zeros_like(expected)).abs().amax(dim=0)
+    excess = error / (_TRANSLATION_RTOL * (1.0 + scale))
+    if bool((excess > 1.0).any()):
+        output = int(excess.amax(dim=0).argmax())
+        raise BoundsError(f"auto_LiRPA's translation disagrees with the network{where} by "
+                          f"{float(error[:, output].max()):.3g} on output {output}")
 
 
 def margin_lower_bounds(
@@ -214,6 +241,7 @@ def _margin_lower_bounds(
         raise ValueError("the box must be non-empty and finite")
     if C.shape[0] == 0:
         return np.zeros(0)
+    check_translation_in_box(bounded, box)
     bounds = driver_lower_bounds(
         bounded, box.lower[None, :], box.upper[None, :], C[None], d[None], method=method, iterations=iterations,
         lr=lr, budget=budget, done=lambda widened: np.array([done(widened[0])]),
@@ -277,7 +305,7 @@ def run(
 
     try:
         lower = _margin_lower_bounds(bounded, box, C, d, method, iterations, lr, budget, all_refuted)
-    except UnsupportedByBoundsError as error:
+    except BoundsError as error:  # an operator auto_LiRPA cannot bound, or its translation differs in the box
         return Unknown(f"bounds engine cannot handle this network: {error}")
     found = tuple(DisjunctBounds(lower[s:e].copy(), method) for s, e in zip(starts, ends))
     open_ = [index for index, item in enumerate(found) if not item.refuted]

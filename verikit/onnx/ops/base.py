@@ -9,6 +9,7 @@ input-dependent ones described by their `Meta` — and its `forward` takes the i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -98,9 +99,25 @@ class Op(nn.Module):
         return None
 
     def add_constant(self, name: str, array: np.ndarray | None) -> None:
-        """Hold a constant as a frozen float32 nn.Parameter (auto_LiRPA expects weights as parameters)."""
+        """Hold a constant as a frozen float32 nn.Parameter (auto_LiRPA expects weights as parameters);
+        one that float32 does not hold exactly (a folded bias 1 + 2^-30, Gemm's alpha·B) is also kept
+        in float64 for `exact_copy`."""
         tensor = None if array is None else nn.Parameter(as_float(array), requires_grad=False)
         self.register_parameter(name, tensor)
+        exact = self.__dict__.setdefault("exact_constants", {})
+        exact.pop(name, None)
+        if array is not None and np.asarray(array).dtype.kind == "f":
+            wide = np.array(array, dtype=np.float64, copy=True)
+            if not np.array_equal(wide, tensor.detach().numpy().astype(np.float64), equal_nan=True):
+                exact[name] = wide
+
+    def exact_copy(self) -> Op:
+        """A float64 copy of the op whose constants are the network's own values, not their float32
+        roundings: the piecewise-linear form (and so z3's exact proof) is measured on it."""
+        twin = copy.deepcopy(self).double()
+        for name, array in self.__dict__.get("exact_constants", {}).items():
+            getattr(twin, name).data = torch.from_numpy(array.copy())
+        return twin
 
     def extra_repr(self) -> str:
         return f"node={self.node_name!r}, op_type={self.op_type!r}"

@@ -37,8 +37,12 @@ class _LinearBias(Op):
         vector = bias_vector(addend, out_meta, int(self.weight.shape[0]))
         if vector is None:
             return False
-        previous = 0.0 if self.bias is None else self.bias.detach().double().numpy()
-        self.add_constant("bias", previous + vector)
+        previous = 0.0 if self.bias is None else self.exact_constants.get("bias", self.bias.detach().double().numpy())
+        total = previous + vector
+        back = total - previous  # TwoSum: the float64 rounding error of the sum, exactly
+        if np.any((previous - (total - back)) + (vector - back) != 0.0):
+            return False  # the float64 sum is rounded too: keep the Add as its own op
+        self.add_constant("bias", total)  # exact in float64; float32 for auto_LiRPA (see add_constant)
         return True
 
 
