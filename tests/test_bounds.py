@@ -417,4 +417,4 @@ def test_problem_builds_the_piecewise_linear_form_once_for_every_engine(monkeypa
     form = problem.piecewise_linear()
     bounded = problem.lirpa()
     assert calls == [1]
-    assert bounded.pwl[0] is form
+    assert bounded.pwl.pwl is form

@@ -50,12 +50,19 @@ def test_the_conv_is_too_large_to_densify(cifar_cnn):
     assert "too many to hold densely" in BabEngine().supports(problem)
 
 
-def test_float32_bounds_on_tensors_alone_are_not_a_verdict(cifar_cnn):
-    # too large to densify: no piecewise-linear form re-proves auto_LiRPA's float32 bounds rigorously,
-    # so the answer is unknown with that reason, never verified on an estimated slack (issue 25)
-    result = verify(cifar_cnn, robustness_property(cifar_cnn, 1e-4), Options(timeout=120))
-    assert result.verdict == Verdict.UNKNOWN, result.reason
-    assert "too many to hold densely" in result.reason and "rigorous" in result.reason
+def test_float32_bounds_on_a_conv_too_large_to_densify_are_confirmed_on_its_own_graph(cifar_cnn):
+    # too large to densify: no piecewise-linear chain form, so auto_LiRPA's float32 proof counts only once
+    # the float64 graph form (verikit.engines.crown.graph) re-proves it with a derived allowance (issue 25)
+    from verikit.engines.crown.graph import GraphForm
+
+    assert isinstance(Problem(cifar_cnn).lirpa().pwl, GraphForm)
+    prop = robustness_property(cifar_cnn, 1e-4)
+    result = verify(cifar_cnn, prop, Options(timeout=120))
+    assert result.verdict == Verdict.VERIFIED, result.reason
+    case = prop.cases[0]
+    points = np.random.default_rng(1).uniform(case.box.lower, case.box.upper, size=(64, cifar_cnn.n_inputs))
+    ys = cifar_cnn.replay(points.astype(np.float32))
+    assert all(not conjunction.holds(y) for y in ys for conjunction in case.disjuncts)
 
 
 def test_crown_over_the_memory_cap_is_unknown_with_the_reason(cifar_cnn):

@@ -141,8 +141,8 @@ def test_a_branching_network_is_never_verified_on_float32_bounds_alone(engines):
     options = Options(timeout=30) if engines is None else Options(engines=engines, timeout=30)
     result = verify(network, prop, options)
     assert result.verdict in (Verdict.FALSIFIED, Verdict.UNKNOWN, Verdict.TIMEOUT), result
-    if engines == ("bounds",):
-        assert "not piecewise linear" in result.reason or "cannot prove" in result.reason, result.reason
+    if engines == ("bounds",):  # the graph form bounds it in real arithmetic: nothing is refuted
+        assert "proven" not in result.reason, result.reason
 
 
 def test_rigorous_interval_bounds_hold_on_max_groups_and_affine_only_chains():

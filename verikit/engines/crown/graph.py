@@ -74,6 +74,11 @@ class _Node:
     g: float = 0.0
 
 
+def _exact(op) -> torch.nn.Module:
+    """A float64 copy of the op with the network's own constants (not float32 roundings of derived ones)."""
+    return op.exact_copy() if hasattr(op, "exact_copy") else copy.deepcopy(op).double()
+
+
 def _set(module: torch.nn.Module, name: str, value: torch.Tensor | None) -> None:
     if getattr(module, name, None) is None:
         return
@@ -90,7 +95,7 @@ def _magnitudes(op) -> tuple[torch.nn.Module, torch.nn.Module] | str:
     from verikit.onnx.ops.linear import BatchNormalization, Conv, Gemm, MatMul
     from verikit.onnx.ops.pool import AveragePool, GlobalAveragePool
 
-    lin, full = copy.deepcopy(op).double(), copy.deepcopy(op).double()
+    lin, full = _exact(op), _exact(op)
     if isinstance(op, (Conv, Gemm, MatMul)):
         if isinstance(op, MatMul) and op.mode == "x@y":
             return "MatMul of two input-dependent tensors"
@@ -175,7 +180,7 @@ class GraphForm:
             if len(step.inputs) != 1:
                 return f"{where} combines several input-dependent tensors"
             if op.pwl_role == "relayout":
-                nodes.append(_Node("relayout", step.inputs, step.output, op=copy.deepcopy(op).double()))
+                nodes.append(_Node("relayout", step.inputs, step.output, op=_exact(op)))
                 continue
             if op.pwl_role != "affine":
                 return f"{where} is not affine or ReLU"
@@ -183,7 +188,7 @@ class GraphForm:
             if isinstance(found, str):
                 return f"{where}: {found}"
             terms = max(metas[0].size, module.metas[step.output].size) + 16  # bounds fan-in and fan-out
-            nodes.append(_Node("affine", step.inputs, step.output, op=copy.deepcopy(op).double(),
+            nodes.append(_Node("affine", step.inputs, step.output, op=_exact(op),
                                lin_mag=found[0], full_mag=found[1], g=gamma(terms)))
         if not any(node.output == module.output_name for node in nodes):
             return "the output is not computed by any op"
