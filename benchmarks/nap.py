@@ -62,16 +62,12 @@ def deeper_mlp(x, y) -> bytes:
 
 
 def plain(network, centre, label, eps, options):
-    from verikit.core.property import Case, Conjunction, Property
+    from verikit.core.property import Case, Property
+    from verikit.spec.robustness import misclassification_disjuncts
 
     box = Box(np.clip(centre - eps, 0, 1), np.clip(centre + eps, 0, 1))
-    disjuncts = []
-    for other in range(10):
-        if other != label:
-            row = np.zeros((1, 10))
-            row[0, label], row[0, other] = 1.0, -1.0
-            disjuncts.append(Conjunction(row, np.zeros(1)))
-    return run_loaded(network, Property((Case(box, tuple(disjuncts)),), 64, 10, kind="robustness"), options)
+    case = Case(box, misclassification_disjuncts(label, 10))
+    return run_loaded(network, Property((case,), 64, 10, kind="robustness"), options)
 
 
 def largest_plain_eps(network, centre, label, options, steps=6):

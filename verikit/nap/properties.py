@@ -13,6 +13,7 @@ import numpy as np
 
 from verikit.core.property import Box, Case, Conjunction, Property
 from verikit.nap.mine import ClassNap, Naps
+from verikit.spec.robustness import misclassification_disjuncts
 
 
 def _details(naps: Naps, question: str, region: dict, **extra) -> dict:
@@ -23,13 +24,7 @@ def _details(naps: Naps, question: str, region: dict, **extra) -> dict:
 def robustness(naps: Naps, label: int, box: Box, n_outputs: int, region: dict) -> Property:
     """NAP robustness of `label` over `box`: follows NAP_label ⇒ argmax = label (ties count against it)."""
     nap = naps.of(label)
-    disjuncts = []
-    for other in range(n_outputs):
-        if other != label:
-            row = np.zeros((1, n_outputs))
-            row[0, label], row[0, other] = 1.0, -1.0
-            disjuncts.append(Conjunction(row, np.zeros(1)))
-    case = Case(box, tuple(disjuncts), hidden=nap.patterns)
+    case = Case(box, misclassification_disjuncts(label, n_outputs), hidden=nap.patterns)
     return Property((case,), box.size, n_outputs, source=f"nap:robustness:{label}", kind="nap",
                     details=_details(naps, "robustness", region, label=label, nap_size=nap.size))
 
