@@ -44,6 +44,7 @@ from verikit.engines.bab.engine import BabEngine  # noqa: E402
 from verikit.engines.lirpa.engine import BoundsEngine  # noqa: E402
 from verikit.engines.problem import Problem  # noqa: E402
 from verikit.onnx.load import load_network_bytes  # noqa: E402
+from verikit.spec.robustness import misclassification_disjuncts  # noqa: E402
 
 
 def mlp_bytes(activation: str, n: int, seed: int, scale: float) -> bytes:
@@ -115,13 +116,7 @@ def wide(args, engine: BabEngine) -> int:
     rows = []
     for eps in args.eps:
         box = Box(np.clip(x0 - eps, 0, 1), np.clip(x0 + eps, 0, 1))
-        disjuncts = []
-        for k in range(10):
-            if k != label:
-                row = np.zeros((1, 10))
-                row[0, label], row[0, k] = 1.0, -1.0
-                disjuncts.append(Conjunction(row, np.zeros(1)))
-        case = Case(box, tuple(disjuncts))
+        case = Case(box, misclassification_disjuncts(label, 10))
         bounds_said = {m: type(BoundsEngine(m).run(problem, case, Budget.seconds(60))).__name__
                        for m in ("ibp", "crown", "alpha-crown")}
         started = time.monotonic()

@@ -32,6 +32,7 @@ from verikit.core.network import Network
 from verikit.core.result import Budget
 from verikit.core.property import Box, Case, Conjunction
 from verikit.spec.robustness import robustness_property
+from verikit.spec.topk import pairwise_rows
 from verikit.witness.replay import STRICT, Tolerances, validate_batch
 from verikit.engines.lirpa import METHODS
 
@@ -273,10 +274,7 @@ def _confirm(network: Network, data: _Prepared, eps: float, index: int, candidat
     if settings.top_k > 1:  # the normal form's one disjunct this point claims: its k highest others >= label
         y = network.replay(point.astype(np.float32))[0]
         others = [j for j in np.argsort(-y, kind="stable") if j != label][: settings.top_k]
-        rows = np.zeros((len(others), network.n_outputs))
-        rows[:, label] = 1.0
-        rows[np.arange(len(others)), others] = -1.0
-        case = Case(case.box, (Conjunction(rows, np.zeros(len(others))),))
+        case = Case(case.box, (Conjunction(pairwise_rows(label, others, network.n_outputs), np.zeros(len(others))),))
     found = validate_batch(network, case, point, settings.tolerances)
     if found is None:
         return None

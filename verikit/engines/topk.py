@@ -24,7 +24,7 @@ import torch
 from verikit.core.property import Case
 from verikit.core.result import Budget, Certificate, Falsified, Outcome, Proven, Unknown
 from verikit.engines.problem import Problem
-from verikit.spec.topk import top_k_form
+from verikit.spec.topk import pairwise_rows, top_k_form
 from verikit.witness.replay import validate_batch
 
 
@@ -43,10 +43,7 @@ class TopKSettings:
 def margin_rows(label: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """C (n-1, n) with rows `e_label - e_j` for j != label (ascending), d zeros; and the js (n-1,)."""
     others = np.array([j for j in range(n) if j != label])
-    C = np.zeros((n - 1, n))
-    C[:, label] = 1.0
-    C[np.arange(n - 1), others] = -1.0
-    return C, others
+    return pairwise_rows(label, others, n), others
 
 
 def _try_points(problem: Problem, case: Case, label: int, k: int, points: np.ndarray):

@@ -19,6 +19,7 @@ import numpy as np
 from verikit.core.property import Case
 from verikit.core.result import Budget, Certificate, DisjunctBounds, Falsified, Outcome, Proven
 from verikit.engines.problem import Problem
+from verikit.spec.topk import pairwise_rows
 from verikit.witness.replay import check, to_float32_inside
 
 MIN_CASES = 16
@@ -36,8 +37,7 @@ def _label(case: Case, n_outputs: int) -> int | None:
     label = int(positive[0])
     others = [j for j in range(n_outputs) if j != label]
     for conjunction, other in zip(case.disjuncts, others):
-        want = np.zeros(n_outputs)
-        want[label], want[other] = 1.0, -1.0
+        want = pairwise_rows(label, [other], n_outputs)[0]
         if not (np.array_equal(conjunction.C[0], want) and conjunction.d[0] == 0.0 and not conjunction.strict[0]):
             return None
     return label

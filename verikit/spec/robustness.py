@@ -50,6 +50,7 @@ import numpy as np
 from verikit.core import limits
 from verikit.core.errors import SpecError
 from verikit.core.property import Box, Case, Conjunction, Property
+from verikit.spec.topk import pairwise_rows
 from verikit.spec.vnnlib import read_spec_text
 
 FORMAT = "verikit-robustness/1"
@@ -183,13 +184,8 @@ def ranking_from_dict(spec: dict, where: str | None) -> dict | None:
 
 def misclassification_disjuncts(label: int, num_classes: int) -> tuple[Conjunction, ...]:
     """One disjunct per other class j, `y[label] - y[j] <= 0`: class j scores at least as high as the label."""
-    disjuncts = []
-    for other in range(num_classes):
-        if other != label:
-            row = np.zeros((1, num_classes))
-            row[0, label], row[0, other] = 1.0, -1.0
-            disjuncts.append(Conjunction(row, np.zeros(1)))
-    return tuple(disjuncts)
+    return tuple(Conjunction(pairwise_rows(label, [other], num_classes), np.zeros(1))
+                 for other in range(num_classes) if other != label)
 
 
 def read_robustness_spec(path: str | Path) -> Property:

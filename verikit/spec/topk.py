@@ -30,11 +30,14 @@ MAX_TOPK_DISJUNCTS = 20_000
 """The most disjuncts (C(n-1, k) of k rows each) a `top-k` normal form may have; past it, refused."""
 
 
-def _pair_row(n: int, high: int, low: int) -> np.ndarray:
-    """The row of `y[high] - y[low]` (its violation row `y[high] - y[low] <= 0` means low >= high)."""
-    row = np.zeros(n)
-    row[high], row[low] = 1.0, -1.0
-    return row
+def pairwise_rows(high: int, lows, n: int) -> np.ndarray:
+    """Rows (len(lows), n) of `y[high] - y[low]`, one per `low`, in the order given: the margins of class
+    `high` over each other class (the violation row `y[high] - y[low] <= 0` means low scores >= high)."""
+    lows = np.asarray(lows, dtype=np.int64).reshape(-1)
+    rows = np.zeros((lows.size, n))
+    rows[:, high] = 1.0
+    rows[np.arange(lows.size), lows] = -1.0
+    return rows
 
 
 def top_k_disjunct_count(n: int, k: int) -> int:
@@ -56,7 +59,7 @@ def top_k_disjuncts(label: int, k: int, n: int, *, cap: int = MAX_TOPK_DISJUNCTS
             f"of {cap}; decide it with the direct method (verikit.engines.topk.decide_top_k: n-1 pairwise "
             "margin bounds, refined by input splitting) instead", where=where)
     others = [j for j in range(n) if j != label]
-    return tuple(Conjunction(np.stack([_pair_row(n, label, j) for j in subset]), np.zeros(k))
+    return tuple(Conjunction(pairwise_rows(label, subset, n), np.zeros(k))
                  for subset in itertools.combinations(others, k))
 
 
@@ -65,7 +68,7 @@ def top_k_set_disjuncts(classes: list[int], n: int, *, where: str | None = None)
     with `y[j] >= y[i]`."""
     _check_classes(classes, n, where)
     outside = [j for j in range(n) if j not in classes]
-    return tuple(Conjunction(_pair_row(n, i, j)[None, :], np.zeros(1)) for i in classes for j in outside)
+    return tuple(Conjunction(pairwise_rows(i, [j], n), np.zeros(1)) for i in classes for j in outside)
 
 
 def top_k_order_disjuncts(classes: list[int], n: int, *, where: str | None = None) -> tuple[Conjunction, ...]:
@@ -73,15 +76,15 @@ def top_k_order_disjuncts(classes: list[int], n: int, *, where: str | None = Non
     class at least as high as tk."""
     _check_classes(classes, n, where)
     pairs = list(zip(classes[:-1], classes[1:])) + [(classes[-1], j) for j in range(n) if j not in classes]
-    return tuple(Conjunction(_pair_row(n, high, low)[None, :], np.zeros(1)) for high, low in pairs)
+    return tuple(Conjunction(pairwise_rows(high, [low], n), np.zeros(1)) for high, low in pairs)
 
 
 def targeted_order_rows(targets: list[int], n: int, *, where: str | None = None) -> Conjunction:
     """The attacker's goal as one conjunction: `y[t1] >= ... >= y[tK] >= y[j]` for every other j
     (rows `y[t(i+1)] - y[t(i)] <= 0` and `y[j] - y[tK] <= 0`)."""
     _check_classes(targets, n, where)
-    rows = [_pair_row(n, low, high) for high, low in zip(targets[:-1], targets[1:])]
-    rows += [_pair_row(n, j, targets[-1]) for j in range(n) if j not in targets]
+    rows = [pairwise_rows(low, [high], n)[0] for high, low in zip(targets[:-1], targets[1:])]
+    rows += [pairwise_rows(j, [targets[-1]], n)[0] for j in range(n) if j not in targets]
     return Conjunction(np.stack(rows), np.zeros(len(rows)))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from verikit.core.result import Budget
 from verikit.engines.lirpa.driver import ALPHA_ITERATIONS, ALPHA_LR, lower_bounds
 from verikit.engines.lirpa.engine import BoundedNetwork, check_translation_in_box
+from verikit.spec.topk import pairwise_rows
 
 CASCADE = {"ibp": ("ibp",), "crown": ("crown",), "alpha-crown": ("crown", "alpha-crown")}
 """Methods run per requested method, cheapest first; later ones run only on boxes still open."""
@@ -27,12 +28,9 @@ CASCADE = {"ibp": ("ibp",), "crown": ("crown",), "alpha-crown": ("crown", "alpha
 def margin_matrices(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """C (B, K-1, K) with rows `e_label - e_j` for every j != label, float64."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    others = np.array([[j for j in range(num_classes) if j != label] for label in labels], dtype=np.int64)
     C = np.zeros((labels.size, num_classes - 1, num_classes))
-    rows = np.arange(num_classes - 1)
     for b, label in enumerate(labels):
-        C[b, rows, label] = 1.0
-        C[b, rows, others[b]] = -1.0
+        C[b] = pairwise_rows(int(label), [j for j in range(num_classes) if j != label], num_classes)
     return C
 
 
