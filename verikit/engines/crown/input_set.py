@@ -50,8 +50,8 @@ class InputBall:
         """From numpy (or torch) centre(s) (n,) or (B, n) and radius/radii (scalar or (B,)). The radius is
         rounded up where the cast to `dtype` rounds it (the ball only grows); a centre that does not cast
         exactly to `dtype` is refused (ValueError): its rounding would move the ball."""
-        center64 = torch.as_tensor(np.atleast_2d(np.asarray(center, dtype=np.float64)))
-        radius64 = torch.as_tensor(np.atleast_1d(np.asarray(radius, dtype=np.float64)))
+        center64 = torch.tensor(np.atleast_2d(np.array(center, dtype=np.float64)))
+        radius64 = torch.tensor(np.atleast_1d(np.array(radius, dtype=np.float64)))
         center_t = center64.to(dtype)
         if not bool((center_t.double() == center64).all()):
             raise ValueError(f"the ball's centre is not exactly representable in {dtype}")
