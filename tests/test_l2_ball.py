@@ -95,3 +95,99 @@ def test_batched_balls_match_one_at_a_time():
         alone = form.lower_bounds(centres[b] - radii[b], centres[b] + radii[b], C, d,
                                   ball=InputBall.of(centres[b], radii[b]))[0]
         assert np.allclose(together[b], alone, rtol=1e-9, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- through verify and the CLI
+
+from pathlib import Path  # noqa: E402
+
+from verikit.core.property import Box, Case, L2Ball  # noqa: E402
+from verikit.core.result import Falsified, Verdict  # noqa: E402
+from verikit.engines.regions import region_refusal  # noqa: E402
+from verikit.portfolio.options import Options  # noqa: E402
+from verikit.portfolio.runner import verify  # noqa: E402
+from verikit.spec.robustness import robustness_property  # noqa: E402
+from verikit.witness.replay import validate  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _digits():
+    data = np.load(MODELS / "data" / "digits_test_100.npz")
+    network = load_network_bytes((MODELS / "digits_mlp.onnx").read_bytes(), "digits_mlp")
+    right = np.flatnonzero(network.replay(data["x"].astype(np.float32)).argmax(axis=1) == data["y"])
+    return network, data["x"], data["y"], right
+
+
+def test_the_ball_verifies_where_its_box_does_not_and_sampling_never_breaks_it():
+    network, x, y, right = _digits()
+    i = int(right[1])
+    prop = robustness_property(x[i], int(y[i]), 0.4, num_classes=10, norm=2, lower=0.0, upper=1.0)
+    result = verify(network, prop, Options(timeout=30))
+    assert result.verdict == Verdict.VERIFIED, result.reason
+    (case,) = prop.cases
+    boxed = Case(case.box, case.disjuncts)  # the same box without the ball: CROWN alone cannot prove it
+    form = confirming_form(network)
+    C = np.vstack([c.C for c in case.disjuncts])
+    assert not np.all(form.lower_bounds(case.box.lower, case.box.upper, C, np.zeros(len(C)))[0].reshape(9, 1) > 0)
+    rng = np.random.default_rng(0)
+    points = ball_points(rng, case.region.center, case.region.radius * (1 - 1e-9), 3000, case.box.lower, case.box.upper)
+    assert (network.replay(points.astype(np.float32)).argmax(axis=1) == y[i]).all()
+    from verikit.engines.attack.engine import run as attack
+
+    from verikit.core.result import Budget
+
+    assert not isinstance(attack(network, case, Budget.seconds(3.0)), Falsified)
+    assert boxed.is_box
+
+
+def test_a_counterexample_outside_the_ball_is_refused_and_one_inside_accepted():
+    network, x, y, right = _digits()
+    i = int(right[0])
+    prop = robustness_property(x[i], int(y[i]), 1.0, num_classes=10, norm=2, lower=0.0, upper=1.0)
+    result = verify(network, prop, Options(timeout=30))
+    assert result.verdict == Verdict.FALSIFIED
+    witness = result.cases[0].outcome.counterexample
+    (case,) = prop.cases
+    assert np.linalg.norm(witness.x.astype(np.float64) - case.region.center) <= case.region.radius
+    # stretch it out of the ball, still in the box, still misclassified: no counterexample
+    direction = witness.x.astype(np.float64) - case.region.center
+    for scale in (1.5, 3.0, 10.0):
+        outside = np.clip(case.region.center + scale * direction, case.box.lower, case.box.upper)
+        if case.region.distance(outside) > case.region.radius and network.replay(
+                outside.astype(np.float32)[None])[0].argmax() != y[i]:
+            assert validate(network, case, outside) is None
+            assert validate(network, Case(case.box, case.disjuncts), outside) is not None  # the box alone takes it
+            break
+    else:
+        pytest.fail("no misclassified point outside the ball to test with")
+
+
+def test_engines_that_search_boxes_do_not_run_on_a_ball():
+    case = Case(Box(np.zeros(2), np.ones(2)), (), region=L2Ball(np.full(2, 0.5), 0.5))
+    assert region_refusal("attack", case) is None and region_refusal("bounds", case) is None
+    assert "boxes only" in region_refusal("smt", case) and "boxes only" in region_refusal("bab", case)
+    assert region_refusal("smt", Case(Box(np.zeros(2), np.ones(2)), ())) is None
+
+
+def test_cli_verifies_and_falsifies_an_l2_robustness_spec(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from verikit.cli import main
+
+    network, x, y, right = _digits()
+    i = int(right[1])
+    verdicts = {}
+    for eps in (0.2, 1.5):
+        spec = tmp_path / f"l2_{eps}.json"
+        spec.write_text(json.dumps({"format": "verikit-robustness/1", "input": x[i].tolist(), "label": int(y[i]),
+                                    "epsilon": eps, "num_classes": 10, "clip": [0.0, 1.0], "norm": 2}))
+        out = CliRunner().invoke(main, ["verify", str(MODELS / "digits_mlp.onnx"), str(spec), "--json",
+                                        "--timeout", "30"])
+        report = json.loads(out.output)
+        verdicts[eps] = report["verdict"]
+        case = report["cases"][0]
+        assert case["input"]["input_set"] == "l2-ball", case
+    assert verdicts == {0.2: "verified", 1.5: "falsified"}
