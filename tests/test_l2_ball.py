@@ -191,3 +191,22 @@ def test_cli_verifies_and_falsifies_an_l2_robustness_spec(tmp_path):
         case = report["cases"][0]
         assert case["input"]["input_set"] == "l2-ball", case
     assert verdicts == {0.2: "verified", 1.5: "falsified"}
+
+
+def test_the_l2_audit_certifies_on_the_ball_at_least_what_the_box_does_and_never_a_broken_sample():
+    from verikit.apps.audit import AuditSettings, audit
+    from verikit.apps.data import Dataset, Normalization
+    from verikit.report.audit import summary
+
+    network, x, y, _ = _digits()
+    dataset = Dataset(x[:40].astype(np.float64), y[:40].astype(np.int64))
+    settings = AuditSettings(eps=(0.1, 0.3), norm="2", normalization=Normalization(clip_min=0.0, clip_max=1.0))
+    result = audit(network, dataset, settings)
+    for outcome in result.per_eps:
+        on_box = np.nan_to_num(outcome.certified_margin, nan=-np.inf) > 0
+        assert outcome.certified_by_ball is not None
+        assert np.all(outcome.certified_by_ball >= on_box)  # never looser than the box
+        assert not np.any(outcome.certified_by_ball & outcome.broken)
+        assert summary(outcome)["certified_by_ball_accuracy"] == float(np.mean(outcome.certified_by_ball))
+    assert result.per_eps[0].certified_by_ball.sum() > (np.nan_to_num(result.per_eps[0].certified_margin,
+                                                                      nan=-np.inf) > 0).sum()
