@@ -64,9 +64,14 @@ def main() -> None:
     parser.add_argument("--sdp-seconds", type=float, default=120.0)
     parser.add_argument("--lower-seconds", type=float, default=3.0)
     parser.add_argument("--one", nargs=2)
+    parser.add_argument("--sweep", action="store_true", help="hidden width vs seconds (random 64-h-h-10), and "
+                        "`verikit lipschitz --timeout` on MNIST-FC 256x6 → results/lipschitz_sweep.json")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(*args.one, args.sdp_seconds, args.lower_seconds), default=float))
+        return
+    if args.sweep:
+        sweep(args.sdp_seconds)
         return
     rows = []
     targets = [str(m) for m in MODELS if m.exists()]
@@ -90,6 +95,46 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "lipschitz.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2, default=float))
+    print(f"wrote {out}")
+
+
+SWEEP_WIDTHS = (32, 64, 128, 256, 512)
+
+
+def sweep(seconds: float) -> None:
+    """Where LipSDP stops scaling: per hidden width h of random 64-h-h-10 and method, the wall seconds and
+    whether the proven LipSDP bound or the naive fallback came back (each in a fresh process, `seconds` of
+    solver time); then the CLI's `--timeout` on MNIST-FC 256x6 (wall seconds against T)."""
+    rows = []
+    for width in SWEEP_WIDTHS:
+        for method in METHODS[1:]:
+            command = [sys.executable, __file__, "--one", f"random:64-{width}-{width}-10", method,
+                       "--sdp-seconds", str(seconds), "--lower-seconds", "0"]
+            t = time.monotonic()
+            run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                 timeout=seconds * 3 + 120)
+            row = {"width": width, "method": method, "process_s": round(time.monotonic() - t, 2)}
+            if run.returncode == 0:
+                found = json.loads(run.stdout.strip().splitlines()[-1])
+                row.update({k: found.get(k) for k in ("upper", "naive", "method_used", "wall_s", "peak_rss_mb", "notes")})
+            else:
+                row["error"] = run.stderr.strip().splitlines()[-1:]
+            rows.append(row)
+            print(json.dumps(row, default=float), flush=True)
+    timeouts = []
+    model = SHARED / "mnist-net_256x6.onnx"
+    for limit in (2.0, 5.0) if model.exists() else ():
+        t = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "verikit", "lipschitz", str(model), "--method", "lipsdp-layer",
+                              "--timeout", str(limit)], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=limit + 60)
+        notes = [line.strip() for line in run.stdout.splitlines() if "note:" in line]
+        timeouts.append({"model": model.name, "timeout_s": limit, "wall_s": round(time.monotonic() - t, 2),
+                         "exit": run.returncode, "notes": notes})
+        print(json.dumps(timeouts[-1]), flush=True)
+    out = ROOT / "benchmarks" / "results" / "lipschitz_sweep.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"sdp_seconds": seconds, "widths": rows, "timeouts": timeouts}, indent=2, default=float))
     print(f"wrote {out}")
 
 

@@ -52,8 +52,10 @@ def _relu_input(network) -> str:
 
 def test_l2_ball_membership_and_enclosing_box():
     ball = L2Ball(np.zeros(2), 1.0)
-    assert ball.contains(np.array([0.6, 0.8]))
+    assert ball.contains(np.array([0.6, 0.8]) * (1 - 1e-12))
     assert not ball.contains(np.array([0.8, 0.8]))
+    # on the sphere up to float64 rounding: the distance cannot be placed inside, so it is refused
+    assert not ball.contains(np.array([0.6, 0.8]) * (1 + 1e-16))
     box = ball.enclosing_box(-0.5, 2.0)
     assert box.lower.tolist() == [-0.5, -0.5] and box.upper.tolist() == [1.0, 1.0]
     with pytest.raises(ValueError):

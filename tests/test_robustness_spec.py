@@ -44,10 +44,26 @@ def test_linf_norm_spellings(norm) -> None:
     robustness_property(X, 0, 0.1, num_classes=2, norm=norm)
 
 
-@pytest.mark.parametrize("norm", [2, "2", "l2", 1, "fro"])
+@pytest.mark.parametrize("norm", [1, "1", "fro", 3.0])
 def test_other_norms_are_refused(norm) -> None:
-    with pytest.raises(SpecError, match="only the L-inf ball is a box"):
+    with pytest.raises(SpecError, match="only the L-inf ball"):
         robustness_property(X, 0, 0.1, num_classes=2, norm=norm)
+
+
+@pytest.mark.parametrize("norm", [2, "2", "l2", 2.0])
+def test_an_l2_norm_gives_a_ball_inside_its_box(norm) -> None:
+    prop = robustness_property(X, 0, 0.1, num_classes=2, norm=norm, lower=0.0, upper=1.0, mean=0.5, std=0.25)
+    (case,) = prop.cases
+    assert case.region is not None and case.region.kind == "l2-ball"
+    assert case.region.radius >= 0.1 / 0.25 and case.region.radius < 0.1 / 0.25 * (1 + 1e-12)
+    assert np.allclose(case.region.center, (np.asarray(X).reshape(-1) - 0.5) / 0.25)
+    assert case.box.contains(case.region.center)
+
+
+def test_an_l2_ball_with_per_channel_std_is_refused() -> None:
+    x = np.zeros((2, 2))
+    with pytest.raises(SpecError, match="ellipsoid"):
+        robustness_property(x, 0, 0.1, num_classes=2, norm=2, std=np.array([[1.0, 2.0], [1.0, 2.0]]))
 
 
 @pytest.mark.parametrize(
@@ -133,8 +149,8 @@ def test_json_spec_input_file_shape_and_channels(tmp_path: Path) -> None:
         ({"input": None, "input_file": "missing.npy"}, "key 'input_file'"),
         ({"input_shape": [3, 3]}, "key 'input_shape'"),
         ({"mean": [0.1, 0.2, 0.3]}, "key 'mean'"),
-        ({"norm": 2}, "key 'norm'"),
-        ({"norm": "l2"}, "only the L-inf ball"),
+        ({"norm": [2]}, "key 'norm'"),
+        ({"norm": "l1"}, "only the L-inf ball"),
     ],
 )
 def test_malformed_json_specs_name_the_key(tmp_path: Path, fields: dict, fragment: str) -> None:

@@ -11,8 +11,9 @@ verikit.engines.attack.pgd, every candidate replayed through onnxruntime by veri
   lower bound).
 
 ε is in raw input units; the region is clipped to the valid raw range, then normalised. For the L2 norm
-certification uses the L∞ box of radius ε (it contains the L2 ball, so proving the box proves the
-ball) and the attack searches the L2 ball itself. `certified <= empirical <= clean` is checked on every
+certification bounds the L∞ box of radius ε (it contains the L2 ball, so proving the box proves the
+ball), then the ball ∩ box itself in rigorous float64 CROWN (dual norm; verikit.apps.lipschitz_audit),
+and the Lipschitz bound; the attack searches the L2 ball itself. `certified <= empirical <= clean` is checked on every
 run; a violation raises AuditInvariantError (a bug, never a verdict).
 """
 
@@ -110,6 +111,7 @@ class EpsResult:
     seconds: dict[str, float] = field(default_factory=dict)
     timed_out: bool = False
     certified_by_lipschitz: np.ndarray | None = None  # ℓ2: certified from the Lipschitz bound (a subset)
+    certified_by_ball: np.ndarray | None = None  # ℓ2: certified by rigorous CROWN over the ball ∩ box
 
     @property
     def empirically_robust(self) -> np.ndarray:
@@ -264,6 +266,27 @@ def _certify(bounded, network: Network, data: _Prepared, eps: float, todo: np.nd
     return margins, not finished
 
 
+def _certify_ball(bounded, data: _Prepared, eps: float, todo: np.ndarray, settings: AuditSettings,
+                  notes: list[str]) -> np.ndarray:
+    """Samples (N,) proven over their ℓ2 ball ∩ box by rigorous CROWN, among `todo`. In model units the raw
+    ball is an ellipsoid inside the ball of radius ε / min(std) (rounded up, plus the centres' rounding)."""
+    from verikit.apps.lipschitz_audit import ball_margins
+
+    proven = np.zeros(data.labels.size, dtype=bool)
+    if todo.size == 0:
+        return proven
+    lower, upper = data.region(eps)
+    centres = data.to_model(data.raw[todo])
+    slack = 4 * np.finfo(np.float64).eps * float(np.abs(centres).max()) * np.sqrt(centres.shape[1])
+    radius = float(np.nextafter(eps / float(np.min(data.std)), np.inf) + slack)
+    found, reason = ball_margins(bounded, centres, radius, data.to_model(lower[todo]), data.to_model(upper[todo]),
+                                 data.labels[todo], settings.top_k)
+    if reason is not None and reason not in notes:
+        notes.append(f"nothing certified over the L2 ball: {reason}")
+    proven[todo] = found > 0
+    return proven
+
+
 def _confirm(network: Network, data: _Prepared, eps: float, index: int, candidate: np.ndarray,
              settings: AuditSettings) -> np.ndarray | None:
     """The replayed counterexample (model units, float32) if the candidate breaks sample `index`."""
@@ -390,6 +413,10 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
             except bounds.BoundsError as error:  # an operator, or a translation differing on the boxes
                 notes.append(f"ε={eps:g}: nothing certified by bound propagation: {error}")
         certified = np.nan_to_num(certified_margin, nan=-np.inf) > 0
+        by_ball = None
+        if settings.norm == "2" and bounded is not None and not budget.expired():
+            by_ball = _certify_ball(bounded, data, eps, todo[~certified[todo]], settings, notes) | certified
+            certified = certified | by_ball
         by_lipschitz = None if radii is None else clean_correct & (radii > eps)
         if by_lipschitz is not None:
             certified = certified | by_lipschitz
@@ -401,7 +428,7 @@ def audit(network: Network, dataset: Dataset, settings: AuditSettings,
         broken[list(witnesses)] = True
         seconds["attack"] = time.monotonic() - mark
         per_eps.append(EpsResult(eps, clean_correct, certified, broken, certified_margin, attack_margin,
-                                 witnesses, seconds, certify_late or attack_late, by_lipschitz))
+                                 witnesses, seconds, certify_late or attack_late, by_lipschitz, by_ball))
     result = AuditResult(network.source, network.sha256, dataset.source, dataset.sha256, data.labels,
                          predictions, clean_margin, tuple(per_eps), settings, time.monotonic() - started,
                          tuple(notes))

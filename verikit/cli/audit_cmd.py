@@ -71,7 +71,9 @@ def print_summary(result, written: dict, console) -> None:
         row = summary(outcome)
         counts = row["counts"]
         lipschitz = row.get("certified_by_lipschitz_accuracy")
-        certified = f"{row['certified_robust_accuracy']:.2%}" + ("" if lipschitz is None else f" (Lip {lipschitz:.0%})")
+        ball = row.get("certified_by_ball_accuracy")
+        certified = (f"{row['certified_robust_accuracy']:.2%}" + ("" if lipschitz is None else f" (Lip {lipschitz:.0%})")
+                     + ("" if ball is None else f" (ball {ball:.0%})"))
         table.add_row(f"{outcome.eps:g}", f"{row['clean_accuracy']:.2%}", f"{row['empirical_robust_accuracy']:.2%}",
                       certified, str(counts["certified"]), str(counts["falsified"]),
                       str(counts["unknown"]), str(counts["misclassified"]),

@@ -179,8 +179,17 @@ class L2Ball:
         """||x - center||_2, computed in float64."""
         return float(np.linalg.norm(np.asarray(x, dtype=np.float64).reshape(-1) - self.center))
 
+    def distance_upper(self, x: np.ndarray) -> float:
+        """An upper bound of the real ||x - center||_2: the float64 distance raised by its rounding error
+        (differences, squares and their sum each within (n + 2) u, the square root within u)."""
+        n = self.center.size
+        unit = np.finfo(np.float64).eps / 2
+        return float(self.distance(x) * (1.0 + 4.0 * (n + 4) * unit) + np.sqrt(n) * 1e-300)
+
     def contains(self, x: np.ndarray, tol: float = 0.0, params: np.ndarray | None = None) -> bool:
-        return self.distance(x) <= self.radius + tol
+        """Whether x lies in the ball (within `tol`), decided on an upper bound of its distance: a point
+        the float64 distance cannot place inside is outside."""
+        return self.distance_upper(x) <= self.radius + tol
 
     def enclosing_box(self, lower=-np.inf, upper=np.inf) -> Box:
         """The ball's bounding box `center ± radius`, clipped to [lower, upper]."""

@@ -13,6 +13,7 @@ from verikit.core.network import Network
 from verikit.core.property import Case, Property
 from verikit.core.result import Budget, CaseResult, Falsified, Outcome, Proven, Result, Unknown, Verdict
 from verikit.engines.problem import Problem
+from verikit.engines.regions import region_refusal
 from verikit.portfolio.lifting import Lifted, lift
 from verikit.portfolio.options import Options
 from verikit.portfolio.schedule import Stage, notes, plan
@@ -66,7 +67,7 @@ def _attempt(stage: Stage, problem: Problem, case: Case, budget: Budget) -> tupl
     """One engine on one case, and whether it refused the network before running; what it cannot
     handle becomes Unknown with the reason."""
     try:
-        reason = stage.engine.supports(problem)
+        reason = region_refusal(stage.engine.name, case) or stage.engine.supports(problem)
         if reason is not None:
             return Unknown(f"{stage.label}: {reason}"), True
         return stage.engine.run(problem, case, budget), False

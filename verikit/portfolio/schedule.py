@@ -13,6 +13,7 @@ from verikit.engines.bab.engine import BabEngine
 from verikit.engines.base import Engine
 from verikit.engines.lirpa.engine import BoundsEngine
 from verikit.engines.problem import Problem
+from verikit.engines.regions import has_l2_ball
 from verikit.engines.smt import SmtEngine
 from verikit.engines.smt.settings import AUTOMATIC_MAX_RELUS
 from verikit.core.property import Property
@@ -95,8 +96,9 @@ def plan(options: Options, problem: Problem | None = None, prop: Property | None
                                 share=options.portfolio.attack_share))
     if "bab" in options.engines and _top_k_wanted(options, problem, prop):
         stages.append(Stage(TopKEngine(), per_case=True))
-    if "bounds" in options.engines and bab_first(options, problem) is None:
-        skip = ("crown", "alpha-crown") if tensor_root_first(options, problem) else ()
+    balls = has_l2_ball(prop)  # only the attack and the bounds engine decide an ℓ2 ball: never skip bounds
+    if "bounds" in options.engines and (balls or bab_first(options, problem) is None):
+        skip = ("crown", "alpha-crown") if tensor_root_first(options, problem) and not balls else ()
         stages.extend(Stage(BoundsEngine(method, options.bounds)) for method in options.methods if method not in skip)
     if "bab" in options.engines:
         stages.append(Stage(BabEngine(options.bab), per_case=True))

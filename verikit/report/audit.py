@@ -42,6 +42,8 @@ def summary(outcome: EpsResult) -> dict:
         "timed_out": outcome.timed_out,
         **({} if outcome.certified_by_lipschitz is None else
            {"certified_by_lipschitz_accuracy": float(np.mean(outcome.certified_by_lipschitz))}),
+        **({} if outcome.certified_by_ball is None else
+           {"certified_by_ball_accuracy": float(np.mean(outcome.certified_by_ball))}),
     }
 
 
@@ -121,6 +123,9 @@ def plot_curve(result: AuditResult, path: str | Path) -> Path:
                   label=f"certified by the Lipschitz bound ({result.settings.lipschitz})")
         axes.plot(eps, [float(np.mean(np.nan_to_num(result.per_eps[i].certified_margin, nan=-np.inf) > 0))
                         for i in order], "v:", label=f"certified by {result.settings.method} on the ball's box")
+    if all(o.certified_by_ball is not None for o in result.per_eps):
+        axes.plot(eps, [float(np.mean(result.per_eps[i].certified_by_ball)) for i in order], "d:",
+                  label="certified by CROWN on the ball (rigorous float64)")
     axes.axhline(result.clean_accuracy, linestyle="--", color="gray", label="clean")
     axes.fill_between(eps, [result.per_eps[i].certified_robust_accuracy for i in order],
                       [result.per_eps[i].empirical_robust_accuracy for i in order], alpha=0.15,

@@ -156,6 +156,10 @@ def audit_page(report: dict, pictures: list[dict]) -> str:
                tuple(r["empirical_robust_accuracy"] for r in results), markers=True),
         Series(f"certified robust (lower bound, {settings['method']})", eps,
                tuple(r["certified_robust_accuracy"] for r in results), markers=True),
+        *(Series(name, eps, tuple(r[key] for r in results), markers=True)
+          for key, name in (("certified_by_lipschitz_accuracy", "certified by the Lipschitz bound"),
+                            ("certified_by_ball_accuracy", "certified by CROWN on the L2 ball (rigorous)"))
+          if results and all(key in r for r in results)),
         Series("clean", eps, tuple(report["clean_accuracy"] for _ in results), dash=True),
     ], x_label="ε (raw input units)", y_label="accuracy", y_range=(0.0, 1.0))
     body += table(("ε", "clean", "empirical", "certified", "certified #", "falsified #", "unknown #",

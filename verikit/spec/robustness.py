@@ -1,11 +1,14 @@
-"""Local robustness specs: "every input within eps (L-inf) of x keeps the label".
+"""Local robustness specs: "every input within eps (L-inf or L2) of x keeps the label".
 
 `robustness_property` builds the property in normal form: one case whose box is the L-inf ball
 `x ± eps`, clipped to the valid range, and optionally normalised; one disjunct per other class j,
 `y[label] - y[j] <= 0` (the violation: class j scores at least as high as the label).
 
-Only the L-inf ball is a box. An L2 (or L1) ball is refused: its L-inf box contains points outside
-the ball, so a counterexample found in a corner would be a false alarm.
+With `"norm": 2` the case's input set is the L2 ball `||x' - x||_2 <= eps` (raw units) intersected with
+that box: the case carries an `L2Ball` region in model units (centre `(x - mean) / std`, radius
+`eps / std` rounded up), which needs one std for every input (a per-channel std makes the ball an
+ellipsoid: refused). Engines that know the ball use it (docs/l2-balls.md); a counterexample must lie in
+the ball. L1 and other norms are refused.
 
 Spec file format (JSON, `verikit-robustness/1`; the `#` comments are explanations, not JSON)::
 
@@ -20,7 +23,7 @@ Spec file format (JSON, `verikit-robustness/1`; the `#` comments are explanation
       "clip": [0.0, 1.0],                 # optional valid range of the raw input
       "mean": [0.49, 0.48, 0.45],         # optional normalisation: box = (clip(x ± eps) - mean) / std
       "std": [0.25, 0.24, 0.26],          # std > 0; scalars, per-channel lists or full arrays
-      "norm": "inf",                      # optional; only "inf" is accepted
+      "norm": "inf",                      # optional; "inf" (default) or 2 (the L2 ball, see above)
       "description": "free text",         # optional; keys starting with "_" are ignored too
       "property": "top-k",                # optional: "robustness" (default), "top-k", "top-k-set",
                                           # "top-k-order" or "targeted-order" (see verikit.spec.topk)
@@ -49,7 +52,7 @@ import numpy as np
 
 from verikit.core import limits
 from verikit.core.errors import SpecError
-from verikit.core.property import Box, Case, Conjunction, Property
+from verikit.core.property import Box, Case, Conjunction, L2Ball, Property
 from verikit.spec.topk import pairwise_rows
 from verikit.spec.vnnlib import read_spec_text
 
@@ -57,6 +60,7 @@ FORMAT = "verikit-robustness/1"
 _KNOWN_KEYS = frozenset({"format", "input", "input_file", "input_shape", "label", "epsilon", "num_classes",
                          "clip", "mean", "std", "norm", "description", "property", "k", "classes", "targets"})
 _INF_NORMS = ("inf", "linf", "l-inf", "l_inf")
+_L2_NORMS = ("2", "l2", "l-2", "l_2")
 
 
 def robustness_property(
@@ -81,7 +85,7 @@ def robustness_property(
     label's: {"property": kind, "k": .., "classes": [..]} (verikit.spec.topk; label may then be None
     except for "top-k"). Raises SpecError on bad arguments.
     """
-    _check_norm(norm)
+    norm = _check_norm(norm)
     x = np.asarray(x, dtype=np.float64)
     if x.size == 0:
         raise SpecError("the input x is empty", where=source or None)
@@ -101,7 +105,8 @@ def robustness_property(
         raise SpecError(f"epsilon must be a finite number >= 0, got {eps!r}", where=source or None)
 
     low, high = x - eps, x + eps
-    notes = [f"L-inf ball of radius {eps!r} around the input"]
+    notes = [f"L-inf ball of radius {eps!r} around the input" if norm == "inf" else
+             f"L2 ball of radius {eps!r} around the input, within its L-inf box"]
     if lower is not None or upper is not None:
         clip_low = _broadcast(lower if lower is not None else -np.inf, x.shape, "lower", source)
         clip_high = _broadcast(upper if upper is not None else np.inf, x.shape, "upper", source)
@@ -117,13 +122,18 @@ def robustness_property(
             )
         low, high = np.clip(low, clip_low, clip_high), np.clip(high, clip_low, clip_high)
         notes.append("box clipped to the valid input range")
+    centre, scale = x, 1.0
     if mean is not None or std is not None:
         mean_array = _broadcast(0.0 if mean is None else mean, x.shape, "mean", source)
         std_array = _broadcast(1.0 if std is None else std, x.shape, "std", source)
+        if norm == "2" and np.ptp(std_array) > 0:
+            raise SpecError("norm 2 needs one std for every input: a per-channel std turns the L2 ball into an "
+                            "ellipsoid in the model's units, which verikit does not bound", where=source or None)
         if not (np.isfinite(std_array).all() and (std_array > 0).all()):
             raise SpecError("std must be finite and > 0", where=source or None)
         if not np.isfinite(mean_array).all():
             raise SpecError("mean must be finite", where=source or None)
+        centre, scale = (x - mean_array) / std_array, float(std_array.reshape(-1)[0])
         low, high = (low - mean_array) / std_array, (high - mean_array) / std_array
         notes.append("box normalised as (raw - mean) / std")
 
@@ -131,7 +141,13 @@ def robustness_property(
     if details:
         details["epsilon"] = eps
         notes.append(f"{kind}: {len(disjuncts)} disjuncts in normal form")
-    case = Case(Box(low.reshape(-1), high.reshape(-1)), disjuncts)
+    region = None
+    if norm == "2":
+        # the model-unit radius covers the raw ball: eps / std rounded up, plus the centre's rounding
+        radius = np.nextafter(eps / scale, np.inf) + 4 * np.finfo(np.float64).eps * float(np.abs(centre).max())
+        region = L2Ball(centre.reshape(-1), float(radius))
+        details = {**details, "norm": 2, "epsilon": eps}
+    case = Case(Box(low.reshape(-1), high.reshape(-1)), disjuncts, region=region)
     return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes), kind=kind,
                     details=details)
 
@@ -249,8 +265,8 @@ def robustness_from_dict(
     mean = _channel_values(spec, "mean", x.shape, where)
     std = _channel_values(spec, "std", x.shape, where)
     norm = spec.get("norm", "inf")
-    if not isinstance(norm, str):
-        raise SpecError(f"key 'norm': expected the string \"inf\", got {norm!r}", where=where)
+    if isinstance(norm, bool) or not isinstance(norm, (str, int, float)):
+        raise SpecError(f"key 'norm': expected \"inf\" or 2, got {norm!r}", where=where)
     return robustness_property(x, None if label is None else int(label), float(epsilon),
                                num_classes=int(num_classes), lower=lower, upper=upper, norm=norm, mean=mean,
                                std=std, source=source, sha256=digest.hexdigest(), ranking=ranking)
@@ -312,14 +328,20 @@ def _broadcast(value, shape: tuple, name: str, source: str) -> np.ndarray:
         raise SpecError(f"{name} does not broadcast to the input shape {shape}", where=source or None) from None
 
 
-def _check_norm(norm) -> None:
+def _check_norm(norm) -> str:
+    """The norm as "inf" or "2", or SpecError."""
     if isinstance(norm, str) and norm.strip().lower() in _INF_NORMS:
-        return
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and math.isinf(norm) and norm > 0:
-        return
+        return "inf"
+    if isinstance(norm, str) and norm.strip().lower() in _L2_NORMS:
+        return "2"
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        if math.isinf(norm) and norm > 0:
+            return "inf"
+        if norm == 2:
+            return "2"
     raise SpecError(
-        f"norm {norm!r} is not supported: only the L-inf ball is a box. Verifying its L-inf box instead "
-        "would report counterexamples that lie outside the ball"
+        f"norm {norm!r} is not supported: only the L-inf ball (a box) and the L2 ball. Verifying an enclosing "
+        "box instead would report counterexamples that lie outside the ball"
     )
 
 

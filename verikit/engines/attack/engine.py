@@ -19,8 +19,8 @@ import torch
 from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
 from verikit.core.settings import settings_dict
-from verikit.core.property import Case, Manipulated
-from verikit.engines.attack.pgd import PGDState, diversified_starts, pgd, uniform_starts
+from verikit.core.property import Case, L2Ball, Manipulated
+from verikit.engines.attack.pgd import L2_SHRINK, PGDState, diversified_starts, pgd, project, uniform_starts
 from verikit.engines.spec_rows import SpecRows
 from verikit.witness.replay import STRICT, Tolerances, validate_batch, validate_members
 
@@ -78,8 +78,11 @@ def run(
     upper = torch.tensor(box.upper, dtype=torch.float32).expand(restarts, -1)
     width = upper - lower
     best_loss = math.inf
+    ball = _ball_of(case, restarts)
+    scale = width if ball is None else 2.0 * ball[1]
 
-    found = validate_batch(network, case, np.stack([box.center, box.lower, box.upper]), tolerances)
+    firsts = [case.region.center] if isinstance(case.region, L2Ball) else [box.center, box.lower, box.upper]
+    found = validate_batch(network, case, np.stack(firsts), tolerances)
     if found is not None:
         return Falsified(found)
     if np.array_equal(box.lower, box.upper):
@@ -105,10 +108,12 @@ def run(
         if settings.diversify_steps > 0 and round_ % 2 == 0:
             starts = diversified_starts(network.module, starts, lower, upper, steps=settings.diversify_steps,
                                         size=settings.step_fraction * width, generator=generator)
+        if ball is not None:  # uniform in the box, then into the ball ∩ box
+            starts = project(starts, lower, upper, ball)
         # `steps` moves of which the last is never evaluated, so the loop evaluates steps - 1 of them
         search = pgd(violation, starts, lower, upper, steps=settings.steps - 1,
-                     horizon=settings.steps, fraction=settings.step_fraction, scale=width, budget=budget,
-                     check=replay_promising)
+                     horizon=settings.steps, fraction=settings.step_fraction, scale=scale, ball=ball,
+                     budget=budget, check=replay_promising)
         if search.best_loss.numel():
             best_loss = min(best_loss, float(search.best_loss.min()))
         if found is None:
@@ -119,6 +124,15 @@ def run(
         if search.timed_out:
             return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})", timed_out=True)
     return Unknown(f"attack found no counterexample (best loss {best_loss:.4g})")
+
+
+def _ball_of(case: Case, restarts: int) -> tuple[torch.Tensor, float] | None:
+    """PGD's ball (centres (restarts, n), radius) for an ℓ2-ball case, shrunk by L2_SHRINK so that the
+    float32 rounding of a candidate keeps it inside; None for other cases."""
+    if not isinstance(case.region, L2Ball):
+        return None
+    centre = torch.tensor(case.region.center, dtype=torch.float32).expand(restarts, -1)
+    return centre, case.region.radius * (1.0 - L2_SHRINK)
 
 
 def _quadattack_wanted(case: Case, settings: AttackSettings) -> bool:

@@ -107,7 +107,7 @@ def diversified_starts(forward: Callable[[torch.Tensor], torch.Tensor], starts: 
                                             device=generator.device) - 1).to(y.device)
             gradient = torch.autograd.grad((direction * y).sum(), xs)[0]
         with torch.no_grad():
-            x = _project(xs + size * gradient.sign(), lower, upper, None)
+            x = project(xs + size * gradient.sign(), lower, upper, None)
     return x
 
 
@@ -173,9 +173,9 @@ def pgd(
                 length = torch.clamp(gradient.norm(dim=1, keepdim=True), min=1e-30)
                 moved = xs.detach() - size * scale * gradient / length
             if rows is None:
-                x = _project(moved, lower, upper, ball)
+                x = project(moved, lower, upper, ball)
             else:
-                x[rows] = _project(moved, lower[rows], upper[rows],
+                x[rows] = project(moved, lower[rows], upper[rows],
                                    None if ball is None else (ball[0][rows], ball[1]))
     return Search(best_x, best, best_step)
 
@@ -189,7 +189,7 @@ def _margins(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Te
     return own - others.topk(k, dim=1).values[:, -1]
 
 
-def _project(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+def project(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
              ball: tuple[torch.Tensor, float] | None) -> torch.Tensor:
     """Into the box [lower, upper], after the L2 ball (centres, radius) when given."""
     if ball is not None:
@@ -213,7 +213,7 @@ def _starts(x0: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, re
         direction = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         direction = direction / torch.clamp(direction.norm(dim=1, keepdim=True), min=1e-30)
         radius = eps * torch.rand((x.shape[0], 1), generator=generator, dtype=x.dtype) ** (1.0 / n)
-        start = _project(x + direction * radius, lo, hi, (x, eps * (1.0 - L2_SHRINK)))
+        start = project(x + direction * radius, lo, hi, (x, eps * (1.0 - L2_SHRINK)))
     first = torch.arange(batch) * restarts
     start[first] = x0
     return start

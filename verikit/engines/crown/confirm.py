@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from verikit.core.pwl import PiecewiseLinear
+from verikit.engines.crown.input_set import InputBall, never_looser_than_the_box
 from verikit.engines.crown.optimise import optimise_spec
 from verikit.engines.crown.propagate import ReluMlp, layer_bounds, spec_bounds
 
@@ -29,8 +30,9 @@ def exact_mlp(pwl: PiecewiseLinear) -> ReluMlp | None:
 
 
 def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
-                           *, alpha_steps: int = CONFIRM_ALPHA_STEPS) -> np.ndarray:
-    """Sound float64 lower bounds (B, R) of `C @ y - d` over boxes lower, upper (B, n_inputs).
+                           *, alpha_steps: int = CONFIRM_ALPHA_STEPS, ball: InputBall | None = None) -> np.ndarray:
+    """Sound float64 lower bounds (B, R) of `C @ y - d` over boxes lower, upper (B, n_inputs), each
+    intersected with `ball` when given.
 
     C (R, n_outputs), d (R,) are float64 (the case's own values). α-CROWN runs only on the boxes that
     plain CROWN leaves with a row <= 0.
@@ -40,13 +42,14 @@ def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C
     C_t = torch.tensor(np.asarray(C), dtype=torch.float64)
     d_t = torch.tensor(np.asarray(d), dtype=torch.float64)
     with torch.no_grad():
-        layers = layer_bounds(net, x_lower, x_upper)
-        best = spec_bounds(net, x_lower, x_upper, C_t, d_t, layers).lower
+        layers = layer_bounds(net, x_lower, x_upper, ball=ball)
+        best = spec_bounds(net, x_lower, x_upper, C_t, d_t, layers, ball=ball).lower
     open_ = (best <= 0).any(dim=1)
     if alpha_steps > 0 and bool(open_.any()):
         index = open_.nonzero().squeeze(1)
         better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, layers.select(index),
-                                  steps=alpha_steps, lr=CONFIRM_ALPHA_LR)
+                                  steps=alpha_steps, lr=CONFIRM_ALPHA_LR,
+                                  ball=None if ball is None else ball.select(index))
         best[index] = torch.maximum(best[index], better.lower.detach())
     return best.numpy()
 
@@ -77,15 +80,17 @@ def interval_lower_bounds(pwl: PiecewiseLinear, lower: np.ndarray, upper: np.nda
 
 
 def rigorous_lower_bounds(pwl: PiecewiseLinear, mlp: ReluMlp | None, lower: np.ndarray, upper: np.ndarray,
-                          C: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Rigorous lower bounds (B, R) of `C @ y - d` over each box: interval arithmetic on every
-    piecewise-linear chain, then (a ReLU MLP) float64 CROWN/α-CROWN on the boxes intervals leave open.
-    Each entry is the best bound found; every one holds in real arithmetic over the form's weights."""
+                          C: np.ndarray, d: np.ndarray, ball: InputBall | None = None) -> np.ndarray:
+    """Rigorous lower bounds (B, R) of `C @ y - d` over each box (∩ `ball`, when given): interval
+    arithmetic on every piecewise-linear chain (over the box alone), then (a ReLU MLP) float64
+    CROWN/α-CROWN on the boxes intervals leave open. Each entry is the best bound found; every one holds
+    in real arithmetic over the form's weights."""
     best = interval_lower_bounds(pwl, lower, upper, C, d)
     open_ = ~np.all(best > 0, axis=1)
     if mlp is not None and open_.any():
         index = np.flatnonzero(open_)
-        found = confirmed_lower_bounds(mlp, np.atleast_2d(lower)[index], np.atleast_2d(upper)[index], C, d)
+        found = confirmed_lower_bounds(mlp, np.atleast_2d(lower)[index], np.atleast_2d(upper)[index], C, d,
+                                       ball=None if ball is None else ball.select(torch.as_tensor(index)))
         best[index] = np.maximum(best[index], found)
     return best
 
@@ -108,8 +113,11 @@ class ChainForm:
 
         check_piecewise_linear(network, self.pwl, box)
 
-    def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
-        return rigorous_lower_bounds(self.pwl, self.mlp, lower, upper, C, d)
+    def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+                     ball: InputBall | None = None) -> np.ndarray:
+        """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs), ∩ `ball` when given."""
+        return never_looser_than_the_box(
+            lambda over: rigorous_lower_bounds(self.pwl, self.mlp, lower, upper, C, d, over), ball)
 
 
 def confirming_form(network, pwl=None):

@@ -43,6 +43,8 @@ from math import prod
 import numpy as np
 import torch
 
+from verikit.engines.crown.input_set import InputBall, ball_linear_min, never_looser_than_the_box
+
 U = 2.0**-53
 TINY = 2.0**-1074
 ROW_CHUNK_ELEMENTS = 8_000_000  # rows x tensor elements per backward pass (float64: 64 MB a tensor)
@@ -221,18 +223,27 @@ class GraphForm:
 
     # ----------------------------------------------------------------- bounds
 
-    def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs)."""
+    def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+                     ball: InputBall | None = None) -> np.ndarray:
+        """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs), ∩ `ball` when given
+        (verikit.engines.crown.input_set: every CROWN bound, intermediate ones too, concretised over both)."""
+        return never_looser_than_the_box(lambda over: self._boxes(lower, upper, C, d, over), ball)
+
+    def _boxes(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+               ball: InputBall | None) -> np.ndarray:
         lower, upper = np.atleast_2d(lower), np.atleast_2d(upper)
         out = np.empty((lower.shape[0], C.shape[0]))
         with torch.no_grad():
             for b in range(lower.shape[0]):
-                out[b] = self._one_box(lower[b], upper[b], np.asarray(C, np.float64), np.asarray(d, np.float64))
+                one = None if ball is None else ball.select(torch.tensor([b])).to("cpu", torch.float64)
+                out[b] = self._one_box(lower[b], upper[b], np.asarray(C, np.float64), np.asarray(d, np.float64), one)
         return out
 
-    def _one_box(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
+    def _one_box(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+                 ball: InputBall | None = None) -> np.ndarray:
         box = (torch.tensor(lower, dtype=torch.float64).reshape(self.input_shape),
                torch.tensor(upper, dtype=torch.float64).reshape(self.input_shape))
+        self._ball = ball  # the input set is box ∩ ball for every concretisation of this box
         self._constants: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         bounds = self._layer_bounds(box)
         lam = torch.tensor(C).reshape(C.shape[0], *self.shapes[self.output_name])
@@ -366,7 +377,12 @@ class GraphForm:
         loss = _up(_up(flat_dot(absolute, r) + flat_dot(absolute, c.abs()) * gamma(c.numel())) + err)
         total = _down(k + value)
         total = _down(total - _up(total.abs() * U + TINY))
-        return _down(total - loss)
+        bound = _down(total - loss)
+        if getattr(self, "_ball", None) is None:
+            return bound
+        over_ball = _down(k + ball_linear_min(lam_x, self._ball))  # the input term's rounding is inside
+        over_ball = _down(over_ball - _up(over_ball.abs() * U + TINY))
+        return torch.maximum(bound, _down(over_ball - err))
 
     def _affine_constants(self, node: _Node, m_x: torch.Tensor):
         """(|L| m_x scaled up, t = T(0), the magnitude of t's terms scaled up) of an affine node, once per box

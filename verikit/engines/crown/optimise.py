@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from verikit.engines.crown.input_set import InputBall
 from verikit.engines.crown.propagate import InputBox, LayerBounds, Relaxation, ReluMlp, SpecBounds, spec_bounds, substitute
 
 
@@ -57,11 +58,13 @@ def optimise_spec(
     start: Multipliers | None = None,
     use_beta: bool | None = None,
     stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ball: InputBall | None = None,
 ) -> tuple[SpecBounds, Multipliers]:
     """Best bounds (B, R) of `C @ y - d` over `steps` Adam iterations on α (and β when splits are given).
 
     Returns the best bounds seen per row and the final multipliers (a warm start for children).
-    `stop(best lower bounds (B, R))` -> bool tensor ends the iterations early when true.
+    `stop(best lower bounds (B, R))` -> bool tensor ends the iterations early when true. With `ball`, over
+    each box ∩ the ℓ2 ball (verikit.engines.crown.input_set).
     """
     rows = C.shape[0]
     use_beta = splits is not None if use_beta is None else use_beta
@@ -76,7 +79,7 @@ def optimise_spec(
     params = Multipliers(alphas, betas)
     with torch.no_grad():
         best = spec_bounds(net, x_lower, x_upper, C, d, bounds, splits=splits,
-                           slopes_lo=lower_slopes(bounds, params.alphas), betas=params.betas)
+                           slopes_lo=lower_slopes(bounds, params.alphas), betas=params.betas, ball=ball)
     if steps <= 0 or (stop is not None and bool(stop(best.lower))):
         return best, params
     for tensor in params.parameters():
@@ -86,7 +89,7 @@ def optimise_spec(
     with torch.enable_grad():
         for _ in range(steps):
             current = spec_bounds(net, x_lower, x_upper, C, d, bounds, splits=splits,
-                                  slopes_lo=lower_slopes(bounds, params.alphas), betas=params.betas)
+                                  slopes_lo=lower_slopes(bounds, params.alphas), betas=params.betas, ball=ball)
             finite = torch.where(torch.isfinite(current.lower), current.lower, torch.zeros_like(current.lower))
             loss = -finite.sum()
             optimiser.zero_grad(set_to_none=True)

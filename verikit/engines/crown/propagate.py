@@ -26,6 +26,7 @@ import torch
 
 from verikit.core.errors import InternalError
 from verikit.engines.crown.forward import ForwardBounds
+from verikit.engines.crown.input_set import InputBall, box_or_ball_min
 from verikit.engines.crown.interval import affine_interval, rounding_gamma
 from verikit.core.pwl import Affine, NotPiecewiseLinear, PiecewiseLinear
 
@@ -181,10 +182,12 @@ class SpecBounds:
 
 @dataclass(eq=False)
 class InputBox:
-    """A batch of input boxes (B|1, n_inputs) with the derived terms every bound needs."""
+    """A batch of input sets: boxes (B|1, n_inputs), each intersected with an ℓ2 ball when `ball` is given
+    (verikit.engines.crown.input_set), with the derived terms every bound needs."""
 
     lower: torch.Tensor
     upper: torch.Tensor
+    ball: InputBall | None = None
 
     def __post_init__(self) -> None:
         self.center = (self.lower + self.upper) / 2
@@ -192,9 +195,17 @@ class InputBox:
         self.magnitude = torch.maximum(self.lower.abs(), self.upper.abs())
 
     def select(self, index: torch.Tensor) -> "InputBox":
-        if self.lower.shape[0] == 1:
+        if self.lower.shape[0] == 1 and (self.ball is None or self.ball.center.shape[0] == 1):
             return self
-        return InputBox(self.lower.index_select(0, index), self.upper.index_select(0, index))
+        lower = self.lower if self.lower.shape[0] == 1 else self.lower.index_select(0, index)
+        upper = self.upper if self.upper.shape[0] == 1 else self.upper.index_select(0, index)
+        return InputBox(lower, upper, None if self.ball is None else self.ball.select(index))
+
+    def linear_min(self, lam: torch.Tensor) -> torch.Tensor:
+        """Lower bound (R, B) of min over the set of lam·x for lam (R, B|1, n_inputs), before the rounding
+        allowance of lam itself (the caller's γ·|lam|·magnitude): the box's, or the larger of box and ball."""
+        box_min = _dot(lam, self.center) - _dot(lam.abs(), self.radius)
+        return box_or_ball_min(box_min, lam, self.ball)
 
 
 def round_outward(lower: torch.Tensor, upper: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,7 +266,7 @@ def substitute(
         const = const + lam @ net.biases[i]
         lam = lam @ net.weights[i]
     absolute = lam.abs()
-    value = const + _dot(lam, box.center) - _dot(absolute, box.radius)
+    value = const + box.linear_min(lam)
     slack = net.gamma * (magnitude + _dot(absolute, box.magnitude))
     return value - slack, slack, lam, const
 
@@ -298,18 +309,31 @@ def _refine_unstable(net: ReluMlp, i: int, bounds: LayerBounds, lower: torch.Ten
     return lower, upper
 
 
+def _first_layer_over_ball(net: ReluMlp, box: InputBox, lower: torch.Tensor, upper: torch.Tensor,
+                          zabs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first pre-activation's interval bounds (B, n_0) intersected with its bounds over the ball
+    (W_0 x + b_0 >= W_0 c + b_0 - ρ‖W_0 row‖₂), widened by the same rounding allowance."""
+    lam = torch.cat([net.weights[0], -net.weights[0]]).unsqueeze(1)  # (2 n_0, 1, n_in)
+    const = torch.cat([net.biases[0], -net.biases[0]]).unsqueeze(1)
+    value = const + box.linear_min(lam) - net.gamma * (zabs.T.repeat(2, 1))  # (2 n_0, B)
+    count = net.weights[0].shape[0]
+    return torch.maximum(lower, value[:count].T), torch.minimum(upper, -value[count:].T)
+
+
 def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
                  splits: list[torch.Tensor] | None = None, *, refine: bool = True,
-                 forward: bool | None = None, interval: bool = True) -> LayerBounds:
+                 forward: bool | None = None, interval: bool = True, ball: InputBall | None = None) -> LayerBounds:
     """Bounds of every hidden pre-activation for boxes x_lower, x_upper (B|1, n_inputs).
 
     Interval bounds ∩ forward linear bounds (when `forward`; default: when B·(n_inputs+1)·width is at
     most FORWARD_ELEMENT_CAP), then CROWN for the neurons still unstable (when `refine`).
     Splits (B, n_i) tighten each layer as soon as it is bounded. With forward=False, interval=False
     every layer >= 1 gets plain CROWN on every neuron (what auto_LiRPA's "CROWN" computes).
+    With `ball`, the input set is each box ∩ the ball: the first layer is bounded over the ball too, and
+    every CROWN bound is concretised over both (forward linear bounds stay box-only: still sound).
     """
     x_lower, x_upper = x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype)
-    box = InputBox(x_lower, x_upper)
+    box = InputBox(x_lower, x_upper, None if ball is None else ball.to(net.device, net.dtype))
     batch = max(x_lower.shape[0], 1 if splits is None else splits[0].shape[0])
     if forward is None:
         forward = batch * (net.n_inputs + 1) * max(net.hidden_sizes, default=1) <= FORWARD_ELEMENT_CAP
@@ -324,6 +348,8 @@ def layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor,
                                              net.abs_biases[i], net.gamma)
         if not interval and i > 0:
             lower, upper = torch.full_like(lower, -torch.inf), torch.full_like(upper, torch.inf)
+        if i == 0 and box.ball is not None:
+            lower, upper = _first_layer_over_ball(net, box, lower, upper, zabs)
         if symbolic is not None:
             if i > 0:
                 relax = bounds.relaxations[i - 1]
@@ -363,16 +389,18 @@ def spec_bounds(
     slopes_lo: list[torch.Tensor | None] | None = None,
     betas: list[torch.Tensor] | None = None,
     record: dict[int, torch.Tensor] | None = None,
+    ball: InputBall | None = None,
 ) -> SpecBounds:
     """Sound lower bounds (B, R) of `C @ y - d` over boxes x_lower, x_upper (B|1, n_inputs).
 
     C: (R, n_outputs), d: (R,). Layer bounds are computed (with `splits`) unless given. Optional per
     layer: lower slopes (R, B, n_i) replacing the adaptive ones (α, see crown_opt) and multipliers
-    β >= 0 (R, B, n_i) of the split constraints.
+    β >= 0 (R, B, n_i) of the split constraints. With `ball`, over each box ∩ the ball (input_set).
     """
     if bounds is None:
-        bounds = layer_bounds(net, x_lower, x_upper, splits)
-    box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
+        bounds = layer_bounds(net, x_lower, x_upper, splits, ball=ball)
+    box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype),
+                   None if ball is None else ball.to(net.device, net.dtype))
     C = C.to(net.device, net.dtype)
     d = d.to(net.device, net.dtype)
     H = net.depth

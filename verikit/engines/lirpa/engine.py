@@ -129,12 +129,48 @@ def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, 
         form.check(bounded.network, case.box)
     except ModelError as error:
         return str(error)
-    lower = form.lower_bounds(case.box.lower[None], case.box.upper[None], C, d)[0]
+    lower = rigorous_case_bounds(form, case, C, d)
     open_ = [k for k, (s, e) in enumerate(zip(starts, ends)) if not np.any(lower[s:e] > 0)]
     if open_:
         return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's rigorous float64 bounds "
                 f"({form.label}) do not confirm disjunct(s) {open_[:5]}")
     return None
+
+
+def rigorous_case_bounds(form, case: Case, C: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The confirming form's rigorous lower bounds (rows,) of `C @ y - d` over the case's input set: its box,
+    intersected with its ℓ2 ball when the region is one (verikit.engines.crown.input_set)."""
+    from verikit.core.property import L2Ball
+    from verikit.engines.crown.input_set import InputBall
+
+    region = case.region
+    ball = InputBall.of(region.center, region.radius) if isinstance(region, L2Ball) else None
+    return form.lower_bounds(case.box.lower[None], case.box.upper[None], C, d, ball=ball)[0]
+
+
+def _over_the_ball(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends,
+                   method: str, found: tuple) -> Proven | tuple | None:
+    """For an ℓ2-ball case auto_LiRPA leaves open over the box (it bounds boxes only: its ℓ2 perturbation
+    in 0.3 starts IBP from the centre alone, x_L = x_U = x, which would be unsound here), the rigorous
+    form's bounds over ball ∩ box: Proven, else the better bounds, or None (no form, or not a ball)."""
+    from verikit.core.errors import ModelError
+    from verikit.core.property import L2Ball
+
+    if not isinstance(case.region, L2Ball) or method == "ibp" or unconfirmable(bounded) is not None:
+        return None
+    try:
+        bounded.pwl.check(bounded.network, case.box)
+    except ModelError:
+        return None
+    lower = rigorous_case_bounds(bounded.pwl, case, C, d)
+    better = tuple(DisjunctBounds(np.maximum(lower[s:e], item.lower), f"{method} over the l2 ball")
+                   for (s, e), item in zip(zip(starts, ends), found))
+    if all(np.any(lower[s:e] > 0) for s, e in zip(starts, ends)):
+        return Proven(Certificate(f"{method}-l2", tuple(DisjunctBounds(lower[s:e].copy(), method)
+                                                        for s, e in zip(starts, ends)),
+                                  {"input_set": "l2 ball ∩ box", "confirmed_by": "verikit rigorous float64 bounds "
+                                   f"over the ball ({bounded.pwl.label}, dual norm)"}))
+    return better
 
 
 def confirm_case(bounded: BoundedNetwork, case: Case) -> str | None:
@@ -309,6 +345,13 @@ def run(
         return Unknown(f"bounds engine cannot handle this network: {error}")
     found = tuple(DisjunctBounds(lower[s:e].copy(), method) for s, e in zip(starts, ends))
     open_ = [index for index, item in enumerate(found) if not item.refuted]
+    if open_ and not budget.expired():
+        over_ball = _over_the_ball(bounded, case, C, d, starts, ends, method, found)
+        if isinstance(over_ball, Proven):
+            return over_ball
+        if over_ball is not None:
+            found = over_ball
+            open_ = [index for index, item in enumerate(found) if not item.refuted]
     if not open_:
         try:
             unconfirmed = _confirm(bounded, case, C, d, starts, ends)
