@@ -2,6 +2,9 @@
 
 Deliberately small and separate from verikit's import (no torch): it knows MatMul and Gemm with a
 constant weight, Add/Sub with a constant, Relu, and the layout no-ops Flatten, Reshape and Identity.
+Asked to (`activations` with "MaxMin"), it also reads a MaxMin activation: the last axis cut in two halves
+(two Slices or one Split), then Max and Min of the halves, concatenated (verikit.checker.maxmin); shape
+arithmetic on static shapes (what torch exports for `chunk`) is folded to constants first.
 Consecutive affine ops are kept apart (not multiplied together), so no rounding enters the weights:
 every value is an ONNX float32, held exactly in float64.
 """
@@ -37,7 +40,9 @@ class Chain:
     hidden_sizes: tuple[int, ...]
     n_inputs: int
     n_outputs: int
-    kinds: tuple[str, ...] = ()  # each hidden layer's activation ("relu", "tanh", "sigmoid"); () = all relu
+    kinds: tuple[str, ...] = ()  # each hidden layer's activation ("relu", "tanh", "sigmoid", "maxmin"); () = all relu
+    pairs: tuple[np.ndarray | None, ...] = ()  # per hidden layer: for "maxmin", (m, 2) index pairs (p, q),
+    # out[p] = max(z[p], z[q]), out[q] = min(z[p], z[q]), every neuron in one pair; else None
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """Float64 outputs (k, n_outputs) for inputs (k, n_inputs) (for the checker's own self-test)."""
@@ -48,6 +53,9 @@ class Chain:
                 values = values if op.b is None else values + op.b
             if i < len(self.segments) - 1:
                 kind = self.kinds[i] if self.kinds else "relu"
+                if kind == "maxmin":
+                    values = maxmin(values, self.pairs[i])
+                    continue
                 values = (np.maximum(values, 0.0) if kind == "relu" else np.tanh(values) if kind == "tanh"
                           else 0.5 * (1.0 + np.tanh(0.5 * values)))
         return values
@@ -55,6 +63,15 @@ class Chain:
 
 #: the ONNX activations read_chain may be asked to accept, and their Chain kinds
 ACTIVATIONS = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid"}
+
+
+def maxmin(values: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """MaxMin of values (k, n) over index pairs (m, 2): out[:, p] = max, out[:, q] = min of z[:, p], z[:, q]."""
+    out = values.copy()
+    p, q = pairs[:, 0], pairs[:, 1]
+    out[:, p] = np.maximum(values[:, p], values[:, q])
+    out[:, q] = np.minimum(values[:, p], values[:, q])
+    return out
 
 
 def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
@@ -78,6 +95,12 @@ def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
         kind = tensor.data_type if hasattr(tensor, "data_type") else tensor.type.tensor_type.elem_type
         if kind not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64):
             raise UnsupportedNetwork(f"tensor '{tensor.name}' is not float32 (type {kind})")
+    if "MaxMin" in activations:
+        from verikit.checker.maxmin import fold_shape_arithmetic  # it raises UnsupportedNetwork
+
+        model, nodes = fold_shape_arithmetic(model, constants, lambda m: _shapes(m, symbolic=None))
+    else:
+        nodes = [node for node in graph.node if node.op_type != "Constant"]
     shapes = _shapes(model)
     n_inputs = int(np.prod(shapes.get(inputs[0].name, (0,))))
     if n_inputs == 0:
@@ -86,10 +109,22 @@ def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
     segments: list[list[AffineOp]] = [[]]
     hidden: list[int] = []
     kinds: list[str] = []
-    for node in graph.node:
-        if node.op_type == "Constant":
-            continue
+    pairs: list[np.ndarray | None] = []
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
         data_inputs = [name for name in node.input if name and name not in constants]
+        if "MaxMin" in activations and node.op_type in ("Slice", "Split") and data_inputs == [current]:
+            from verikit.checker.maxmin import read_maxmin
+
+            found, used, output = read_maxmin(nodes, i, current, shapes.get(current), constants)
+            shapes[output], current = shapes[current], output  # MaxMin keeps the shape
+            kinds.append("maxmin")
+            pairs.append(found)
+            segments.append([])
+            hidden.append(size)
+            i += used
+            continue
         if data_inputs != [current] or len(node.output) != 1:
             raise UnsupportedNetwork(f"node '{node.name}' ({node.op_type}) does not continue a single chain")
         if node.op_type in activations and node.op_type in ACTIVATIONS:
@@ -100,19 +135,23 @@ def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
         if op == "relu":
             kinds.append("relu")
         if op in ("relu", "activation"):
+            pairs.append(None)
             segments.append([])
             hidden.append(size)
         elif op is not None:
             segments[-1].append(op)
         current = node.output[0]
+        i += 1
     if current != graph.output[0].name:
         raise UnsupportedNetwork("the graph's output is not the end of its chain")
     kinds_field = () if all(k == "relu" for k in kinds) else tuple(kinds)
-    return Chain(tuple(tuple(s) for s in segments), tuple(hidden), n_inputs, size, kinds_field)
+    pairs_field = tuple(pairs) if "maxmin" in kinds else ()
+    return Chain(tuple(tuple(s) for s in segments), tuple(hidden), n_inputs, size, kinds_field, pairs_field)
 
 
-def _shapes(model) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape as ONNX shape inference gives it; a symbolic dimension (a batch) counts as 1."""
+def _shapes(model, symbolic: int | None = 1) -> dict[str, tuple]:
+    """Every tensor's shape as ONNX shape inference gives it; a symbolic dimension (a batch) counts as
+    `symbolic` (1, or None to tell static shapes apart)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - an unreadable graph simply has no known shapes
@@ -121,7 +160,7 @@ def _shapes(model) -> dict[str, tuple[int, ...]]:
     graph = inferred.graph
     for info in list(graph.value_info) + list(graph.input) + list(graph.output):
         if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
-            found[info.name] = tuple(d.dim_value if d.HasField("dim_value") else 1
+            found[info.name] = tuple(d.dim_value if d.HasField("dim_value") else symbolic
                                      for d in info.type.tensor_type.shape.dim)
     return found
 

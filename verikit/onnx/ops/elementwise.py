@@ -106,6 +106,42 @@ class Mul(_Binary):
     const_batch_dim = True
 
 
+def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return b + F.relu(a - b)  # as a ReLU, so bound propagation relaxes it as one
+
+
+def _minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a - F.relu(a - b)
+
+
+class _TwoOperands(_Binary):
+    """ONNX's Max and Min take any number of operands; verikit reads two (MaxMin, a clamp by a constant)."""
+
+    attributes = frozenset()
+
+    def __init__(self, node: NodeInfo, inputs: Sequence[Value]) -> None:
+        if len(inputs) != 2:
+            raise node.unsupported(f"{len(inputs)} operands (verikit reads {node.op_type} of two)")
+        super().__init__(node, inputs)
+        self.pwl_role = "other"  # piecewise linear, but not written as a chain layer
+
+
+@register("Max")
+class Max(_TwoOperands):
+    """max(a, b) = b + relu(a - b) elementwise (a MaxMin/GroupSort activation's half, or a clamp)."""
+
+    function = staticmethod(_maximum)
+    const_batch_dim = True
+
+
+@register("Min")
+class Min(_TwoOperands):
+    """min(a, b) = a - relu(a - b) elementwise."""
+
+    function = staticmethod(_minimum)
+    const_batch_dim = True
+
+
 def _times_reciprocal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a * reciprocal(b)
 
