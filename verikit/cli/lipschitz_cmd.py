@@ -1,4 +1,5 @@
-"""`verikit lipschitz MODEL`: a proven Lipschitz upper bound (naive, LipSDP-Layer, LipSDP-Neuron) and a
+"""`verikit lipschitz MODEL`: a proven Lipschitz upper bound (naive, LipSDP-Layer, LipSDP-Neuron; MaxMin
+layers by the extension's constraints or a ReLU rewriting) and a
 witnessed lower bound. Exit codes: 0 a bound was reported (notes say when it fell back to the naive
 one, JSON `timed_out` when --timeout ended the SDP), 2 usage, 3 unreadable model or region."""
 
@@ -36,7 +37,7 @@ def read_model(model: Path):
         return data, read_lipnet(data)
     except NotLipschitzReadable as reason:
         raise ModelError(f"{model}: the Lipschitz methods read chains of Gemm/MatMul/Add/Sub with "
-                         f"Relu/Tanh/Sigmoid between them: {reason}") from None
+                         f"Relu/Tanh/Sigmoid/MaxMin between them: {reason}") from None
 
 
 def region_box(spec: Path, n_inputs: int, n_outputs: int):
@@ -92,6 +93,9 @@ def emit(result, model: Path, as_json: bool, report: Path | None) -> None:
 @click.option("--region", type=click.Path(dir_okay=False, path_type=Path),
               help="A spec (VNN-LIB or JSON robustness) whose input sets bound the region: a local bound.")
 @click.option("--output-pair", help="I,J: bound the margin y_I - y_J instead of the whole output.")
+@click.option("--maxmin", type=click.Choice(["extension", "relu-rewrite"]), default="extension", show_default=True,
+              help="How LipSDP constrains MaxMin layers: the extension's quadratic constraints, or the "
+                   "slope-restricted baseline on their ReLU rewriting (docs/lipschitz.md).")
 @click.option("--timeout", type=params.TIMEOUT, default=120.0, show_default=True,
               help="Wall-clock seconds; an SDP not done by then leaves the naive bound.")
 @click.option("--lower-seconds", type=params.SECONDS, default=2.0, show_default=True,
@@ -101,7 +105,7 @@ def emit(result, model: Path, as_json: bool, report: Path | None) -> None:
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON result here.")
 @click.option("--debug", is_flag=True)
 @handles_errors
-def lipschitz(model, norm, method, region, output_pair, timeout, lower_seconds, seed, as_json, report, debug):
+def lipschitz(model, norm, method, region, output_pair, maxmin, timeout, lower_seconds, seed, as_json, report, debug):
     """A proven upper bound of MODEL's Lipschitz constant, with a witnessed lower bound."""
     started = command_started()
     pair = parse_pair(output_pair)
@@ -129,7 +133,8 @@ def lipschitz(model, norm, method, region, output_pair, timeout, lower_seconds, 
 
             replay = load_network(model).replay
         result = lipschitz_bound(net, norm=norm, method=method, region=box, pair=pair, replay=replay,
-                                 deadline=started + timeout - 0.5, lower_seconds=lower_seconds, seed=seed)
+                                 deadline=started + timeout - 0.5, lower_seconds=lower_seconds, seed=seed,
+                                 maxmin=maxmin)
         watchdog.claim()
         emit(result, model, as_json, report)
     finally:

@@ -16,6 +16,9 @@ from verikit.checker.rigorous import up
 
 METHODS = ("naive", "lipsdp-layer", "lipsdp-neuron")
 NORMS = ("2", "inf")
+#: how LipSDP treats a MaxMin layer: the extension's constraints (lmi._add_maxmin), or five ReLUs per pair
+#: (verikit.lipschitz.maxmin), the slope-restricted baseline
+MAXMIN_MODES = ("extension", "relu-rewrite")
 #: LipSDP's matrix side beyond which the SDP is not attempted (SCS takes minutes per solve there)
 MAX_SDP_DIMENSION = 1100
 #: the side of the proven matrix (n_0 + all neurons) beyond which no LipSDP is attempted (O(n³) proof)
@@ -39,6 +42,8 @@ class LipschitzResult:
     solver_status: str | None = None
     solver_objective: float | None = None  # the solver's own sqrt(ρ): reported, never the bound
     proof: str = ""
+    maxmin: str | None = None  # for a network with MaxMin layers: how LipSDP constrained them
+    method_bound: float | None = None  # the asked method's own proven bound, also where naive is smaller
     seconds: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -49,11 +54,12 @@ class LipschitzResult:
 def lipschitz_bound(net: LipNet, *, norm: str = "2", method: str = "lipsdp-neuron",
                     region: tuple[np.ndarray, np.ndarray] | None = None, pair: tuple[int, int] | None = None,
                     deadline: float | None = None, replay=None, lower_seconds: float = 2.0,
-                    seed: int = 0) -> LipschitzResult:
+                    seed: int = 0, maxmin: str = "extension") -> LipschitzResult:
     """The bound for `net`; `region` a box (lower, upper) or None (global); `deadline` on time.monotonic();
-    `replay` onnxruntime on the original model, for the lower bound (None: no lower bound)."""
-    if norm not in NORMS or method not in METHODS:
-        raise ValueError(f"norm in {NORMS}, method in {METHODS}")
+    `replay` onnxruntime on the original model, for the lower bound (None: no lower bound); `maxmin` in
+    MAXMIN_MODES, for networks with MaxMin layers."""
+    if norm not in NORMS or method not in METHODS or maxmin not in MAXMIN_MODES:
+        raise ValueError(f"norm in {NORMS}, method in {METHODS}, maxmin in {MAXMIN_MODES}")
     started = time.monotonic()
     deadline = deadline if deadline is not None else started + 600.0
     C = output_map(net, pair)
@@ -71,7 +77,12 @@ def lipschitz_bound(net: LipNet, *, norm: str = "2", method: str = "lipsdp-neuro
                              proof="product of " + ", ".join(dict.fromkeys(how)) + " layer norms",
                              seconds=seconds, notes=notes)
     if method != "naive":
-        _lipsdp(net, slopes, C, result, deadline)
+        sdp_net, sdp_slopes = net, slopes
+        if "maxmin" in net.kinds:
+            result.maxmin = maxmin
+            sdp_net, sdp_slopes = _maxmin_form(net, slopes, maxmin, notes)
+        if sdp_net is not None:
+            _lipsdp(sdp_net, sdp_slopes, C, result, deadline)
     if replay is not None:
         t = time.monotonic()
         lo, hi = region if region is not None else (np.full(net.n_inputs, -1.0), np.full(net.n_inputs, 1.0))
@@ -82,6 +93,24 @@ def lipschitz_bound(net: LipNet, *, norm: str = "2", method: str = "lipsdp-neuro
             notes.append("lower bound searched over [-1, 1]^n (pass --region for the inputs that matter)")
         seconds["lower"] = time.monotonic() - t
     return result
+
+
+def _maxmin_form(net: LipNet, slopes, mode: str, notes: list[str]):
+    """(the net LipSDP is solved on, its slopes) for a network with MaxMin layers; (None, None) with a note
+    when the ReLU rewriting is asked for and would round."""
+    from verikit.lipschitz.layers import NotLipschitzReadable
+    from verikit.lipschitz.maxmin import relu_rewrite
+
+    if mode == "extension":
+        notes.append("MaxMin layers: the extension's constraints (|z_p - z_q| 1-Lipschitz, z_p + z_q kept)")
+        return net, slopes
+    try:
+        rewritten = relu_rewrite(net)
+    except NotLipschitzReadable as reason:
+        notes.append(f"{reason}; the naive bound is reported")
+        return None, None
+    notes.append("MaxMin layers rewritten as five ReLUs per pair (slope-restricted LipSDP; global slopes)")
+    return rewritten, global_slopes(rewritten)
 
 
 def _lipsdp(net: LipNet, slopes, C, result: LipschitzResult, deadline: float) -> None:
@@ -120,6 +149,7 @@ def _lipsdp(net: LipNet, slopes, C, result: LipschitzResult, deadline: float) ->
     if result.norm == "inf":
         bound = float(up(bound * up(np.sqrt(float(net.n_inputs)))))
         result.notes.append("ℓ∞ from the ℓ2 LMI: ||Δy||∞ <= ||Δy||2 <= L2 ||Δx||2 <= L2 √n ||Δx||∞")
+    result.method_bound = bound
     if bound >= result.naive:
         result.notes.append(f"{result.method}'s proven bound {bound:.6g} is not below the naive one")
         return

@@ -14,8 +14,10 @@ import numpy as np
 from verikit.checker.network import AffineOp, Chain, UnsupportedNetwork, read_chain
 from verikit.checker.rigorous import layer_bounds
 
-#: each activation's global slope interval [α, β]: (φ(a) - φ(b)) / (a - b) ∈ [α, β]
-SLOPES = {"relu": (0.0, 1.0), "tanh": (0.0, 1.0), "sigmoid": (0.0, 0.25)}
+#: each activation's global slope interval [α, β]: (φ(a) - φ(b)) / (a - b) ∈ [α, β]. MaxMin is not
+#: elementwise: its [0, 1] only says it is 1-Lipschitz (ℓ2 and ℓ∞), for the naive product; LipSDP gives it
+#: its own quadratic constraints (verikit.lipschitz.lmi)
+SLOPES = {"relu": (0.0, 1.0), "tanh": (0.0, 1.0), "sigmoid": (0.0, 0.25), "maxmin": (0.0, 1.0)}
 
 
 class NotLipschitzReadable(Exception):
@@ -24,11 +26,16 @@ class NotLipschitzReadable(Exception):
 
 @dataclass(frozen=True, eq=False)
 class LipNet:
-    """weights[k] (n_{k+1}, n_k) float64, exact; kinds[k] is the activation after weights[k]."""
+    """weights[k] (n_{k+1}, n_k) float64, exact; kinds[k] is the activation after weights[k]; pairs[k] the
+    (p, q) index pairs of a "maxmin" layer (out[p] = max, out[q] = min of z[p], z[q]), else None."""
 
     weights: tuple[np.ndarray, ...]
     kinds: tuple[str, ...]
     chain: Chain
+    pairs: tuple[np.ndarray | None, ...] = ()
+
+    def pairs_of(self, k: int) -> np.ndarray | None:
+        return self.pairs[k] if self.pairs else None
 
     @property
     def n_inputs(self) -> int:
@@ -58,7 +65,7 @@ class Slopes:
 def read_lipnet(onnx_bytes: bytes) -> LipNet:
     """The ONNX model as a LipNet; NotLipschitzReadable(reason) when it is not such a chain."""
     try:
-        chain = read_chain(onnx_bytes, activations=("Relu", "Tanh", "Sigmoid"))
+        chain = read_chain(onnx_bytes, activations=("Relu", "Tanh", "Sigmoid", "MaxMin"))
     except UnsupportedNetwork as reason:
         raise NotLipschitzReadable(str(reason)) from None
     weights, size = [], chain.n_inputs
@@ -66,7 +73,7 @@ def read_lipnet(onnx_bytes: bytes) -> LipNet:
         weights.append(_segment_matrix(segment, size, i))
         size = weights[-1].shape[0]
     kinds = chain.kinds if chain.kinds else ("relu",) * len(chain.hidden_sizes)
-    return LipNet(tuple(weights), tuple(kinds), chain)
+    return LipNet(tuple(weights), tuple(kinds), chain, tuple(chain.pairs))
 
 
 def _segment_matrix(segment: tuple[AffineOp, ...], size: int, index: int) -> np.ndarray:

@@ -9,6 +9,11 @@ State x̄ = [x_0; x_1; ...; x_L] (input, then each hidden layer's activations). 
 (K_L = C W_L, the last layer, or its margin rows). Each neuron's slope condition makes the sum of the
 quadratic forms >= 0 on differences, so M ⪯ 0 gives ||K_L Δx_L||² <= ρ ||Δx_0||²: L = sqrt(ρ). Here
 -M is built as an interval matrix (mid, rad) and proven ⪰ 0 by verikit.lipschitz.psd.
+
+A MaxMin layer (pairs (p, q): y_p = max(z_p, z_q), y_q = min) is not slope-restricted neuron by neuron; per
+pair it has the extension's constraints (docs/lipschitz.md): with δ = Δz_p - Δz_q, σ = Δz_p + Δz_q and
+ε, τ the same of Δy, |·| is 1-Lipschitz (y_p - y_q = |z_p - z_q|: δ² - ε² >= 0, multiplier λ >= 0) and
+the sum is kept (τ = σ: (σ - τ)(aσ - bτ) = 0 for any a, b). t_k is then (m, 3): [λ, a, b] per pair.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def negated_lmi(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.nd
     out.mid[np.arange(n0), np.arange(n0)] += rho
     for k in range(1, len(blocks)):
         W = net.weights[k - 1]
+        if net.kinds[k - 1] == "maxmin":
+            _add_maxmin(out, blocks[k - 1], blocks[k], W, net.pairs_of(k - 1), np.asarray(t[k - 1], np.float64))
+            continue
         a, b, tk = slopes.alpha[k - 1], slopes.beta[k - 1], np.asarray(t[k - 1], dtype=np.float64)
         if np.any(tk < 0) or not np.all(np.isfinite(tk)):
             raise ValueError("multipliers must be finite and >= 0")
@@ -77,6 +85,47 @@ def negated_lmi(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.nd
 
     out.add(blocks[-1], blocks[-1], -(K.T @ K), last_radius)
     return out
+
+
+def _add_maxmin(out: _Interval, before: slice, here: slice, W: np.ndarray, pairs: np.ndarray,
+                t: np.ndarray) -> None:
+    """Subtract the MaxMin layer's constraints from -M. Per pair g = (p, q) with [λ, a, b] = t[g], the form
+    λ(δ² - ε²) + (σ - τ)(aσ - bτ) is, in the state's blocks (z = W x_before, y = x_here):
+      before: Wᵀ D W with D_pp = D_qq = λ + a, D_pq = D_qp = a - λ;
+      here:   y_p², y_q² times b - λ, y_p y_q twice times b + λ;
+      cross:  -(a + b) (W_p + W_q) x_before (y_p + y_q).
+    The multipliers are taken as exact; every rounding of what is computed from them is in the radius."""
+    if t.ndim != 2 or t.shape != (pairs.shape[0], 3) or not np.all(np.isfinite(t)) or np.any(t[:, 0] < 0):
+        raise ValueError("MaxMin multipliers must be finite [λ >= 0, a, b] per pair")
+    p, q = pairs[:, 0], pairs[:, 1]
+    lam, a, b = t[:, 0], t[:, 1], t[:, 2]
+    same, other = lam + a, a - lam  # D's two values per pair (rounded once each)
+    G = np.zeros_like(W.T)  # Wᵀ D, column by column: two products and a sum per entry
+    G[:, p] = W[p].T * same + W[q].T * other
+    G[:, q] = W[q].T * same + W[p].T * other
+    absW = np.abs(W)
+    # |fl(G W) - Wᵀ D W| <= (γ_n (1 + γ_2) + γ_2 + 2u) (|W|ᵀ |fl(D)|) |W| <= γ_{n+6} (|W|ᵀ |fl(D)|) |W|
+    out.add(before, before, -(G @ W), lambda: up(upper_product(_abs_wd(absW, p, q, same, other), absW)
+                                                 * gamma(W.shape[0] + 6)))
+    n = here.stop - here.start
+    Y = np.zeros((n, n))
+    Y[p, p] = Y[q, q] = b - lam
+    Y[p, q] = Y[q, p] = b + lam
+    out.add(here, here, -Y, lambda: up(np.abs(Y) * 2 * U))
+    cross = np.zeros((W.shape[1], n))
+    half = (a + b) * 0.5  # one rounding (the halving is exact)
+    s = W[p].T + W[q].T  # one rounding
+    cross[:, p] = s * half
+    cross[:, q] = s * half
+    out.add(before, here, cross, lambda: up(np.abs(cross) * gamma(4)))
+
+
+def _abs_wd(absW: np.ndarray, p, q, same, other) -> np.ndarray:
+    """An upper bound of |W|ᵀ |D| (D as in _add_maxmin), column by column."""
+    out = np.zeros((absW.shape[1], absW.shape[0]))
+    out[:, p] = up(absW[p].T * np.abs(same) + absW[q].T * np.abs(other))
+    out[:, q] = up(absW[q].T * np.abs(same) + absW[p].T * np.abs(other))
+    return up(out * (1 + gamma(2)))  # two products and a sum per entry
 
 
 def check_multipliers(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarray],
@@ -105,7 +154,23 @@ def least_rho(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndar
 def certify(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarray],
             tries: int = 6) -> tuple[float | None, str]:
     """(ρ proven to satisfy M(ρ, T) ⪯ 0, or None; what happened). ρ is taken from T alone (the solver's
-    ρ is not trusted) and then raised by a growing margin until the proof goes through."""
+    ρ is not trusted) and then raised by a growing margin until the proof goes through. Where the
+    solver's T leaves the hidden block singular (at the optimum it often is: an orthogonal MaxMin
+    network's is exactly), each earlier layer's multipliers are grown a little against the later ones',
+    T_k (1 + η)^(L-k), which makes the hidden block definite at a cost of about (1 + η)^L in ρ."""
+    why = "the multipliers leave the hidden block indefinite"
+    for eta in (0.0, 1e-7, 1e-5, 1e-3):
+        L = len(t)
+        scaled = [np.asarray(tk, np.float64) * (1.0 + eta) ** (L - k) for k, tk in enumerate(t)] if eta else t
+        rho, how = _certify(net, slopes, C, scaled, tries)
+        if rho is not None:
+            return rho, how + (f" (layer multipliers reweighted by (1 + {eta:g})^(L-k))" if eta else "")
+        why = how
+    return None, why
+
+
+def _certify(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarray],
+             tries: int) -> tuple[float | None, str]:
     rho = least_rho(net, slopes, C, t)
     if rho is None:
         return None, "the multipliers leave the hidden block indefinite"

@@ -23,6 +23,17 @@ def _jacobians(net: LipNet, x: np.ndarray, C: np.ndarray | None) -> np.ndarray:
         J = np.broadcast_to(W, (x.shape[0], *W.shape)).copy() if J is None else np.einsum("ij,bjn->bin", W, J)
         if k < len(net.kinds):
             kind = net.kinds[k]
+            if kind == "maxmin":  # per pair, the max takes the larger input's row, the min the other's
+                pairs = net.pairs_of(k)
+                p, q = pairs[:, 0], pairs[:, 1]
+                larger = (values[:, p] >= values[:, q])[:, :, None]
+                Jp, Jq = J[:, p, :].copy(), J[:, q, :].copy()
+                J[:, p, :] = np.where(larger, Jp, Jq)
+                J[:, q, :] = np.where(larger, Jq, Jp)
+                high, low = np.maximum(values[:, p], values[:, q]), np.minimum(values[:, p], values[:, q])
+                values = values.copy()
+                values[:, p], values[:, q] = high, low
+                continue
             if kind == "relu":
                 slope = (values > 0).astype(np.float64)
                 values = np.maximum(values, 0.0)
