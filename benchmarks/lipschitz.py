@@ -1,10 +1,13 @@
 """Lipschitz bounds (ℓ2) on the bundled digits MLP and the MNIST-FC networks, and a width sweep.
 
     PYTHONPATH=. /work/main/.venv/bin/python benchmarks/lipschitz.py [--sdp-seconds 120]
+    PYTHONPATH=. /work/main/.venv/bin/python benchmarks/lipschitz.py --maxmin   # MaxMin networks only
 
 Per model and method (naive, LipSDP-Layer, LipSDP-Neuron): the proven bound, the solver's own objective,
 seconds, peak memory (each method in a fresh process: its ru_maxrss), and the witnessed lower bound.
-Writes benchmarks/results/lipschitz.json.
+Writes benchmarks/results/lipschitz.json. --maxmin: the MaxMin networks (models/digits_maxmin.onnx,
+orthogonal; and the same architecture at its random initialisation), LipSDP with the extension's
+constraints against LipSDP on the ReLU rewriting → benchmarks/results/lipschitz_maxmin.json.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ MODELS = [ROOT / "models" / "digits_mlp.onnx", *(SHARED / f"mnist-net_256x{d}.on
 METHODS = ("naive", "lipsdp-layer", "lipsdp-neuron")
 
 
-def one(model: str, method: str, seconds: float, lower_seconds: float) -> dict:
+def one(model: str, method: str, seconds: float, lower_seconds: float, maxmin: str = "extension") -> dict:
     """Run in a fresh process: one bound, its timings and this process's peak memory."""
     import numpy as np
 
     from verikit.lipschitz import lipschitz_bound, read_lipnet
 
-    data = Path(model).read_bytes() if not model.startswith("random:") else _random(model)
+    data = (_random(model) if model.startswith("random:") else _random_maxmin(model)
+            if model.startswith("random-maxmin:") else Path(model).read_bytes())
     net = read_lipnet(data)
     replay = None
     if lower_seconds > 0:
@@ -38,7 +42,7 @@ def one(model: str, method: str, seconds: float, lower_seconds: float) -> dict:
     started = time.monotonic()
     # the bound is global, so the lower bound may search anywhere: [-1, 1]^n (pixel inputs live in [0, 1])
     region_for_lower = (np.full(net.n_inputs, -1.0), np.ones(net.n_inputs))
-    result = lipschitz_bound(net, method=method, deadline=started + seconds)
+    result = lipschitz_bound(net, method=method, deadline=started + seconds, maxmin=maxmin)
     if replay is not None:
         from verikit.lipschitz.lower import lower_bound
 
@@ -59,16 +63,65 @@ def _random(spec: str) -> bytes:
     return mlp(sizes, seed=0)
 
 
+def _random_maxmin(spec: str) -> bytes:
+    """random-maxmin:SEED: models/example_nets.make_maxmin (64-64-64-10, MaxMin) at torch's default
+    initialisation under SEED (not orthogonal: the extension has something to gain over the naive product)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "models"))
+    from example_nets import make_maxmin, to_onnx
+
+    torch.manual_seed(int(spec.split(":")[1]))
+    net = make_maxmin()
+    return to_onnx(net, name="random_maxmin", input_shape=["batch", 64], output_shape=["batch", 10],
+                   doc="random MaxMin").SerializeToString()
+
+
+MAXMIN_MODELS = (str(ROOT / "models" / "digits_maxmin.onnx"), "random-maxmin:0")
+
+
+def maxmin_rows(seconds: float, lower_seconds: float) -> None:
+    """Per MaxMin network: naive; LipSDP-Layer and -Neuron with the extension's constraints and on the ReLU
+    rewriting (each in a fresh process)."""
+    rows = []
+    runs = [("naive", "extension")] + [(m, mode) for m in METHODS[1:] for mode in ("extension", "relu-rewrite")]
+    for model in MAXMIN_MODELS:
+        for method, mode in runs:
+            command = [sys.executable, __file__, "--one", model, method, "--maxmin-mode", mode,
+                       "--sdp-seconds", str(seconds), "--lower-seconds", str(lower_seconds if method == "naive" else 0)]
+            t = time.monotonic()
+            run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                 timeout=seconds * 2 + 120)
+            row = {"model": model, "method": method, "maxmin": mode, "process_s": round(time.monotonic() - t, 2)}
+            if run.returncode == 0:
+                found = json.loads(run.stdout.strip().splitlines()[-1])
+                row.update({k: found.get(k) for k in ("upper", "method_bound", "naive", "lower", "solver",
+                                                       "solver_objective", "wall_s", "peak_rss_mb", "notes")})
+            else:
+                row["error"] = run.stderr.strip().splitlines()[-1:]
+            rows.append(row)
+            print(json.dumps(row, default=float), flush=True)
+    out = ROOT / "benchmarks" / "results" / "lipschitz_maxmin.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2, default=float))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sdp-seconds", type=float, default=120.0)
     parser.add_argument("--lower-seconds", type=float, default=3.0)
     parser.add_argument("--one", nargs=2)
+    parser.add_argument("--maxmin-mode", default="extension", help="with --one: extension or relu-rewrite")
+    parser.add_argument("--maxmin", action="store_true", help="the MaxMin networks → results/lipschitz_maxmin.json")
     parser.add_argument("--sweep", action="store_true", help="hidden width vs seconds (random 64-h-h-10), and "
                         "`verikit lipschitz --timeout` on MNIST-FC 256x6 → results/lipschitz_sweep.json")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.sdp_seconds, args.lower_seconds), default=float))
+        print(json.dumps(one(*args.one, args.sdp_seconds, args.lower_seconds, args.maxmin_mode), default=float))
+        return
+    if args.maxmin:
+        maxmin_rows(args.sdp_seconds, args.lower_seconds)
         return
     if args.sweep:
         sweep(args.sdp_seconds)

@@ -39,7 +39,8 @@ from example_bounds import (  # noqa: E402
     crown_lower, dense_layers, ibp_bounds, is_affine_relu, margin_matrix, pgd_attack,
 )  # fmt: skip
 from example_nets import (  # noqa: E402
-    accuracy, load_digits_split, load_weights, make_cnn, make_cnn_bn_pool, make_mlp, make_tiny_relu, onnx_logits,
+    accuracy, load_digits_split, load_weights, make_cnn, make_cnn_bn_pool, make_maxmin, make_mlp, make_tiny_relu,
+    onnx_logits,
     to_onnx, torch_logits, train,
 )  # fmt: skip
 from spec_text import robustness_spec, save_robustness_json, save_spec, threshold_spec  # noqa: E402
@@ -64,6 +65,7 @@ class ModelPlan:
     output_shape: list
     min_accuracy: float
     doc: str
+    orthogonal: bool = False  # train with orthogonal weights (example_nets.train)
 
 
 MODELS = (
@@ -75,6 +77,9 @@ MODELS = (
     ModelPlan("digits_cnn_bn_pool", make_cnn_bn_pool, 2, 40, [1, 1, 8, 8], [1, 10], 0.90,
               "digits 8x8 CNN: Conv(1->8,3x3,pad1) BatchNorm ReLU MaxPool(2) Flatten Gemm(128->32) ReLU "
               "Gemm(32->10); input [1, 1, 8, 8]"),
+    ModelPlan("digits_maxmin", make_maxmin, 3, 40, ["batch", 64], ["batch", 10], 0.85,
+              "digits 8x8 (pixels/16) MLP 64-64-64-10 with MaxMin activations (Slice, Max, Min, Concat) and "
+              "orthogonal weights; input [batch, 64]", orthogonal=True),
 )  # fmt: skip
 
 # (model, digits test-split index, eps, expected, format); each is checked by the evidence functions below.
@@ -113,7 +118,7 @@ def build_models(out: Path, data: tuple, weights_from: Path | None = None) -> di
     for plan in MODELS:
         start = time.perf_counter()
         if weights_from is None:
-            net = train(plan.make(), x_train, y_train, seed=plan.seed, epochs=plan.epochs)
+            net = train(plan.make(), x_train, y_train, seed=plan.seed, epochs=plan.epochs, orthogonal=plan.orthogonal)
         else:
             net = load_weights(plan.make(), onnx.load(weights_from / "models" / f"{plan.name}.onnx"))
         model = to_onnx(net, name=plan.name, input_shape=plan.input_shape, output_shape=plan.output_shape,
@@ -293,7 +298,8 @@ def check_retraining() -> list[str]:
     drifted = []
     for plan in MODELS:
         committed = load_weights(plan.make(), onnx.load(REPO / "models" / f"{plan.name}.onnx"))
-        fresh = train(plan.make(), x_train, y_train, seed=plan.seed, epochs=plan.epochs)
+        fresh = train(plan.make(), x_train, y_train, seed=plan.seed, epochs=plan.epochs,
+                      orthogonal=plan.orthogonal)
         new, old = torch_logits(fresh, x_test), torch_logits(committed, x_test)
         agreement = float((new.argmax(axis=1) == old.argmax(axis=1)).mean())
         print(f"{plan.name}: retrained: logits within {np.abs(new - old).max():.1e} of the committed model's, "

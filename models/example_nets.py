@@ -62,6 +62,22 @@ def make_cnn_bn_pool() -> nn.Sequential:
     )  # fmt: skip
 
 
+class MaxMin(nn.Module):
+    """The MaxMin activation (GroupSort of groups of two): the last axis cut into halves a, b, then
+    [max(a, b), min(a, b)]. 1-Lipschitz and gradient-norm preserving; written to ONNX as two Slices, Max,
+    Min and Concat."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]
+        return torch.cat([torch.maximum(a, b), torch.minimum(a, b)], dim=-1)
+
+
+def make_maxmin() -> nn.Sequential:
+    """64 → 64 → 64 → 10 with MaxMin; trained with orthogonal weights (train(..., orthogonal=True))."""
+    return nn.Sequential(nn.Linear(64, 64), MaxMin(), nn.Linear(64, 64), MaxMin(), nn.Linear(64, 10))
+
+
 def make_tiny_relu() -> nn.Sequential:
     """y = relu(x0 + x1) - relu(x0 - x1): integer weights, zero biases, exact answers by hand."""
     net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
@@ -74,13 +90,19 @@ def make_tiny_relu() -> nn.Sequential:
 
 
 def train(
-    net: nn.Sequential, x: np.ndarray, y: np.ndarray, *, seed: int, epochs: int, lr: float = 3e-3
+    net: nn.Sequential, x: np.ndarray, y: np.ndarray, *, seed: int, epochs: int, lr: float = 3e-3,
+    orthogonal: bool = False,
 ) -> nn.Sequential:
-    """Adam on cross-entropy, batch 64, seeded init and shuffles; returns the net in eval mode."""
+    """Adam on cross-entropy, batch 64, seeded init and shuffles; returns the net in eval mode.
+    orthogonal: every Linear's weight is kept orthogonal (torch's parametrization) while training, then
+    stored as a plain weight (orthogonal up to float32 rounding)."""
     torch.manual_seed(seed)
     for module in net.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()  # re-initialise under the seed
+    linears = [module for module in net.modules() if isinstance(module, nn.Linear)] if orthogonal else []
+    for module in linears:
+        nn.utils.parametrizations.orthogonal(module)
     shuffle = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
@@ -93,6 +115,8 @@ def train(
             loss = nn.functional.cross_entropy(net(xt[batch]), yt[batch])
             loss.backward()
             optimizer.step()
+    for module in linears:
+        nn.utils.parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return net.eval()
 
 
@@ -107,7 +131,15 @@ def torch_logits(net: nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 def _array(value: torch.Tensor) -> np.ndarray:
+    if value.dtype == torch.int64:
+        return value.detach().cpu().numpy()
     return value.detach().cpu().numpy().astype(np.float32)
+
+
+def weights_shape_last(net: nn.Sequential, index: int) -> int:
+    """The width of the tensor entering net[index]: the out_features of the last Linear before it."""
+    linear = next(m for m in reversed(list(net)[:index]) if isinstance(m, nn.Linear))
+    return int(linear.out_features)
 
 
 def to_onnx(
@@ -149,6 +181,17 @@ def to_onnx(
             kernel, stride = module.kernel_size, module.stride
             pool = helper.make_node("MaxPool", [current], [out], kernel_shape=[kernel] * 2, strides=[stride] * 2)
             nodes.append(pool)
+        elif isinstance(module, MaxMin):
+            half = weights_shape_last(net, index) // 2
+            cuts = []
+            for part, (start, end) in enumerate(((0, half), (half, 2 * half))):
+                bounds = [weight(f"cut{part}.{key}", torch.tensor([v], dtype=torch.int64))
+                          for key, v in (("starts", start), ("ends", end), ("axes", -1))]
+                cuts.append(f"{out}.half{part}")
+                nodes.append(helper.make_node("Slice", [current, *bounds], [cuts[-1]]))
+            nodes.append(helper.make_node("Max", cuts, [f"{out}.max"]))
+            nodes.append(helper.make_node("Min", cuts, [f"{out}.min"]))
+            nodes.append(helper.make_node("Concat", [f"{out}.max", f"{out}.min"], [out], axis=-1))
         elif isinstance(module, nn.Flatten):
             nodes.append(helper.make_node("Flatten", [current], [out], axis=1))
         else:
