@@ -236,6 +236,8 @@ for _name, _make, _modes, _opset in [
     ("Mul_two_inputs", lambda g, b: ((*lead(b), 3, 4), g.op("Mul", g.op("Mul", "x", "x"), g.weight(1, 4))), _all, 13),
     ("Div", lambda g, b: ((*lead(b), 3, 4), g.op("Div", "x", g.const(g.rng.uniform(1.0, 2.0, 4)))), _all, 13),
     ("Neg", lambda g, b: ((*lead(b), 5), g.op("Neg", "x")), _all, 13),
+    ("Max_Min", lambda g, b: ((*lead(b), 3, 4), g.op("Min", g.op("Max", "x", g.weight(4)),
+                                                     g.op("Neg", "x"))), _all, 13),
     ("Relu", lambda g, b: ((*lead(b), 2, 3), g.op("Relu", "x")), _all, 13),
     ("Sigmoid", lambda g, b: ((*lead(b), 2, 3), g.op("Sigmoid", "x")), _all, 13),
     ("Tanh", lambda g, b: ((*lead(b), 2, 3), g.op("Tanh", "x")), _all, 13),

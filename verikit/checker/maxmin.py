@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 
-from verikit.checker.network import UnsupportedNetwork
+from verikit.checker.errors import UnsupportedNetwork
 
 _FOLDABLE = frozenset({"Shape", "Gather", "Add", "Sub", "Mul", "Div", "Unsqueeze", "Squeeze", "Concat", "Cast",
                        "Identity"})

@@ -18,8 +18,8 @@ import onnx
 from onnx import numpy_helper
 
 
-class UnsupportedNetwork(Exception):
-    """The checker cannot read this network (an operator or graph shape it does not know)."""
+from verikit.checker.errors import UnsupportedNetwork
+from verikit.checker.maxmin import fold_shape_arithmetic, read_maxmin
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +96,6 @@ def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
         if kind not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64):
             raise UnsupportedNetwork(f"tensor '{tensor.name}' is not float32 (type {kind})")
     if "MaxMin" in activations:
-        from verikit.checker.maxmin import fold_shape_arithmetic  # it raises UnsupportedNetwork
-
         model, nodes = fold_shape_arithmetic(model, constants, lambda m: _shapes(m, symbolic=None))
     else:
         nodes = [node for node in graph.node if node.op_type != "Constant"]
@@ -115,8 +113,6 @@ def read_chain(data: bytes, activations: tuple[str, ...] = ("Relu",)) -> Chain:
         node = nodes[i]
         data_inputs = [name for name in node.input if name and name not in constants]
         if "MaxMin" in activations and node.op_type in ("Slice", "Split") and data_inputs == [current]:
-            from verikit.checker.maxmin import read_maxmin
-
             found, used, output = read_maxmin(nodes, i, current, shapes.get(current), constants)
             shapes[output], current = shapes[current], output  # MaxMin keeps the shape
             kinds.append("maxmin")
