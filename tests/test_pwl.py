@@ -19,6 +19,7 @@ NOT_PIECEWISE_LINEAR_CASES = {
     "Concat", "Concat_constant", "Pow", "Pow_per_element", "Pow_odd_five", "Pow_fractional", "Pow_constant_base",
     "Pow_negative_whole", "Pow_square_root",
     "Div_input_dependent", "Div_negative_divisor", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal", "Where", "Where_dynamic_branches", "Cast_bool",
+    "Max_Min",  # Min of two input-dependent tensors: a branching graph
 }
 
 

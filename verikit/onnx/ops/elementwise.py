@@ -106,7 +106,7 @@ class Mul(_Binary):
     const_batch_dim = True
 
 
-def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # a constant is held as Sub and Add want it
     return b + F.relu(a - b)  # as a ReLU, so bound propagation relaxes it as one
 
 
@@ -131,7 +131,6 @@ class Max(_TwoOperands):
     """max(a, b) = b + relu(a - b) elementwise (a MaxMin/GroupSort activation's half, or a clamp)."""
 
     function = staticmethod(_maximum)
-    const_batch_dim = True
 
 
 @register("Min")
@@ -139,7 +138,6 @@ class Min(_TwoOperands):
     """min(a, b) = a - relu(a - b) elementwise."""
 
     function = staticmethod(_minimum)
-    const_batch_dim = True
 
 
 def _times_reciprocal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
