@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-
 from verikit.checker.errors import UnsupportedNetwork
 from verikit.checker.maxmin import fold_shape_arithmetic, read_maxmin
 

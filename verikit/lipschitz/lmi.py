@@ -159,8 +159,8 @@ def certify(net: LipNet, slopes: Slopes, C: np.ndarray | None, t: list[np.ndarra
     network's is exactly), each earlier layer's multipliers are grown a little against the later ones',
     T_k (1 + η)^(L-k), which makes the hidden block definite at a cost of about (1 + η)^L in ρ."""
     why = "the multipliers leave the hidden block indefinite"
+    L = len(t)
     for eta in (0.0, 1e-7, 1e-5, 1e-3):
-        L = len(t)
         scaled = [np.asarray(tk, np.float64) * (1.0 + eta) ** (L - k) for k, tk in enumerate(t)] if eta else t
         rho, how = _certify(net, slopes, C, scaled, tries)
         if rho is not None:

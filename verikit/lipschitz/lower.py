@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from verikit.checker.network import maxmin
 from verikit.lipschitz.layers import LipNet
 
 
@@ -30,9 +31,7 @@ def _jacobians(net: LipNet, x: np.ndarray, C: np.ndarray | None) -> np.ndarray:
                 Jp, Jq = J[:, p, :].copy(), J[:, q, :].copy()
                 J[:, p, :] = np.where(larger, Jp, Jq)
                 J[:, q, :] = np.where(larger, Jq, Jp)
-                high, low = np.maximum(values[:, p], values[:, q]), np.minimum(values[:, p], values[:, q])
-                values = values.copy()
-                values[:, p], values[:, q] = high, low
+                values = maxmin(values, pairs)
                 continue
             if kind == "relu":
                 slope = (values > 0).astype(np.float64)

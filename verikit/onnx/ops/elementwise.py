@@ -106,7 +106,7 @@ class Mul(_Binary):
     const_batch_dim = True
 
 
-def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # a constant is held as Sub and Add want it
+def _maximum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return b + F.relu(a - b)  # as a ReLU, so bound propagation relaxes it as one
 
 
@@ -115,7 +115,8 @@ def _minimum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _TwoOperands(_Binary):
-    """ONNX's Max and Min take any number of operands; verikit reads two (MaxMin, a clamp by a constant)."""
+    """ONNX's Max and Min take any number of operands; verikit reads two (MaxMin, a clamp by a constant).
+    A constant operand is held as _Binary holds it for Sub and Add, the ops its function is made of."""
 
     attributes = frozenset()
 
