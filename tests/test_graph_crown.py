@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests.onnx_factory import GraphBuilder
 from verikit.core.property import Box, Case, Conjunction, Property
@@ -147,3 +148,82 @@ def test_a_true_property_on_a_residual_network_is_verified_through_the_graph_for
     case = Case(box, tuple(Conjunction(np.eye(m)[j:j + 1], np.array([lower[j] - 0.05])) for j in range(m)))
     result = verify(network, Property((case,), 4, m), Options(timeout=20, engines=("bounds",)))
     assert result.verdict is Verdict.VERIFIED, result.reason
+
+
+def _random_domain(form, root, rng, x0: np.ndarray, count: int) -> list[tuple[int, int, bool]]:
+    """`count` splits of neurons the box leaves unstable, each on the side x0 lies on."""
+    values = form.evaluate_all(x0[None])
+    unstable = []
+    for k, (name, _) in enumerate(form.relu_inputs()):
+        lo, hi = (t.reshape(-1) for t in root.bounds[name])
+        z = values[name].reshape(-1)
+        unstable += [(k, int(j), bool(z[j] >= 0)) for j in torch.nonzero((lo < 0) & (hi > 0)).reshape(-1)]
+    chosen = rng.choice(len(unstable), size=min(count, len(unstable)), replace=False)
+    return [unstable[i] for i in chosen]
+
+
+def _satisfies(form, points: np.ndarray, domain) -> np.ndarray:
+    values = form.evaluate_all(points)
+    keep = np.ones(len(points), dtype=bool)
+    names = [name for name, _ in form.relu_inputs()]
+    for k, j, active in domain:
+        z = values[names[k]].reshape(len(points), -1)[:, j].numpy()
+        keep &= (z >= 0) if active else (z <= 0)
+    return keep
+
+
+@pytest.mark.parametrize("build", [residual_mlp, residual_cnn])
+@pytest.mark.parametrize("seed", range(3))
+def test_split_domain_bounds_hold_on_their_domains(build, seed):
+    """Random splits, random α in [0, 1] and β >= 0: every sampled point of each domain stays above its bound."""
+    network = load_network_bytes(build(seed), "dag")
+    form = GraphForm.build(network.module)
+    rng = np.random.default_rng(seed)
+    m, n = network.n_outputs, network.n_inputs
+    C, d = rng.normal(size=(4, m)), rng.normal(size=4) * 0.1
+    centre, eps = rng.uniform(-1, 1, n), 0.4
+    lower, upper = centre - eps, centre + eps
+    root = form.box_bounds(lower, upper)
+    sizes = [int(np.prod(shape)) for _, shape in form.relu_inputs()]
+    anchors = rng.uniform(lower, upper, size=(3, n))
+    domains = [_random_domain(form, root, rng, x0, count) for x0, count in zip(anchors, (1, 3, 6))]
+    alpha = [torch.tensor(rng.uniform(0, 1, size=(len(domains), 4, size))) for size in sizes]
+    beta = [torch.tensor(rng.exponential(1.0, size=(len(domains), 1, size))) for size in sizes]
+    for a, b in ((None, None), (alpha, None), (alpha, beta), (None, beta)):
+        bounds = form.split_lower_bounds(root, C, d, domains, alpha=a, beta=b)
+        for x0, domain, bound in zip(anchors, domains, bounds):
+            near = np.clip(x0 + rng.normal(scale=0.05, size=(3000, n)), lower, upper)
+            points = np.vstack([near, rng.uniform(lower, upper, size=(3000, n))])
+            points = points[_satisfies(form, points, domain)]
+            assert len(points) > 10
+            values = form.evaluate(points) @ C.T - d
+            assert np.all(values >= bound[None, :]), (values.min(axis=0) - bound).min()
+
+
+def test_split_bounds_without_splits_are_the_box_bounds():
+    network = load_network_bytes(residual_cnn(7), "dag")
+    form = GraphForm.build(network.module)
+    rng = np.random.default_rng(7)
+    C, d = rng.normal(size=(3, network.n_outputs)), np.zeros(3)
+    centre = rng.uniform(-1, 1, network.n_inputs)
+    whole = form.lower_bounds(centre - 0.2, centre + 0.2, C, d)[0]
+    split = form.split_lower_bounds(form.box_bounds(centre - 0.2, centre + 0.2), C, d, [[], []])
+    np.testing.assert_allclose(split, np.vstack([whole, whole]), rtol=0, atol=1e-12)
+
+
+def test_a_split_neuron_is_relaxed_by_its_side():
+    """An unstable neuron split both ways: each side's bound is at least the unsplit one on some row, and
+    β far too large on a split only loosens (β multiplies a term that is >= 0 on the domain)."""
+    network = load_network_bytes(residual_mlp(3), "dag")
+    form = GraphForm.build(network.module)
+    rng = np.random.default_rng(3)
+    C, d = np.eye(network.n_outputs), np.zeros(network.n_outputs)
+    centre = rng.uniform(-1, 1, network.n_inputs)
+    root = form.box_bounds(centre - 0.5, centre + 0.5)
+    k, j, _ = _random_domain(form, root, rng, centre, 1)[0]
+    unsplit, on, off = form.split_lower_bounds(root, C, d, [[], [(k, j, True)], [(k, j, False)]])
+    assert np.all(np.maximum(on, off) >= unsplit - 1e-12)
+    sizes = [int(np.prod(shape)) for _, shape in form.relu_inputs()]
+    huge = [torch.full((size,), 1e6) for size in sizes]
+    loose = form.split_lower_bounds(root, C, d, [[(k, j, True)]], beta=huge)[0]
+    assert np.all(loose < on)

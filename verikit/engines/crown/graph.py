@@ -27,6 +27,12 @@ computed in float64 and scaled up by (1 + 2γ) before use.
   several consumers their rows are summed, losing at most γ_m·Σ|λ_c|·m_x.
 - Intermediate bounds: at every ReLU input, CROWN for the neurons IBP leaves unstable (rows ±e_j, in
   chunks), intersected with the intervals.
+- Split domains (`box_bounds`, then `split_lower_bounds`): a domain is the box ∩ {z_j >= 0 or z_j <= 0 for
+  some ReLU inputs z_j}. Its final pass relaxes each ReLU over the box's bounds clamped by the domain's
+  splits (valid on the domain), with any lower slopes in [0, 1] the caller gives (α); a multiplier β_j >= 0
+  per split adds -β_j·s_j·z_j (s_j = +1 for z_j >= 0, -1 for z_j <= 0), which is <= 0 on the domain. The
+  sum λ - β·s is rounded to nearest, which moves it in the direction of -β·s or not at all, so the
+  multiplier actually used still has β's sign and no allowance is needed for it.
 
 Every lower bound returned holds in real arithmetic for the network whose weights are the ONNX float32
 values; the float32 execution of a runtime is not modelled (as for the chain form). The float64 copy is
@@ -137,6 +143,16 @@ def _magnitudes(op) -> tuple[torch.nn.Module, torch.nn.Module] | str:
     return f"no rigorous bound for {op.op_type}"
 
 
+@dataclass(eq=False)
+class BoxBounds:
+    """Rigorous bounds of every tensor of a form over one box, and the per-box constants of its affine
+    ops: what every split domain of the box starts from (`GraphForm.box_bounds`)."""
+
+    box: tuple[torch.Tensor, torch.Tensor]
+    bounds: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    constants: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 class _Unit(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -207,6 +223,10 @@ class GraphForm:
 
     def evaluate(self, points: np.ndarray) -> np.ndarray:
         """float64 outputs (k, n_outputs) of the form at points (k, n_inputs)."""
+        return self.evaluate_all(points)[self.output_name].reshape(len(points), -1).numpy()
+
+    def evaluate_all(self, points: np.ndarray) -> dict[str, torch.Tensor]:
+        """float64 values (k, *shape) of every tensor of the form at points (k, n_inputs)."""
         values = {self.input_name: torch.tensor(np.asarray(points, np.float64)).reshape(-1, *self.input_shape)}
         with torch.no_grad():
             for node in self.nodes:
@@ -219,7 +239,7 @@ class GraphForm:
                     values[node.output] = args[0] - args[1]
                 else:
                     values[node.output] = node.op(args[0])
-        return values[self.output_name].reshape(len(points), -1).numpy()
+        return values
 
     # ----------------------------------------------------------------- bounds
 
@@ -248,6 +268,70 @@ class GraphForm:
         bounds = self._layer_bounds(box)
         lam = torch.tensor(C).reshape(C.shape[0], *self.shapes[self.output_name])
         return self._backward(self.output_name, lam, -torch.tensor(d), box, bounds).numpy()
+
+    def relu_inputs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of every ReLU's input tensor, in the form's node order."""
+        return [(node.inputs[0], self.shapes[node.inputs[0]]) for node in self.nodes if node.kind == "relu"]
+
+    def box_bounds(self, lower: np.ndarray, upper: np.ndarray) -> BoxBounds:
+        """The rigorous bounds of every tensor over the box lower, upper (n_inputs,)."""
+        box = (torch.tensor(np.asarray(lower, np.float64), dtype=torch.float64).reshape(self.input_shape),
+               torch.tensor(np.asarray(upper, np.float64), dtype=torch.float64).reshape(self.input_shape))
+        self._ball = None
+        self._constants = {}
+        with torch.no_grad():
+            bounds = self._layer_bounds(box)
+        return BoxBounds(box, bounds, self._constants)
+
+    def split_lower_bounds(self, root: BoxBounds, C: np.ndarray, d: np.ndarray,
+                           splits: list[list[tuple[int, int, bool]]], *,
+                           alpha: list[torch.Tensor | None] | None = None,
+                           beta: list[torch.Tensor | None] | None = None) -> np.ndarray:
+        """Rigorous lower bounds (B, R) of `C @ y - d` over each split domain of `root`'s box (module doc).
+
+        `splits[b]` holds domain b's (ReLU index in `relu_inputs()` order, flat neuron index, z >= 0?).
+        `alpha[k]`: lower slopes of ReLU k over its flat neurons, broadcastable to (B, R, size), clamped to
+        [0, 1]; None: the adaptive slope. `beta[k]`: multipliers of ReLU k's splits, broadcastable to
+        (B, R, size), clamped to >= 0 (a neuron domain b does not split gets none, whatever is given)."""
+        C, d = np.asarray(C, np.float64), np.asarray(d, np.float64)
+        rows, batch = C.shape[0], len(splits)
+        relus = self.relu_inputs()
+        largest = max(prod(shape) for shape in self.shapes.values())
+        chunk = max(1, ROW_CHUNK_ELEMENTS // (2 * largest * rows))
+        out = np.empty((batch, rows))
+        self._ball = None
+        self._constants = root.constants
+        with torch.no_grad():
+            for start in range(0, batch, chunk):
+                part = splits[start:start + chunk]
+                count = len(part)
+                sign = [torch.zeros(count, prod(shape), dtype=torch.float64) for _, shape in relus]
+                for b, domain in enumerate(part):
+                    for k, j, active in domain:
+                        sign[k][b, j] = 1.0 if active else -1.0
+                override, slopes, multipliers = {}, {}, {}
+                for k, (name, shape) in enumerate(relus):
+                    lo, hi = (t.reshape(1, -1).expand(count, -1) for t in root.bounds[name])
+                    lo = torch.where(sign[k] > 0, torch.clamp(lo, min=0.0), lo)
+                    hi = torch.where(sign[k] < 0, torch.clamp(hi, max=0.0), hi)
+                    override[name] = tuple(t[:, None].expand(count, rows, -1).reshape(count * rows, *shape)
+                                           for t in (lo, hi))
+                    if alpha is not None and alpha[k] is not None:
+                        a = torch.clamp(alpha[k].to(torch.float64), 0.0, 1.0)
+                        a = torch.broadcast_to(a, (batch, rows, prod(shape)))[start:start + count]
+                        slopes[name] = a.reshape(count * rows, *shape)
+                    if beta is not None and beta[k] is not None:
+                        m = torch.clamp(beta[k].to(torch.float64), min=0.0)
+                        m = torch.broadcast_to(m, (batch, rows, prod(shape)))[start:start + count]
+                        signed = m * sign[k][:, None, :]  # exact: a product by ±1 or 0
+                        if bool((signed != 0).any()):
+                            multipliers[name] = signed.reshape(count * rows, *shape)
+                lam = torch.tensor(C).reshape(1, rows, -1).expand(count, -1, -1).reshape(count * rows, *self.shapes[self.output_name])
+                const = -torch.tensor(d).repeat(count)
+                found = self._backward(self.output_name, lam, const, root.box, root.bounds,
+                                       relu_override=override, alpha=slopes, beta=multipliers)
+                out[start:start + count] = found.reshape(count, rows).numpy()
+        return out
 
     def _layer_bounds(self, box) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Rigorous (lower, upper) of every tensor; ReLU inputs tightened by CROWN."""
@@ -304,9 +388,13 @@ class GraphForm:
             hi[index] = torch.minimum(hi[index], -found[count:])
         return lo.reshape(shape), hi.reshape(shape)
 
-    def _backward(self, start: str, lam: torch.Tensor, const: torch.Tensor, box, bounds) -> torch.Tensor:
+    def _backward(self, start: str, lam: torch.Tensor, const: torch.Tensor, box, bounds, *,
+                  relu_override: dict | None = None, alpha: dict | None = None, beta: dict | None = None) -> torch.Tensor:
         """Lower bounds (R,) of λ·(tensor `start`) + const over the box, given rigorous `bounds` of every
-        tensor before it."""
+        tensor before it. Per ReLU input name, `relu_override` gives per-row (lo, hi) (R, *shape) to relax
+        that ReLU over (each row's domain), `alpha` per-row lower slopes and `beta` per-row signed split
+        multipliers β·s (see `split_lower_bounds`)."""
+        relu_override, alpha, beta = relu_override or {}, alpha or {}, beta or {}
         rows = lam.shape[0]
         k = const.clone().double()
         err = torch.zeros(rows, dtype=torch.float64)
@@ -351,10 +439,12 @@ class GraphForm:
                 continue
             (source,) = node.inputs
             if node.kind == "relu":
-                lam_in = self._through_relu(lam_out, *bounds[source], add_const, flat_dot, magnitude(source))
-                err_extra = lam_in[1]
-                err = _up(err + err_extra)
-                pending.setdefault(source, []).append(lam_in[0])
+                lo, hi = relu_override.get(source, bounds[source])
+                lam_in = self._through_relu(lam_out, lo, hi, add_const, flat_dot, magnitude(source),
+                                            alpha=alpha.get(source))
+                err = _up(err + lam_in[1])
+                through = lam_in[0] if source not in beta else lam_in[0] - beta[source]
+                pending.setdefault(source, []).append(through)
                 continue
             lam_in = self._vjp(node.op, lam_out, self.shapes[source])
             if node.kind == "affine":
@@ -404,8 +494,10 @@ class GraphForm:
             (grad,) = torch.autograd.grad(y, x, lam.reshape(y.shape))
         return grad.detach()
 
-    def _through_relu(self, lam: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, add_const, flat_dot, magnitude):
-        """(λ on the ReLU's input, the rounding lost) for λ on relu(z), lo <= z <= hi."""
+    def _through_relu(self, lam: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, add_const, flat_dot, magnitude,
+                      alpha: torch.Tensor | None = None):
+        """(λ on the ReLU's input, the rounding lost) for λ on relu(z), lo <= z <= hi (the tensor's shape, or
+        per row (R, *shape)); `alpha` the lower slopes in [0, 1] (per row), else the adaptive ones."""
         unstable = (lo < 0) & (hi > 0)
         active = lo >= 0
         width = torch.where(unstable, hi - lo, torch.ones_like(lo))
@@ -413,16 +505,24 @@ class GraphForm:
         intercept = torch.where(unstable, torch.maximum(_up(-slope * lo), _up(hi * _up(1.0 - slope))),
                                 torch.zeros_like(lo))
         intercept = _up(intercept)
-        alpha = (hi > -lo).double()
+        if alpha is None:
+            alpha = (hi > -lo).double()
         positive, negative = torch.clamp(lam, min=0.0), torch.clamp(lam, max=0.0)
         relaxed = positive * alpha + negative * slope
         new = torch.where(active, lam, torch.where(unstable, relaxed, torch.zeros_like(lam)))
         rows = lam.shape[0]
         neg_unstable = torch.where(unstable, negative, torch.zeros_like(negative))
-        value = neg_unstable.reshape(rows, -1) @ intercept.reshape(-1)
-        add_const(value, flat_dot(neg_unstable.abs(), intercept) * gamma(intercept.numel()))
+        n = intercept[0].numel() if intercept.dim() == lam.dim() else intercept.numel()
+        if intercept.dim() == lam.dim():  # per-row bounds: a row-wise dot
+            value = (neg_unstable * intercept).reshape(rows, -1).sum(dim=1)
+            upper = (neg_unstable.abs() * intercept).reshape(rows, -1).sum(dim=1)
+            error = _up(_up(upper * (1.0 + gamma(n))) + n * TINY) * gamma(n)
+        else:
+            value = neg_unstable.reshape(rows, -1) @ intercept.reshape(-1)
+            error = flat_dot(neg_unstable.abs(), intercept) * gamma(n)
+        add_const(value, error)
         lost = flat_dot(lam.abs(), magnitude) * (4 * U)
         return new, lost
 
 
-__all__ = ["GraphForm"]
+__all__ = ["BoxBounds", "GraphForm"]
