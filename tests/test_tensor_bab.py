@@ -71,19 +71,21 @@ def small_cnn():
     return load_network_bytes(cnn((1, 6, 6), channels=(4,), pool=None, seed=0), "small_cnn")
 
 
-def test_residual_net_closed_by_splitting_in_float32_is_unknown_without_a_rigorous_confirmation(residual):
-    # the search closes every domain in float32, but only the root is re-proven in rigorous arithmetic
-    # (the float64 graph form: a residual graph has no chain form), which does not refute the case: an
-    # estimate is not a proof (issue 25)
+def test_residual_net_closed_by_splitting_is_proven_leaf_by_leaf_in_rigorous_arithmetic(residual):
+    # the float32 search closes every domain; the rigorous bound of the whole box does not refute the case,
+    # so the proof stands only because each closed domain was re-bounded by the float64 graph form
     from verikit.engines.crown.graph import GraphForm
+    from verikit.engines.lirpa.engine import confirm_case
 
     problem = Problem(residual)
     case = robust_case(residual, 0.6)
     assert BabEngine().supports(problem) is not None  # the skip connection: no chain form
     assert isinstance(problem.lirpa().pwl, GraphForm)
+    assert confirm_case(problem.lirpa(), case) is not None
     outcome = TensorBabEngine().run(problem, case, Budget.seconds(60))
-    assert isinstance(outcome, Unknown) and "closes every domain in float32" in outcome.reason, outcome
-    assert "not a proof" in outcome.reason
+    assert isinstance(outcome, Proven), outcome
+    detail = outcome.certificate.detail
+    assert detail["confirmed_domains"] >= 2 and "rigorous float64 graph CROWN" in detail["confirmed_by"]
     assert grid_margin(residual, case) > 0
 
 
@@ -103,7 +105,8 @@ def test_cnn_closed_by_splitting_in_float32_is_proven_only_by_the_rigorous_dense
     assert isinstance(BoundsEngine("alpha-crown").run(problem, case, Budget.seconds(60)), Unknown)
     assert TensorBabEngine().supports(problem) == MLP_BAB_TAKES_IT  # auto: the dense search takes it
     outcome = TensorBabEngine(ALWAYS).run(problem, case, Budget.seconds(60))
-    # the float32 search needs splits, which are not re-proven rigorously: unknown, saying so
+    # a chain has no float64 graph form to confirm leaves with, and the whole box's rigorous bound does not
+    # refute it: unknown, saying so (the dense search proves it rigorously)
     assert isinstance(outcome, Unknown) and "not a proof" in outcome.reason, outcome
     assert isinstance(BabEngine().run(problem, case, Budget.seconds(60)), Proven)
     assert isinstance(TensorBabEngine(ALWAYS).run(problem, robust_case(small_cnn, 0.09), Budget.seconds(60)),
@@ -164,9 +167,9 @@ def test_portfolio_runs_the_tensor_search_on_a_residual_network(residual):
     case = robust_case(residual, 0.6)
     prop = Property((case,), 2, 3, "robustness", "")
     result = verify(residual, prop, Options(timeout=60))
-    # closed in float32, but a residual graph has no rigorous confirmation yet: unknown, never verified
-    assert result.verdict == Verdict.UNKNOWN, result.reason
-    assert "not a proof" in result.reason
+    # closed in float32 and each leaf re-proven on the float64 graph form
+    assert result.verdict == Verdict.VERIFIED, result.reason
+    assert result.method == "tensor-crown"
     stages = [stage["stage"] for stage in result.schedule]
     assert "bab/tensor-crown" in stages
     assert "bounds/crown" not in stages and "bounds/alpha-crown" not in stages  # the tensor search's root

@@ -4,10 +4,12 @@ both children in one auto_LiRPA batch, keep the open ones.
 Every domain closed means each of its disjuncts has a row whose widened lower bound (float32 bound minus
 the driver's slack, verikit.engines.lirpa.driver.widen) is > 0; the two children of a split cover their
 parent, so the closed domains cover the box. That slack is an estimate, so the search's float32 verdict
-is not a proof: the case is Proven only when verikit then confirms it on the whole box in rigorous
-float64 arithmetic (verikit.engines.lirpa.engine.confirm_case); otherwise Unknown, saying so. (Split
-domains are not confirmed one by one yet: a search that needed splits stays Unknown unless the rigorous
-bound of the whole box suffices.) Falsified only with a candidate
+is not a proof. On a network with a float64 graph form every domain the float32 bound closes is
+confirmed on its own (verikit.engines.tensor_bab.confirm: rigorous float64 CROWN with the domain's splits
+and the root's α); one that fails stays open and is split further, so Proven means every leaf was closed
+rigorously. Without that form the case is Proven only when verikit confirms it on the whole box in
+rigorous float64 arithmetic (verikit.engines.lirpa.engine.confirm_case); otherwise Unknown, saying so.
+Falsified only with a candidate
 (the corner of the box minimising a domain's worst row) replayed through onnxruntime. Everything else —
 budget out, queue over its byte cap, a domain with no unstable neuron left yet open — is Unknown with
 the reason.
@@ -26,6 +28,7 @@ from verikit.engines.bab.common import Validator
 from verikit.engines.lirpa.driver import REFUTATION_RTOL, widen
 from verikit.engines.spec_rows import SpecRows
 from verikit.engines.tensor_bab import bounding
+from verikit.engines.tensor_bab.confirm import DomainConfirmer
 from verikit.engines.tensor_bab.domains import DomainQueue, branch_choice, children, unpack
 from verikit.engines.tensor_bab.settings import TensorBabSettings
 from verikit.witness.replay import Tolerances
@@ -101,8 +104,13 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
         return {**stats, "replayed_candidates": validator.replayed, "refutation_rtol": REFUTATION_RTOL,
                 "seconds": round(time.monotonic() - started, 3), **extra}
 
+    confirmer = DomainConfirmer.build(bounded, case, spec, root)
+    if isinstance(confirmer, str):
+        stats["no_domain_confirmation"], confirmer = confirmer, None
     if all(item.refuted for item in found):
-        return _confirmed(bounded, case, found, detail())
+        whole = _confirmed(bounded, case, found, detail())
+        if isinstance(whole, Proven) or confirmer is None or not root.layers:
+            return whole  # else the root is split until its leaves are confirmed one by one
     if not root.layers:
         return Unknown("tensor branch and bound: the network has no ReLU to split", found)
     per_domain = per_domain_bytes(root, spec.C.shape[0])
@@ -136,6 +144,11 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
             falsified = _try_candidates(bounded, spec, validator, result.candidates, widened)
             if falsified is not None:
                 return falsified
+        if confirmer is not None:
+            closed = np.flatnonzero(worst > 0)
+            if closed.size:
+                rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed])
+                worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
         open_ = np.flatnonzero(~(worst > 0))
         if open_.size == 0:
             continue
@@ -154,6 +167,11 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
             return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
                            f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
                            found)
+    if confirmer is not None:
+        return Proven(Certificate(METHOD, found, {
+            **detail(batch_size=batch), "confirmed_domains": confirmer.confirmed,
+            "rejected_domains": confirmer.rejected,
+            "confirmed_by": "every closed domain re-bounded by verikit's rigorous float64 graph CROWN"}))
     return _confirmed(bounded, case, found, detail(batch_size=batch))
 
 
