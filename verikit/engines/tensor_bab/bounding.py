@@ -6,8 +6,14 @@ by the domain's splits: an "active" split raises the lower bound to 0, an "inact
 upper bound to 0. Bounds valid on the whole box stay valid on any subset of it, and the clamps hold on
 the domain by its definition, so every relaxation used is valid on the domain, and so is the bound.
 The ReLU lower slopes are the root's α (optimised once for the final spec; any slope in [0, 1] is
-sound). Nothing here decides a verdict: the caller widens the raw
-float32 bounds by the driver's slack (verikit.engines.lirpa.driver.widen).
+sound). With `beta_steps` > 0 the batch's bound is β-CROWN's: each split z_j >= 0 (s_j = +1) or
+z_j <= 0 (s_j = -1) gets a multiplier β_j >= 0 that adds -β_j·s_j·z_j to the bound (<= 0 on the domain,
+so the bound stays valid for every β >= 0), carried by auto_LiRPA's sparse β of each ReLU node; β and
+the domains' own copies of α climb the bound by a few Adam steps, each row keeping its best step's
+bound and multipliers (every step's bound is valid, so the best is too). Nothing here decides a
+verdict: the caller widens the raw float32 bounds by the driver's slack
+(verikit.engines.lirpa.driver.widen) and re-proves closed domains rigorously with the multipliers
+returned (verikit.engines.tensor_bab.confirm).
 """
 
 from __future__ import annotations
@@ -56,12 +62,18 @@ class Root:
 class BatchBounds:
     """Raw (unwidened) lower bounds (B, R); per split layer the domain's clamped pre-activation bounds
     (B, size) each and the final pass's coefficients at the ReLU outputs (B, R, size) (None when absent);
-    a candidate input per domain and row (B, R, n): the box corner minimising that row's linear bound."""
+    a candidate input per domain and row (B, R, n): the box corner minimising that row's linear bound.
+    With β: per split layer the multipliers behind each row's bound, dense (B, R, size) (`beta`), the
+    lower slopes (B, R, size) (`alpha`, None: the root's), and per domain its β in split order, to warm-start
+    its children (`split_beta`, (depth,) each)."""
 
     raw_lower: np.ndarray
     layer_bounds: list[tuple[torch.Tensor, torch.Tensor]]
     relu_coefficients: list[torch.Tensor | None]
     candidates: torch.Tensor | None
+    beta: list[torch.Tensor | None] | None = None
+    alpha: list[torch.Tensor | None] | None = None
+    split_beta: list[np.ndarray] | None = None
 
 
 def _lirpa_input(root: Root, batch: int):
@@ -198,10 +210,47 @@ def refine(bounded, root: Root, layer_bounds: list[tuple[torch.Tensor, torch.Ten
     return np.where(np.isnan(values), -np.inf, values)
 
 
+@dataclass(eq=False)
+class _SparseBeta:
+    """One split layer's β for a batch, as auto_LiRPA's sparse β wants it: (B, m) locations (flat neuron),
+    signs (+1 for z >= 0, -1 for z <= 0, 0 for padding) and values; `order[b][t]` is the position in
+    domain b's split list of its t-th split on this layer."""
+
+    loc: torch.Tensor
+    sign: torch.Tensor
+    value: torch.Tensor
+    order: list[list[int]]
+
+
+def _sparse_betas(root: Root, splits: list[list[tuple[int, int, bool]]], warm: list[np.ndarray | None] | None,
+                  device) -> list[_SparseBeta | None]:
+    batch = len(splits)
+    out: list[_SparseBeta | None] = []
+    for k in range(len(root.layers)):
+        entries = [[(i, j, active) for i, (layer, j, active) in enumerate(domain) if layer == k] for domain in splits]
+        width = max((len(e) for e in entries), default=0)
+        if width == 0:
+            out.append(None)
+            continue
+        loc = torch.zeros(batch, width, dtype=torch.long)
+        sign = torch.zeros(batch, width)
+        value = torch.zeros(batch, width)
+        for b, found in enumerate(entries):
+            for t, (i, j, active) in enumerate(found):
+                loc[b, t], sign[b, t] = j, (1.0 if active else -1.0)
+                if warm is not None and warm[b] is not None and i < len(warm[b]):
+                    value[b, t] = float(max(warm[b][i], 0.0))
+        out.append(_SparseBeta(loc.to(device), sign.to(device), value.to(device), [[i for i, _, _ in e] for e in entries]))
+    return out
+
+
 def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], *,
-                refine_layers: int = 0) -> BatchBounds:
+                refine_layers: int = 0, beta_steps: int = 0, beta_lr: float = 0.05, alpha_lr: float = 0.1,
+                warm_beta: list[np.ndarray | None] | None = None) -> BatchBounds:
     """CROWN (the root's α reused) on each domain of the batch, intermediate bounds
-    fixed to the root's as clamped by the domain's splits (the last `refine_layers` re-derived first).
+    fixed to the root's as clamped by the domain's splits (the last `refine_layers` re-derived first);
+    with `beta_steps` > 0, β-CROWN (module doc), β warm-started from `warm_beta` (per domain, in split
+    order; None: zero).
 
     Crossed bounds (lower > upper) do not close a domain: float32 CROWN bounds of a neuron that is nearly
     constant cross by rounding alone (seen on sri_resnet_b: -9.17e-10 > -9.17e-10 in the last bit), so a
@@ -215,17 +264,45 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     C = root.C[None].expand(batch, -1, -1)
     input_name = module.input_name[0]
     needed = {module.final_name: [input_name]}
-    with support.quiet_lirpa(), torch.no_grad():
-        reuse = root.alpha is not None
-        if reuse:
-            for node in root.relu_nodes:
-                if node.name in root.alpha:
-                    alpha = root.alpha[node.name]  # (2, spec, 1, *shape): repeat along the batch
-                    node.alpha = {module.final_name: alpha.expand(-1, -1, batch, *alpha.shape[3:]).contiguous()}
-                    node.alpha_lookup_idx = {module.final_name: None}
-        raw, _, A = module.compute_bounds(x=(x,), C=C, method="CROWN", bound_upper=False, reuse_alpha=reuse,
-                                          intermediate_layer_bounds=intermediate, return_A=True,
-                                          needed_A_dict=needed)
+    final = module.final_name
+    alphas = {}
+    reuse = root.alpha is not None
+    if reuse:
+        for node in root.relu_nodes:
+            if node.name in root.alpha:
+                alpha = root.alpha[node.name]  # (2, spec, 1, *shape): repeat along the batch
+                alphas[node.name] = alpha.expand(-1, -1, batch, *alpha.shape[3:]).contiguous()
+    betas = _sparse_betas(root, splits, warm_beta, root.C.device) if beta_steps > 0 else [None] * len(root.layers)
+    use_beta = any(b is not None for b in betas)
+
+    def one_pass(grad: bool):
+        for node in root.relu_nodes:
+            if node.name in alphas:
+                node.alpha = {final: alphas[node.name]}
+                node.alpha_lookup_idx = {final: None}
+        for node, beta in zip(root.relu_nodes, betas):
+            node.sparse_beta = None if beta is None else beta.value
+            node.sparse_beta_loc = None if beta is None else beta.loc
+            node.sparse_beta_sign = None if beta is None else beta.sign
+        with support.quiet_lirpa(), (torch.enable_grad() if grad else torch.no_grad()):
+            return module.compute_bounds(x=(x,), C=C, method="CROWN", bound_upper=False, reuse_alpha=reuse,
+                                         intermediate_layer_bounds=intermediate, return_A=not grad,
+                                         needed_A_dict=None if grad else needed)
+
+    best_beta = best_alpha = None
+    if use_beta:
+        raw_best, best_beta, best_alpha = _optimise_beta(module, root, alphas, betas, one_pass, beta_steps,
+                                                         beta_lr, alpha_lr)
+        for node, beta in zip(root.relu_nodes, betas):
+            if beta is not None:
+                beta.value = best_beta[node.name][0]  # the worst row's best β, for the A pass and warm starts
+    module.set_bound_opts({"optimize_bound_args": {"enable_beta_crown": use_beta, "single_node_split": True}})
+    try:
+        raw, _, A = one_pass(grad=False)
+    finally:
+        module.set_bound_opts({"optimize_bound_args": {"enable_beta_crown": False}})
+        for node in root.relu_nodes:
+            node.sparse_beta = node.sparse_beta_loc = node.sparse_beta_sign = None
     coefficients = []
     for node in root.relu_nodes:
         lA = getattr(node, "lA", None)
@@ -241,4 +318,93 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
     values = np.where(np.isnan(values), -np.inf, values)
     if refined is not None:
         values = np.maximum(values, refined)
-    return BatchBounds(values, layer_bounds, coefficients, candidates)
+    if not use_beta:
+        return BatchBounds(values, layer_bounds, coefficients, candidates)
+    values = np.maximum(values, raw_best)
+    dense_beta, dense_alpha, split_beta = [], [], [np.zeros(len(domain)) for domain in splits]
+    rows = C.shape[1]
+    for layer, node, beta in zip(root.layers, root.relu_nodes, betas):
+        if beta is None:
+            dense_beta.append(None)
+        else:
+            per_row = best_beta[node.name][1]  # (B, R, m)
+            dense = torch.zeros(batch, rows, layer.size, dtype=torch.float64)
+            dense.scatter_add_(2, beta.loc.cpu()[:, None, :].expand(-1, rows, -1),
+                               (per_row.detach().double().cpu() * beta.sign.cpu()[:, None, :].abs()))
+            dense_beta.append(dense)
+            final_value = beta.value.detach().double().cpu().numpy()
+            for b, order in enumerate(beta.order):
+                for t, i in enumerate(order):
+                    split_beta[b][i] = final_value[b, t]
+        a = best_alpha.get(node.name)
+        if a is None or tuple(a.shape[2:]) != layer.shape:  # sparse α (unstable neurons only): the root's
+            dense_alpha.append(None)
+        else:
+            dense_alpha.append(a.detach().double().cpu().permute(1, 0, *range(2, a.dim())).reshape(batch, rows, layer.size))
+    return BatchBounds(values, layer_bounds, coefficients, candidates, dense_beta, dense_alpha, split_beta)
+
+
+def _optimise_beta(module, root: Root, alphas: dict, betas: list, one_pass, steps: int, beta_lr: float,
+                   alpha_lr: float):
+    """Adam on β (kept >= 0) and the batch's α (kept in [0, 1]) for `steps` steps, maximising the rows'
+    lower bounds. Returns (the best bound per row (B, R) float64, per ReLU name (β of the worst row's best
+    step (B, m), β of each row's best step (B, R, m)), per ReLU name α of each row's best step
+    (spec, B, *shape))."""
+    params_beta = [b.value.requires_grad_() for b in betas if b is not None]
+    params_alpha = [a[0].clone().requires_grad_() for a in alphas.values()]
+    names = list(alphas)
+    for name, leaf in zip(names, params_alpha):
+        alphas[name] = torch.stack([leaf, alphas[name][1]])  # the lower-bound slopes are optimised
+    groups = [{"params": params_beta, "lr": beta_lr}]
+    if params_alpha:
+        groups.append({"params": params_alpha, "lr": alpha_lr})
+    optimiser = torch.optim.Adam(groups)
+    best = None
+    best_beta = {node.name: (b.value.detach().clone(), None) for node, b in zip(root.relu_nodes, betas) if b is not None}
+    best_alpha = {name: leaf.detach().clone() for name, leaf in zip(names, params_alpha)}
+    module.set_bound_opts({"optimize_bound_args": {"enable_beta_crown": True, "single_node_split": True}})
+    try:
+        for step in range(steps):
+            for name, leaf in zip(names, params_alpha):
+                alphas[name] = torch.stack([leaf, alphas[name][1].detach()])
+            raw, _ = one_pass(grad=True)
+            values = raw.detach().double()
+            values = torch.where(torch.isnan(values), torch.full_like(values, -torch.inf), values)
+            if best is None:
+                better = torch.ones_like(values, dtype=torch.bool)
+                best = values.clone()
+            else:
+                better = values > best
+                best = torch.where(better, values, best)
+            for node, beta in zip(root.relu_nodes, betas):
+                if beta is None:
+                    continue
+                current = beta.value.detach()[:, None, :].expand(-1, values.shape[1], -1)
+                old = best_beta[node.name][1]
+                per_row = current.clone() if old is None else torch.where(better.to(current.device)[:, :, None], current, old)
+                worst = values.argmin(dim=1)
+                domain_better = better[torch.arange(values.shape[0]), worst]
+                shared = torch.where(domain_better.to(current.device)[:, None], beta.value.detach(), best_beta[node.name][0])
+                best_beta[node.name] = (shared.clone(), per_row)
+            for name, leaf in zip(names, params_alpha):
+                mask = better.T.to(leaf.device).reshape(*better.T.shape, *([1] * (leaf.dim() - 2)))
+                best_alpha[name] = torch.where(mask, leaf.detach(), best_alpha[name])
+            if step == steps - 1:
+                break
+            loss = -torch.nan_to_num(raw, nan=0.0, neginf=0.0).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            with torch.no_grad():
+                for value in params_beta:
+                    value.clamp_(min=0.0)
+                for leaf in params_alpha:
+                    leaf.clamp_(0.0, 1.0)
+    finally:
+        module.set_bound_opts({"optimize_bound_args": {"enable_beta_crown": False}})
+    for beta in betas:
+        if beta is not None:
+            beta.value = beta.value.detach()
+    for name in names:
+        alphas[name] = torch.stack([best_alpha[name], alphas[name][1].detach()])
+    return best.cpu().numpy(), best_beta, best_alpha

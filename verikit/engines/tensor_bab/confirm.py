@@ -61,18 +61,21 @@ class DomainConfirmer:
                 alpha.append(None)  # sparse (unstable neurons only) or absent: the adaptive slope
         return cls(form, spec, case.box.lower, case.box.upper, alpha)
 
-    def bounds(self, splits: list[list[tuple[int, int, bool]]],
+    def bounds(self, splits: list[list[tuple[int, int, bool]]], alpha: list[torch.Tensor | None] | None = None,
                beta: list[torch.Tensor | None] | None = None) -> np.ndarray:
-        """Rigorous lower bounds (B, R) of C y - d on each domain."""
+        """Rigorous lower bounds (B, R) of C y - d on each domain, with the domains' own α per layer
+        ((B, R, size), None: the root's) and β ((B, R, size) or None)."""
         if self.root is None:
             self.root = self.form.box_bounds(self.lower, self.upper)
+        slopes = self.alpha if alpha is None else [own if own is not None else root
+                                                   for own, root in zip(alpha, self.alpha)]
         return self.form.split_lower_bounds(self.root, self.spec.C64.numpy(), self.spec.d64.numpy(), splits,
-                                            alpha=self.alpha, beta=beta)
+                                            alpha=slopes, beta=beta)
 
-    def closes(self, splits: list[list[tuple[int, int, bool]]],
+    def closes(self, splits: list[list[tuple[int, int, bool]]], alpha: list[torch.Tensor | None] | None = None,
                beta: list[torch.Tensor | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(closed (B,) bool: every disjunct refuted rigorously, the worst disjunct's rigorous bound (B,))."""
-        per_disjunct = self.spec.per_disjunct(torch.as_tensor(self.bounds(splits, beta))).numpy()
+        per_disjunct = self.spec.per_disjunct(torch.as_tensor(self.bounds(splits, alpha, beta))).numpy()
         worst = per_disjunct.min(axis=1)
         closed = worst > 0
         self.confirmed += int(closed.sum())

@@ -35,10 +35,11 @@ class Domain:
     order: int
     splits: np.ndarray = field(compare=False)
     branch: tuple[int, int] = field(compare=False)
+    beta: np.ndarray | None = field(default=None, compare=False)  # its splits' β (float32), to warm-start children
 
     @property
     def nbytes(self) -> int:
-        return int(self.splits.nbytes) + DOMAIN_OVERHEAD_BYTES
+        return int(self.splits.nbytes) + (0 if self.beta is None else int(self.beta.nbytes)) + DOMAIN_OVERHEAD_BYTES
 
 
 class DomainQueue:
@@ -53,8 +54,9 @@ class DomainQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, bound: float, splits: np.ndarray, branch: tuple[int, int]) -> None:
-        domain = Domain(float(bound), next(self._counter), splits, branch)
+    def push(self, bound: float, splits: np.ndarray, branch: tuple[int, int], beta: np.ndarray | None = None) -> None:
+        domain = Domain(float(bound), next(self._counter), splits, branch,
+                        None if beta is None else np.asarray(beta, dtype=np.float32))
         heapq.heappush(self._heap, domain)
         self.nbytes += domain.nbytes
         self.most = max(self.most, len(self._heap))

@@ -130,11 +130,18 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
     while len(queue):
         if timer.out_of_time():
             return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
-                           f"{queue.worst():.4g}; {stats['domains']} domains bounded)", found, timed_out=True)
+                           f"{queue.worst():.4g}; {stats['domains']} domains bounded in "
+                           f"{time.monotonic() - started:.1f} s)", found, timed_out=True)
+        if settings.domain_limit and stats["domains"] >= settings.domain_limit:
+            return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue)} open domains "
+                           f"(lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
+                           f"{time.monotonic() - started:.1f} s)", found)
         parents = queue.pop(max(1, batch // 2))
         splits = [child for parent in parents for child in children(parent)]
+        warm = [parent.beta for parent in parents for _ in (0, 1)]
         result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
-                                      refine_layers=settings.refine_layers)
+                                      refine_layers=settings.refine_layers, beta_steps=settings.beta_steps,
+                                      beta_lr=settings.beta_lr, alpha_lr=settings.alpha_lr, warm_beta=warm)
         stats["domains"] += len(splits)
         stats["batches"] += 1
         stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
@@ -147,7 +154,9 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
         if confirmer is not None:
             closed = np.flatnonzero(worst > 0)
             if closed.size:
-                rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed])
+                rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed],
+                                                            alpha=_rows_of(result.alpha, closed),
+                                                            beta=_rows_of(result.beta, closed))
                 worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
         open_ = np.flatnonzero(~(worst > 0))
         if open_.size == 0:
@@ -160,7 +169,8 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
                 return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
                                f"(bound {worst[index]:.4g}: split constraints are not carried into the bound, no β)",
                                found)
-            queue.push(float(worst[index]), splits[index], choice)
+            queue.push(float(worst[index]), splits[index], choice,
+                       None if result.split_beta is None else result.split_beta[index])
         stats["max_queue"] = max(stats["max_queue"], len(queue))
         stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
         if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
@@ -173,6 +183,14 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
             "rejected_domains": confirmer.rejected,
             "confirmed_by": "every closed domain re-bounded by verikit's rigorous float64 graph CROWN"}))
     return _confirmed(bounded, case, found, detail(batch_size=batch))
+
+
+def _rows_of(per_layer: list[torch.Tensor | None] | None, index: np.ndarray) -> list[torch.Tensor | None] | None:
+    """The domains `index` of per-layer (B, ...) tensors (None stays None)."""
+    if per_layer is None:
+        return None
+    selected = torch.as_tensor(index, dtype=torch.long)
+    return [None if t is None else t[selected] for t in per_layer]
 
 
 def _confirmed(bounded, case: Case, found: tuple[DisjunctBounds, ...], detail: dict) -> Proven | Unknown:
