@@ -44,8 +44,12 @@ def test_the_deadline_answer_names_the_stages_the_running_one_and_the_best_margi
     last = snapshots[-1]
     best = max(a["best_lower_bounds"][0] for a in last["attempts"]["0"] if a.get("best_lower_bounds"))
     assert last["best_lower_bounds"]["0"] == [best]
-    said = deadline_result(tmp_path / "m", tmp_path / "s", 2.0, 0, started, last).reason
-    assert f"best margin lower bound reached: {best:.6g}" in said
+    at_last = deadline_result(tmp_path / "m", tmp_path / "s", 2.0, 0, started, last)
+    assert f"best margin lower bound reached: {best:.6g}" in at_last.reason
+    # the same bound, structured: the open case's bounds in the JSON report
+    bounds = to_dict(at_last)["cases"][0]["bounds"]
+    assert [b["margin_lower_bounds"] for b in bounds] == [[best]] and not bounds[0]["refuted"]
+    assert [s["stage"] for s in report["schedule"] if s.get("running_at_deadline")] == [running["running"]["stage"]]
 
 
 def test_the_progress_log_is_replaced_whole_and_removed_with_its_folder():

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from verikit.cli import params
-from verikit.core.result import CaseResult, Unknown, Result, Verdict
+from verikit.core.result import CaseResult, DisjunctBounds, Unknown, Result, Verdict
 from verikit.portfolio import ENGINES, METHODS
 
 
@@ -106,6 +107,7 @@ def _progress_at_deadline(snapshot: dict, now: float) -> tuple[list[dict], list[
         for stage in schedule:
             if stage.get("stage") == running.get("stage"):
                 stage["seconds"] = round(float(stage.get("seconds", 0.0)) + ran_for, 4)
+                stage["running_at_deadline"] = True
         said += f"; {running.get('stage')} was running on case {running.get('case')} for {ran_for:.1f} s"
     best = snapshot.get("best_lower_bounds") or {}
     margins = [min(bounds) for bounds in best.values() if bounds]  # a case holds once every disjunct is > 0
@@ -118,7 +120,10 @@ def _progress_at_deadline(snapshot: dict, now: float) -> tuple[list[dict], list[
         said += f"; {decided} case(s) decided before the deadline"
     cases = []
     for index in open_cases:
-        case = CaseResult(index, Unknown("open at the deadline", timed_out=True), "", "", 0.0)
+        # per disjunct the best lower bound of its margins any finished attempt reached: the report's bounds
+        reached = tuple(DisjunctBounds(np.array([float(b)]), "best before the deadline")
+                        for b in best.get(str(index)) or [])
+        case = CaseResult(index, Unknown("open at the deadline", reached, timed_out=True), "", "", 0.0)
         case.attempts = list(attempts.get(str(index), []))
         cases.append(case)
     return schedule, cases, said
