@@ -253,3 +253,13 @@ def test_beta_tightens_split_domains_and_the_rigorous_form_reproduces_it(residua
     expected = beta.raw_lower - spec.d64.numpy()[None, :]
     assert np.all(rigorous >= expected - 1e-4 * (1 + np.abs(expected).max())), (rigorous - expected).min()
     assert np.all(rigorous <= expected + 0.1)
+
+
+def test_domain_limit_ends_the_search_unknown_and_beta_steps_are_checked(residual):
+    from verikit.core.settings import SettingError
+
+    case = robust_case(residual, 0.6)
+    outcome = TensorBabEngine(TensorBabSettings(domain_limit=3)).run(Problem(residual), case, Budget.seconds(60))
+    assert isinstance(outcome, Unknown) and "tensor_bab.domain_limit" in outcome.reason, outcome
+    with pytest.raises(SettingError, match="beta_steps"):
+        TensorBabSettings(beta_steps=-1)
