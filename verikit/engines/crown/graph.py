@@ -512,12 +512,13 @@ class GraphForm:
         new = torch.where(active, lam, torch.where(unstable, relaxed, torch.zeros_like(lam)))
         rows = lam.shape[0]
         neg_unstable = torch.where(unstable, negative, torch.zeros_like(negative))
-        n = intercept[0].numel() if intercept.dim() == lam.dim() else intercept.numel()
         if intercept.dim() == lam.dim():  # per-row bounds: a row-wise dot
+            n = intercept[0].numel()
             value = (neg_unstable * intercept).reshape(rows, -1).sum(dim=1)
             upper = (neg_unstable.abs() * intercept).reshape(rows, -1).sum(dim=1)
             error = _up(_up(upper * (1.0 + gamma(n))) + n * TINY) * gamma(n)
         else:
+            n = intercept.numel()
             value = neg_unstable.reshape(rows, -1) @ intercept.reshape(-1)
             error = flat_dot(neg_unstable.abs(), intercept) * gamma(n)
         add_const(value, error)

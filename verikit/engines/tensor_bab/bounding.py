@@ -210,6 +210,14 @@ def refine(bounded, root: Root, layer_bounds: list[tuple[torch.Tensor, torch.Ten
     return np.where(np.isnan(values), -np.inf, values)
 
 
+def lower_slopes(alpha: torch.Tensor | None, layer: SplitLayer, rows: int) -> torch.Tensor | None:
+    """auto_LiRPA's lower-bound α of one ReLU for the final spec, (rows, B, *shape), as float64 (B, rows,
+    size) on the CPU; None when absent, sparse (unstable neurons only) or of another shape."""
+    if alpha is None or alpha.dim() < 2 or alpha.shape[0] != rows or tuple(alpha.shape[2:]) != layer.shape:
+        return None
+    return alpha.detach().double().cpu().transpose(0, 1).reshape(alpha.shape[1], rows, layer.size)
+
+
 @dataclass(eq=False)
 class _SparseBeta:
     """One split layer's β for a batch, as auto_LiRPA's sparse β wants it: (B, m) locations (flat neuron),
@@ -336,11 +344,7 @@ def bound_batch(bounded, root: Root, splits: list[list[tuple[int, int, bool]]], 
             for b, order in enumerate(beta.order):
                 for t, i in enumerate(order):
                     split_beta[b][i] = final_value[b, t]
-        a = best_alpha.get(node.name)
-        if a is None or tuple(a.shape[2:]) != layer.shape:  # sparse α (unstable neurons only): the root's
-            dense_alpha.append(None)
-        else:
-            dense_alpha.append(a.detach().double().cpu().permute(1, 0, *range(2, a.dim())).reshape(batch, rows, layer.size))
+        dense_alpha.append(lower_slopes(best_alpha.get(node.name), layer, rows))
     return BatchBounds(values, layer_bounds, coefficients, candidates, dense_beta, dense_alpha, split_beta)
 
 
@@ -376,14 +380,13 @@ def _optimise_beta(module, root: Root, alphas: dict, betas: list, one_pass, step
             else:
                 better = values > best
                 best = torch.where(better, values, best)
+            domain_better = better[torch.arange(values.shape[0]), values.argmin(dim=1)]  # at its worst row
             for node, beta in zip(root.relu_nodes, betas):
                 if beta is None:
                     continue
                 current = beta.value.detach()[:, None, :].expand(-1, values.shape[1], -1)
                 old = best_beta[node.name][1]
                 per_row = current.clone() if old is None else torch.where(better.to(current.device)[:, :, None], current, old)
-                worst = values.argmin(dim=1)
-                domain_better = better[torch.arange(values.shape[0]), worst]
                 shared = torch.where(domain_better.to(current.device)[:, None], beta.value.detach(), best_beta[node.name][0])
                 best_beta[node.name] = (shared.clone(), per_row)
             for name, leaf in zip(names, params_alpha):

@@ -50,15 +50,13 @@ class DomainConfirmer:
             form.check(bounded.network, case.box)
         except ModelError as error:
             return str(error)
-        alpha = []
+        from verikit.engines.tensor_bab.bounding import lower_slopes
+
         rows = spec.C64.shape[0]
+        alpha = []  # the root's α (1, R, size) per ReLU; None (sparse or absent): the adaptive slope
         for layer, node in zip(root.layers, root.relu_nodes):
-            found = (root.alpha or {}).get(node.name)
-            if found is not None and found.dim() >= 3 and tuple(found.shape[3:]) == layer.shape \
-                    and found.shape[1] == rows and found.shape[2] == 1:
-                alpha.append(found[0, :, 0].detach().double().cpu().reshape(rows, layer.size))
-            else:
-                alpha.append(None)  # sparse (unstable neurons only) or absent: the adaptive slope
+            found = (root.alpha or {}).get(node.name)  # (2, R, 1, *shape): lower and upper
+            alpha.append(None if found is None else lower_slopes(found[0], layer, rows))
         return cls(form, spec, case.box.lower, case.box.upper, alpha)
 
     def bounds(self, splits: list[list[tuple[int, int, bool]]], alpha: list[torch.Tensor | None] | None = None,

@@ -167,7 +167,7 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
         for index, choice in zip(open_, choices):
             if choice is None:
                 return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
-                               f"(bound {worst[index]:.4g}: split constraints are not carried into the bound, no β)",
+                               f"(bound {worst[index]:.4g}; tensor_bab.beta_steps={settings.beta_steps})",
                                found)
             queue.push(float(worst[index]), splits[index], choice,
                        None if result.split_beta is None else result.split_beta[index])
