@@ -33,7 +33,8 @@ SHARED = ROOT.parent / "shared" / "benchmarks" / "sri_resnet_b" / "vnnlib"
 OUT = ROOT / "benchmarks" / "results" / "oval21_like"
 SHAPE = (3, 32, 32)
 WIDTHS = {"base": (8, 16), "wide": (16, 32)}
-EPSILONS = (0.004, 0.1, 0.13, 0.16)  # measured on the wide net: IBP, CROWN, α-CROWN, open at 20 s
+EPSILONS = (0.004, 0.1, 0.13, 0.14, 0.16)  # on the wide net: IBP, CROWN, α-CROWN, α-CROWN whose float64
+# confirmation needs the hidden bounds optimised too (the regression of issue 24), open at 20 s
 
 _BOUND = re.compile(r"\(assert \((<=|>=) X_(\d+) (\S+)\)\)")
 _LABEL = re.compile(r"\(>= Y_\d+ Y_(\d+)\)")

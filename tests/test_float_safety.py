@@ -164,3 +164,39 @@ def test_rigorous_interval_bounds_hold_on_max_groups_and_affine_only_chains():
     exact_min = 0.5 + 2.0**30 * 0.0 + (-(2.0**30) + 1.0) * 1.0  # at x = (0, 1) on [0, 1]^2
     got = interval_lower_bounds(affine, np.zeros((1, 2)), np.ones((1, 2)), np.eye(1), np.zeros(1))[0, 0]
     assert got <= exact_min and got > exact_min - 1e-3 * 2.0**30 * 1e-3
+
+
+def _open_rows(seed: int):
+    """A deep random ReLU MLP on [-1, 1]^3 and all output differences as rows, d = 0 (open rows)."""
+    from onnx_factory import mlp
+
+    net = ReluMlp.from_pwl(to_piecewise_linear(load_network_bytes(mlp([3, 12, 12, 12, 3], seed=seed), "deep")),
+                           torch.float64)
+    C = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0], [-1.0, 0.0, 1.0]])
+    return net, np.full((1, 3), -1.0), np.full((1, 3), 1.0), C, np.zeros(3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_confirmation_tightens_hidden_bounds_on_rows_alpha_leaves_open_and_stays_sound(seed):
+    # the oval21-like regression: α on the spec over plain-CROWN hidden bounds failed to confirm what
+    # auto_LiRPA's α-CROWN (hidden layers optimised too) refuted; the hidden layers now get their own α
+    from verikit.engines.crown.confirm import confirmed_lower_bounds
+
+    net, lower, upper, C, d = _open_rows(900 + seed)
+    spec_only = confirmed_lower_bounds(net, lower, upper, C, d, hidden_steps=0)
+    tightened = confirmed_lower_bounds(net, lower, upper, C, d)
+    assert (spec_only <= 0).any()  # rows stay open, so the tightening runs
+    assert (tightened >= spec_only - 1e-12).all() and (tightened > spec_only + 1e-6).any()
+    points = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(20000, 3))
+    with torch.no_grad():
+        outputs = net.forward(torch.tensor(points)).numpy()
+    assert (outputs @ C.T - d >= tightened - 1e-9).all()
+
+
+def test_the_confirmations_tightening_ends_when_told_to_stop():
+    from verikit.engines.crown.confirm import confirmed_lower_bounds
+
+    net, lower, upper, C, d = _open_rows(900)
+    crown = confirmed_lower_bounds(net, lower, upper, C, d, alpha_steps=0, hidden_steps=0)
+    stopped = confirmed_lower_bounds(net, lower, upper, C, d, stop=lambda: True)
+    np.testing.assert_array_equal(stopped, crown)  # plain CROWN: no α, no tightening

@@ -8,6 +8,7 @@ on the rows still open, in float64 over the exact float64 spec constants.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +16,13 @@ import torch
 
 from verikit.core.pwl import PiecewiseLinear
 from verikit.engines.crown.input_set import InputBall, never_looser_than_the_box
-from verikit.engines.crown.optimise import optimise_spec
+from verikit.engines.crown.optimise import optimise_layer_bounds, optimise_spec
 from verikit.engines.crown.propagate import ReluMlp, layer_bounds, spec_bounds
 
 CONFIRM_ALPHA_STEPS = 30
 CONFIRM_ALPHA_LR = 0.5
+CONFIRM_HIDDEN_STEPS = 6  # α steps per hidden layer when the spec's α leaves rows open (optimise_layer_bounds)
+CONFIRM_HIDDEN_LR = 0.3
 
 
 def exact_mlp(pwl: PiecewiseLinear) -> ReluMlp | None:
@@ -30,12 +33,15 @@ def exact_mlp(pwl: PiecewiseLinear) -> ReluMlp | None:
 
 
 def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
-                           *, alpha_steps: int = CONFIRM_ALPHA_STEPS, ball: InputBall | None = None) -> np.ndarray:
+                           *, alpha_steps: int = CONFIRM_ALPHA_STEPS, hidden_steps: int = CONFIRM_HIDDEN_STEPS,
+                           ball: InputBall | None = None, stop: Callable[[], bool] | None = None) -> np.ndarray:
     """Sound float64 lower bounds (B, R) of `C @ y - d` over boxes lower, upper (B, n_inputs), each
     intersected with `ball` when given.
 
     C (R, n_outputs), d (R,) are float64 (the case's own values). α-CROWN runs only on the boxes that
-    plain CROWN leaves with a row <= 0.
+    plain CROWN leaves with a row <= 0; on the boxes it leaves open in turn, the hidden layers' bounds are
+    tightened by their own α (`hidden_steps` per layer, as auto_LiRPA's α-CROWN does in float32) and the
+    spec's α runs again over them. `stop()` true skips or cuts short the work not yet done.
     """
     x_lower = torch.tensor(np.atleast_2d(lower), dtype=torch.float64)
     x_upper = torch.tensor(np.atleast_2d(upper), dtype=torch.float64)
@@ -44,12 +50,25 @@ def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C
     with torch.no_grad():
         layers = layer_bounds(net, x_lower, x_upper, ball=ball)
         best = spec_bounds(net, x_lower, x_upper, C_t, d_t, layers, ball=ball).lower
+
+    def done(lower_bounds: torch.Tensor) -> bool:  # every row refuted (nothing left to gain), or no time left
+        return bool((lower_bounds > 0).all()) or (stop is not None and stop())
+
     open_ = (best <= 0).any(dim=1)
     if alpha_steps > 0 and bool(open_.any()):
         index = open_.nonzero().squeeze(1)
         better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, layers.select(index),
                                   steps=alpha_steps, lr=CONFIRM_ALPHA_LR,
-                                  ball=None if ball is None else ball.select(index))
+                                  ball=None if ball is None else ball.select(index), stop=done)
+        best[index] = torch.maximum(best[index], better.lower.detach())
+    open_ = (best <= 0).any(dim=1)
+    if hidden_steps > 0 and bool(open_.any()) and not (stop is not None and stop()):
+        index = open_.nonzero().squeeze(1)
+        tightened = optimise_layer_bounds(net, x_lower[index], x_upper[index], layers.select(index),
+                                          steps=hidden_steps, lr=CONFIRM_HIDDEN_LR, stop=stop)
+        better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, tightened,
+                                  steps=alpha_steps, lr=CONFIRM_ALPHA_LR,
+                                  ball=None if ball is None else ball.select(index), stop=done)
         best[index] = torch.maximum(best[index], better.lower.detach())
     return best.numpy()
 
@@ -80,17 +99,21 @@ def interval_lower_bounds(pwl: PiecewiseLinear, lower: np.ndarray, upper: np.nda
 
 
 def rigorous_lower_bounds(pwl: PiecewiseLinear, mlp: ReluMlp | None, lower: np.ndarray, upper: np.ndarray,
-                          C: np.ndarray, d: np.ndarray, ball: InputBall | None = None) -> np.ndarray:
+                          C: np.ndarray, d: np.ndarray, ball: InputBall | None = None,
+                          stop: Callable[[], bool] | None = None,
+                          hidden_steps: int = CONFIRM_HIDDEN_STEPS) -> np.ndarray:
     """Rigorous lower bounds (B, R) of `C @ y - d` over each box (∩ `ball`, when given): interval
     arithmetic on every piecewise-linear chain (over the box alone), then (a ReLU MLP) float64
-    CROWN/α-CROWN on the boxes intervals leave open. Each entry is the best bound found; every one holds
-    in real arithmetic over the form's weights."""
+    CROWN/α-CROWN on the boxes intervals leave open (with `hidden_steps` of hidden-bound α where the
+    spec's α leaves rows open; `stop`: see `confirmed_lower_bounds`). Each entry is the best bound found;
+    every one holds in real arithmetic over the form's weights."""
     best = interval_lower_bounds(pwl, lower, upper, C, d)
     open_ = ~np.all(best > 0, axis=1)
     if mlp is not None and open_.any():
         index = np.flatnonzero(open_)
         found = confirmed_lower_bounds(mlp, np.atleast_2d(lower)[index], np.atleast_2d(upper)[index], C, d,
-                                       ball=None if ball is None else ball.select(torch.as_tensor(index)))
+                                       ball=None if ball is None else ball.select(torch.as_tensor(index)), stop=stop,
+                                       hidden_steps=hidden_steps)
         best[index] = np.maximum(best[index], found)
     return best
 
@@ -114,10 +137,11 @@ class ChainForm:
         check_piecewise_linear(network, self.pwl, box)
 
     def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
-                     ball: InputBall | None = None) -> np.ndarray:
-        """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs), ∩ `ball` when given."""
+                     ball: InputBall | None = None, stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs), ∩ `ball` when given;
+        `stop()` true cuts short the optional tightening (`confirmed_lower_bounds`)."""
         return never_looser_than_the_box(
-            lambda over: rigorous_lower_bounds(self.pwl, self.mlp, lower, upper, C, d, over), ball)
+            lambda over: rigorous_lower_bounds(self.pwl, self.mlp, lower, upper, C, d, over, stop), ball)
 
 
 def confirming_form(network, pwl=None):

@@ -244,9 +244,10 @@ class GraphForm:
     # ----------------------------------------------------------------- bounds
 
     def lower_bounds(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,
-                     ball: InputBall | None = None) -> np.ndarray:
+                     ball: InputBall | None = None, stop=None) -> np.ndarray:
         """Rigorous lower bounds (B, R) of `C @ y - d` over each box (B, n_inputs), ∩ `ball` when given
-        (verikit.engines.crown.input_set: every CROWN bound, intermediate ones too, concretised over both)."""
+        (verikit.engines.crown.input_set: every CROWN bound, intermediate ones too, concretised over both).
+        Plain CROWN has no optional work to cut short, so `stop` (the forms' common signature) is unused."""
         return never_looser_than_the_box(lambda over: self._boxes(lower, upper, C, d, over), ball)
 
     def _boxes(self, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, d: np.ndarray,

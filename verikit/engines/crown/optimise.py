@@ -110,19 +110,24 @@ def optimise_spec(
 
 
 def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Tensor, bounds: LayerBounds, *,
-                          steps: int = 20, lr: float = 0.1, first: int = 1) -> LayerBounds:
+                          steps: int = 20, lr: float = 0.1, first: int = 1,
+                          stop: Callable[[], bool] | None = None) -> LayerBounds:
     """Hidden bounds tightened by α-CROWN, layer by layer, for the neurons still unstable.
 
     For layer i, every unstable neuron's lower and upper bound gets its own α on every earlier layer;
     the best bound seen over `steps` Adam iterations replaces the old one where tighter, and layer i's
     relaxation is rebuilt before layer i+1 is optimised. Meant for few domains (the root of ReLU
     branching): the parameters number 2·(unstable neurons)·(earlier neurons) per domain. Layers before
-    `first` are kept as they are.
+    `first` are kept as they are. `stop()` true ends the work early: the layer being optimised keeps the
+    best bounds seen so far (each is a sound bound), later layers stay as they were.
     """
     box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
     lower, upper = list(bounds.lower), list(bounds.upper)
     relaxations = list(bounds.relaxations)
+    stopped = False
     for i in range(max(1, first), net.depth):
+        if stopped:
+            break
         unstable = relaxations[i].unstable.any(dim=0).nonzero().squeeze(1)  # neurons unstable in some domain
         if unstable.numel() == 0 or steps <= 0:
             continue
@@ -142,6 +147,9 @@ def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Te
                           for r, a in zip(relaxations[:i], alphas)]
                 value, _, _, _ = substitute(net, lam, const, magnitude, i - 1, packed, box, slopes_lo=slopes)
                 best = torch.maximum(best, value.detach())
+                if stop is not None and stop():
+                    stopped = True
+                    break
                 optimiser.zero_grad(set_to_none=True)
                 (-value.sum()).backward()
                 optimiser.step()

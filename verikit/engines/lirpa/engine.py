@@ -116,9 +116,11 @@ def unconfirmable(bounded: BoundedNetwork) -> str | None:
     return None
 
 
-def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends) -> str | None:
+def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends,
+             stop=None) -> str | None:
     """None when verikit's rigorous float64 bounds refute every disjunct too, else why the proof stands
-    unconfirmed. Raises `_NotConfirmable` when the network has no form to confirm with."""
+    unconfirmed. Raises `_NotConfirmable` when the network has no form to confirm with. `stop()` true cuts
+    short the form's optional tightening (the stage's deadline)."""
     from verikit.core.errors import ModelError
 
     reason = unconfirmable(bounded)
@@ -129,7 +131,7 @@ def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, 
         form.check(bounded.network, case.box)
     except ModelError as error:
         return str(error)
-    lower = rigorous_case_bounds(form, case, C, d)
+    lower = rigorous_case_bounds(form, case, C, d, stop)
     open_ = [k for k, (s, e) in enumerate(zip(starts, ends)) if not np.any(lower[s:e] > 0)]
     if open_:
         return (f"auto_LiRPA's float32 bounds refute every disjunct, but verikit's rigorous float64 bounds "
@@ -137,19 +139,20 @@ def _confirm(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, 
     return None
 
 
-def rigorous_case_bounds(form, case: Case, C: np.ndarray, d: np.ndarray) -> np.ndarray:
+def rigorous_case_bounds(form, case: Case, C: np.ndarray, d: np.ndarray, stop=None) -> np.ndarray:
     """The confirming form's rigorous lower bounds (rows,) of `C @ y - d` over the case's input set: its box,
-    intersected with its ℓ2 ball when the region is one (verikit.engines.crown.input_set)."""
+    intersected with its ℓ2 ball when the region is one (verikit.engines.crown.input_set); `stop()` true cuts
+    short the form's optional tightening."""
     from verikit.core.property import L2Ball
     from verikit.engines.crown.input_set import InputBall
 
     region = case.region
     ball = InputBall.of(region.center, region.radius) if isinstance(region, L2Ball) else None
-    return form.lower_bounds(case.box.lower[None], case.box.upper[None], C, d, ball=ball)[0]
+    return form.lower_bounds(case.box.lower[None], case.box.upper[None], C, d, ball=ball, stop=stop)[0]
 
 
 def _over_the_ball(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.ndarray, starts, ends,
-                   method: str, found: tuple) -> Proven | tuple | None:
+                   method: str, found: tuple, stop=None) -> Proven | tuple | None:
     """For an ℓ2-ball case auto_LiRPA leaves open over the box (it bounds boxes only: its ℓ2 perturbation
     in 0.3 starts IBP from the centre alone, x_L = x_U = x, which would be unsound here), the rigorous
     form's bounds over ball ∩ box: Proven, else the better bounds, or None (no form, or not a ball)."""
@@ -162,7 +165,7 @@ def _over_the_ball(bounded: BoundedNetwork, case: Case, C: np.ndarray, d: np.nda
         bounded.pwl.check(bounded.network, case.box)
     except ModelError:
         return None
-    lower = rigorous_case_bounds(bounded.pwl, case, C, d)
+    lower = rigorous_case_bounds(bounded.pwl, case, C, d, stop)
     better = tuple(DisjunctBounds(np.maximum(lower[s:e], item.lower), f"{method} over the l2 ball")
                    for (s, e), item in zip(zip(starts, ends), found))
     if all(np.any(lower[s:e] > 0) for s, e in zip(starts, ends)):
@@ -346,7 +349,7 @@ def run(
     found = tuple(DisjunctBounds(lower[s:e].copy(), method) for s, e in zip(starts, ends))
     open_ = [index for index, item in enumerate(found) if not item.refuted]
     if open_ and not budget.expired():
-        over_ball = _over_the_ball(bounded, case, C, d, starts, ends, method, found)
+        over_ball = _over_the_ball(bounded, case, C, d, starts, ends, method, found, budget.expired)
         if isinstance(over_ball, Proven):
             return over_ball
         if over_ball is not None:
@@ -354,11 +357,11 @@ def run(
             open_ = [index for index, item in enumerate(found) if not item.refuted]
     if not open_:
         try:
-            unconfirmed = _confirm(bounded, case, C, d, starts, ends)
+            unconfirmed = _confirm(bounded, case, C, d, starts, ends, stop=budget.expired)
         except _NotConfirmable as reason:
             return Unknown(f"{method} refutes every disjunct in float32, which is not a proof: {reason}", bounds=found)
         if unconfirmed is not None:
-            return Unknown(unconfirmed, bounds=found)
+            return Unknown(unconfirmed, bounds=found, timed_out=budget.expired())
         return Proven(Certificate(method, found, {"refutation_rtol": REFUTATION_RTOL,
                                                   "confirmed_by": "verikit rigorous float64 bounds"}))
     listed = ", ".join(str(index) for index in open_[:5]) + (", …" if len(open_) > 5 else "")
