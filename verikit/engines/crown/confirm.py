@@ -47,29 +47,28 @@ def confirmed_lower_bounds(net: ReluMlp, lower: np.ndarray, upper: np.ndarray, C
     x_upper = torch.tensor(np.atleast_2d(upper), dtype=torch.float64)
     C_t = torch.tensor(np.asarray(C), dtype=torch.float64)
     d_t = torch.tensor(np.asarray(d), dtype=torch.float64)
+    stop = stop or (lambda: False)
     with torch.no_grad():
         layers = layer_bounds(net, x_lower, x_upper, ball=ball)
         best = spec_bounds(net, x_lower, x_upper, C_t, d_t, layers, ball=ball).lower
 
-    def done(lower_bounds: torch.Tensor) -> bool:  # every row refuted (nothing left to gain), or no time left
-        return bool((lower_bounds > 0).all()) or (stop is not None and stop())
+    def open_boxes() -> torch.Tensor:
+        return (best <= 0).any(dim=1).nonzero().squeeze(1)
 
-    open_ = (best <= 0).any(dim=1)
-    if alpha_steps > 0 and bool(open_.any()):
-        index = open_.nonzero().squeeze(1)
-        better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, layers.select(index),
+    def spec_alpha(index: torch.Tensor, hidden) -> None:  # best[index] raised by the spec's α over `hidden`
+        better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, hidden,
                                   steps=alpha_steps, lr=CONFIRM_ALPHA_LR,
-                                  ball=None if ball is None else ball.select(index), stop=done)
+                                  ball=None if ball is None else ball.select(index),
+                                  stop=lambda found: bool((found > 0).all()) or stop())
         best[index] = torch.maximum(best[index], better.lower.detach())
-    open_ = (best <= 0).any(dim=1)
-    if hidden_steps > 0 and bool(open_.any()) and not (stop is not None and stop()):
-        index = open_.nonzero().squeeze(1)
-        tightened = optimise_layer_bounds(net, x_lower[index], x_upper[index], layers.select(index),
-                                          steps=hidden_steps, lr=CONFIRM_HIDDEN_LR, stop=stop)
-        better, _ = optimise_spec(net, x_lower[index], x_upper[index], C_t, d_t, tightened,
-                                  steps=alpha_steps, lr=CONFIRM_ALPHA_LR,
-                                  ball=None if ball is None else ball.select(index), stop=done)
-        best[index] = torch.maximum(best[index], better.lower.detach())
+
+    index = open_boxes()
+    if alpha_steps > 0 and index.numel():
+        spec_alpha(index, layers.select(index))
+    index = open_boxes()
+    if hidden_steps > 0 and index.numel() and not stop():
+        spec_alpha(index, optimise_layer_bounds(net, x_lower[index], x_upper[index], layers.select(index),
+                                                steps=hidden_steps, lr=CONFIRM_HIDDEN_LR, stop=stop))
     return best.numpy()
 
 

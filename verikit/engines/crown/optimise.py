@@ -124,9 +124,8 @@ def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Te
     box = InputBox(x_lower.to(net.device, net.dtype), x_upper.to(net.device, net.dtype))
     lower, upper = list(bounds.lower), list(bounds.upper)
     relaxations = list(bounds.relaxations)
-    stopped = False
     for i in range(max(1, first), net.depth):
-        if stopped:
+        if stop is not None and stop():
             break
         unstable = relaxations[i].unstable.any(dim=0).nonzero().squeeze(1)  # neurons unstable in some domain
         if unstable.numel() == 0 or steps <= 0:
@@ -148,7 +147,6 @@ def optimise_layer_bounds(net: ReluMlp, x_lower: torch.Tensor, x_upper: torch.Te
                 value, _, _, _ = substitute(net, lam, const, magnitude, i - 1, packed, box, slopes_lo=slopes)
                 best = torch.maximum(best, value.detach())
                 if stop is not None and stop():
-                    stopped = True
                     break
                 optimiser.zero_grad(set_to_none=True)
                 (-value.sum()).backward()

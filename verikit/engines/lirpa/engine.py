@@ -349,7 +349,7 @@ def run(
     found = tuple(DisjunctBounds(lower[s:e].copy(), method) for s, e in zip(starts, ends))
     open_ = [index for index, item in enumerate(found) if not item.refuted]
     if open_ and not budget.expired():
-        over_ball = _over_the_ball(bounded, case, C, d, starts, ends, method, found, budget.expired)
+        over_ball = _over_the_ball(bounded, case, C, d, starts, ends, method, found, stop=budget.expired)
         if isinstance(over_ball, Proven):
             return over_ball
         if over_ball is not None:
