@@ -263,3 +263,103 @@ def test_domain_limit_ends_the_search_unknown_and_beta_steps_are_checked(residua
     assert isinstance(outcome, Unknown) and "tensor_bab.domain_limit" in outcome.reason, outcome
     with pytest.raises(SettingError, match="beta_steps"):
         TensorBabSettings(beta_steps=-1)
+
+
+def deep_residual(seed: int, width: int = 10, blocks: int = 3) -> bytes:
+    """x (3) -> Relu(Gemm) -> `blocks` x [h = Relu(Gemm(h) + h)] -> Gemm (3): several ReLUs behind skips."""
+    g = GraphBuilder(seed)
+    h = g.op("Relu", g.op("Gemm", "x", g.weight(width, 3, scale=1.0), g.weight(width, scale=0.3), transB=1))
+    for _ in range(blocks):
+        r = g.op("Gemm", h, g.weight(width, width, scale=0.5), g.weight(width, scale=0.1), transB=1)
+        h = g.op("Relu", g.op("Add", r, h))
+    return g.build((1, 3), g.op("Gemm", h, g.weight(3, width, scale=0.5), g.weight(3, scale=0.1), transB=1))
+
+
+@pytest.fixture(scope="module")
+def deep():
+    return load_network_bytes(deep_residual(6), "deep_residual")
+
+
+def _hidden_setup(network, epsilon: float):
+    from verikit.engines.tensor_bab.confirm import DomainConfirmer
+
+    bounded = Problem(network).lirpa()
+    case = robust_case(network, epsilon)
+    spec = SpecRows.of(case, torch.float32)
+    root = bounding.prepare_root(bounded, case.box.lower, case.box.upper, spec.C64.numpy(), alpha_steps=10,
+                                 alpha_lr=0.1, stop_alpha=lambda raw: False)
+    return bounded, case, spec, root, DomainConfirmer.build(bounded, case, spec, root)
+
+
+def _inside_at_samples(form, case: Case, bounds: dict, names: list[str], count: int = 20_000) -> None:
+    xs = np.random.default_rng(11).uniform(case.box.lower, case.box.upper, size=(count, len(case.box.lower)))
+    values = form.evaluate_all(xs)
+    for name in names:
+        lo, hi = bounds[name]
+        v = values[name].reshape(count, -1)
+        assert bool((v >= lo.reshape(1, -1)).all() and (v <= hi.reshape(1, -1)).all()), name
+
+
+def test_hidden_layer_slopes_tighten_the_rigorous_box_bounds_which_hold_at_samples(deep):
+    """α-CROWN over every layer (auto_LiRPA's slopes of each ReLU for each later layer's bounds) gives the
+    float64 form bounds never looser than plain CROWN's and tighter on some neurons; they hold at 20,000
+    sampled inputs, and the search's root takes them (rounded outward to float32)."""
+    bounded, case, spec, root, confirmer = _hidden_setup(deep, 0.3)
+    form = confirmer.form
+    names = [name for name, _ in form.relu_inputs()]
+    plain = form.box_bounds(case.box.lower, case.box.upper).bounds
+    hidden = bounding.optimise_hidden(bounded, root, steps=20, lr=0.1, stop_alpha=lambda raw: False, budget=None)
+    assert sum(len(found) for found in hidden.slopes.values()) == len(names) * (len(names) - 1) // 2
+    tightened = confirmer.use_hidden(root, hidden)
+    widths = {"plain": 0.0, "hidden": 0.0}
+    for layer, name in zip(root.layers, names):
+        lo, hi = tightened[layer.name]
+        assert bool((lo >= plain[name][0]).all() and (hi <= plain[name][1]).all()), name
+        unstable = (plain[name][0] < 0) & (plain[name][1] > 0)
+        widths["plain"] += float((plain[name][1] - plain[name][0])[unstable].sum())
+        widths["hidden"] += float((hi - lo)[unstable].sum())
+    assert widths["hidden"] < 0.97 * widths["plain"], widths
+    _inside_at_samples(form, case, confirmer.root.bounds, names)
+    new_root = bounding.with_hidden_bounds(root, tightened, hidden)
+    for layer in root.layers:
+        low32, high32 = new_root.intermediate[layer.name]
+        low64, high64 = tightened[layer.name]
+        assert low32.dtype == torch.float32
+        assert bool((low32.double().reshape(-1) <= low64.reshape(-1)).all())
+        assert bool((high32.double().reshape(-1) >= high64.reshape(-1)).all())
+    assert np.all(new_root.raw_lower >= root.raw_lower)
+
+
+def test_slopes_outside_zero_one_or_nan_are_clamped_so_the_box_bounds_still_hold(deep):
+    bounded, case, spec, root, confirmer = _hidden_setup(deep, 0.3)
+    form = confirmer.form
+    relus = form.relu_inputs()
+    rng = np.random.default_rng(2)
+    slopes = {}
+    for k, (start, start_shape) in enumerate(relus):
+        for source, shape in relus[:k]:
+            bad = torch.as_tensor(rng.choice([np.nan, -3.0, 5.0, 0.5], size=(2, int(np.prod(start_shape)), *shape)))
+            slopes.setdefault(start, {})[source] = bad
+    box = form.box_bounds(case.box.lower, case.box.upper, slopes)
+    _inside_at_samples(form, case, box.bounds, [name for name, _ in relus])
+
+
+def test_search_still_open_after_its_probe_restarts_from_the_hidden_alpha_root_and_is_proven(deep):
+    case = robust_case(deep, 0.3)
+    assert BabEngine().supports(Problem(deep)) is not None  # skips: the graph form confirms the domains
+    settings = TensorBabSettings(hidden_alpha_after=1e-4, hidden_alpha_steps=10)
+    outcome = TensorBabEngine(settings).run(Problem(deep), case, Budget.seconds(60))
+    assert isinstance(outcome, Proven), outcome
+    detail = outcome.certificate.detail
+    assert "hidden_alpha_seconds" in detail and detail["probe_domains"] >= 1, detail
+    assert detail["domains"] > detail["probe_domains"] and detail["confirmed_domains"] >= 1
+    assert isinstance(TensorBabEngine(TensorBabSettings(hidden_alpha_steps=0)).run(Problem(deep), case,
+                                                                                   Budget.seconds(60)), Proven)
+
+
+def test_hidden_alpha_settings_are_checked():
+    from verikit.core.settings import SettingError
+
+    for bad in ({"hidden_alpha_after": 0.0}, {"hidden_alpha_share": 1.5}, {"hidden_alpha_steps": -1}):
+        with pytest.raises(SettingError, match="hidden_alpha"):
+            TensorBabSettings(**bad)

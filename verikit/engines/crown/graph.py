@@ -274,14 +274,20 @@ class GraphForm:
         """(name, shape) of every ReLU's input tensor, in the form's node order."""
         return [(node.inputs[0], self.shapes[node.inputs[0]]) for node in self.nodes if node.kind == "relu"]
 
-    def box_bounds(self, lower: np.ndarray, upper: np.ndarray) -> BoxBounds:
-        """The rigorous bounds of every tensor over the box lower, upper (n_inputs,)."""
+    def box_bounds(self, lower: np.ndarray, upper: np.ndarray, slopes: dict | None = None) -> BoxBounds:
+        """The rigorous bounds of every tensor over the box lower, upper (n_inputs,).
+
+        `slopes[start][source]`, for ReLU input tensors `start` and `source` (source before start), holds
+        the lower slopes (2, size of start, *shape of source) of ReLU(source) in the CROWN bounds of
+        start's neurons: [0] for their lower bounds, [1] for their upper ones (as auto_LiRPA's α-CROWN
+        optimises them). Any slope in [0, 1] is sound, so they need no checking; each neuron keeps the
+        tighter of the bound with them and the plain one. Missing: the adaptive slope."""
         box = (torch.tensor(np.asarray(lower, np.float64), dtype=torch.float64).reshape(self.input_shape),
                torch.tensor(np.asarray(upper, np.float64), dtype=torch.float64).reshape(self.input_shape))
         self._ball = None
         self._constants = {}
         with torch.no_grad():
-            bounds = self._layer_bounds(box)
+            bounds = self._layer_bounds(box, slopes)
         return BoxBounds(box, bounds, self._constants)
 
     def split_lower_bounds(self, root: BoxBounds, C: np.ndarray, d: np.ndarray,
@@ -334,8 +340,9 @@ class GraphForm:
                 out[start:start + count] = found.reshape(count, rows).numpy()
         return out
 
-    def _layer_bounds(self, box) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Rigorous (lower, upper) of every tensor; ReLU inputs tightened by CROWN."""
+    def _layer_bounds(self, box, slopes: dict | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Rigorous (lower, upper) of every tensor; ReLU inputs tightened by CROWN (also with `slopes`, see
+        `box_bounds`)."""
         bounds = {self.input_name: box}
         for node in self.nodes:
             args = [bounds[name] for name in node.inputs]
@@ -344,6 +351,11 @@ class GraphForm:
                 unstable = ((lo < 0) & (hi > 0)).reshape(-1).nonzero().squeeze(1)
                 if unstable.numel() and node.inputs[0] != self.input_name:
                     lo, hi = self._tighten(node.inputs[0], lo, hi, unstable, box, bounds)
+                    given = (slopes or {}).get(node.inputs[0])
+                    if given:
+                        unstable = ((lo < 0) & (hi > 0)).reshape(-1).nonzero().squeeze(1)
+                        if unstable.numel():
+                            lo, hi = self._tighten(node.inputs[0], lo, hi, unstable, box, bounds, given)
                     bounds[node.inputs[0]] = (lo, hi)
                 bounds[node.output] = (torch.clamp(lo, min=0.0), torch.clamp(hi, min=0.0))
             elif node.kind in ("add", "sub"):
@@ -370,8 +382,10 @@ class GraphForm:
         spread = _up(_up(spread) + TINY)
         return _down(mid - spread), _up(mid + spread)
 
-    def _tighten(self, name: str, lo: torch.Tensor, hi: torch.Tensor, unstable: torch.Tensor, box, bounds):
-        """CROWN bounds of the `unstable` (flat indices) neurons of tensor `name`, intersected with [lo, hi]."""
+    def _tighten(self, name: str, lo: torch.Tensor, hi: torch.Tensor, unstable: torch.Tensor, box, bounds,
+                 slopes: dict | None = None):
+        """CROWN bounds of the `unstable` (flat indices) neurons of tensor `name`, intersected with [lo, hi];
+        `slopes` (source name -> (2, size, *source shape)) the lower slopes of earlier ReLUs, else adaptive."""
         shape = self.shapes[name]
         size = prod(shape)
         lo, hi = lo.reshape(-1).clone(), hi.reshape(-1).clone()
@@ -383,8 +397,11 @@ class GraphForm:
             rows = torch.zeros(2 * count, size, dtype=torch.float64)
             rows[torch.arange(count), index] = 1.0
             rows[count + torch.arange(count), index] = -1.0
+            alpha = {source: torch.nan_to_num(torch.cat([given[0, index], given[1, index]]).to(torch.float64),
+                                              nan=0.0).clamp(0.0, 1.0)  # any slope in [0, 1] is sound
+                     for source, given in (slopes or {}).items()}
             found = self._backward(name, rows.reshape(2 * count, *shape), torch.zeros(2 * count, dtype=torch.float64),
-                                   box, bounds)
+                                   box, bounds, alpha=alpha)
             lo[index] = torch.maximum(lo[index], found[:count])
             hi[index] = torch.minimum(hi[index], -found[count:])
         return lo.reshape(shape), hi.reshape(shape)

@@ -156,6 +156,77 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
                 np.where(np.isnan(raw), -np.inf, raw))
 
 
+@dataclass(frozen=True, eq=False)
+class HiddenAlpha:
+    """α-CROWN over every layer at once (auto_LiRPA optimising the hidden layers' bounds too): the raw
+    final bound (R,), the final spec's α per ReLU node name (as `Root.alpha`), and per ReLU node name and
+    start node name (a later ReLU input) the lower slopes (2, size of start, *shape) behind that start's
+    bounds, [0] for its lower bounds and [1] for its upper ones."""
+
+    raw_lower: np.ndarray
+    alpha: dict[str, torch.Tensor]
+    slopes: dict[str, dict[str, torch.Tensor]]
+
+
+def optimise_hidden(bounded, root: Root, *, steps: int, lr: float, stop_alpha, budget: Budget | None) -> HiddenAlpha:
+    """α-CROWN with the hidden layers' bounds optimised too (nothing fixed), from the box of `root`, for at
+    most `steps` steps within `budget`; `stop_alpha(raw (1, R)) -> bool` ends it early. Only the slopes
+    are kept: bounds are derived from them again, rigorously, by the caller (any slope in [0, 1] is
+    sound, so nothing of auto_LiRPA's float32 arithmetic is trusted)."""
+    timer = StepTimer(budget)
+    module = bounded.module
+    for node in module.optimizable_activations:
+        if hasattr(node, "use_sparse_spec_alpha"):
+            node.use_sparse_spec_alpha = False  # see driver._dense_spec_alpha
+
+    def criterion(value: torch.Tensor) -> torch.Tensor:
+        done = timer.out_of_time() or bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
+        return torch.full((value.shape[0], 1), done, dtype=torch.bool, device=value.device)
+
+    module.set_bound_opts({"optimize_bound_args": {"iteration": int(steps), "lr_alpha": float(lr),
+                                                   "stop_criterion_func": criterion}})
+    with support.quiet_lirpa():
+        raw, _ = module.compute_bounds(x=(_lirpa_input(root, 1),), C=root.C[None], method="CROWN-Optimized",
+                                       bound_upper=False)
+    final = module.final_name
+    starts = {layer.name for layer in root.layers}
+    alpha, slopes = {}, {}
+    for node in root.relu_nodes:
+        found = getattr(node, "alpha", None) or {}
+        lookup = getattr(node, "alpha_lookup_idx", None) or {}
+        if final in found:
+            alpha[node.name] = found[final].detach().clone()
+        slopes[node.name] = {start: value.detach()[:, :, 0].clone() for start, value in found.items()
+                             if start in starts and lookup.get(start) is None and value.dim() >= 3
+                             and value.shape[2] == 1}  # dense, batch 1: (2, size of start, *shape)
+    values = raw.detach().double().cpu().numpy().reshape(-1)
+    return HiddenAlpha(np.where(np.isnan(values), -np.inf, values), alpha, slopes)
+
+
+def hidden_alpha_bytes(module, root: Root) -> int:
+    """Estimated bytes of `optimise_hidden`: auto_LiRPA's α-CROWN matrices, and per ReLU and later
+    start node the dense slopes (2 x start size x ReLU size), kept four times (value, Adam's two moments,
+    the best copy), in float32."""
+    from verikit.engines.lirpa.memory import crown_matrix_bytes
+
+    slopes = sum(2 * later.size * layer.size for i, layer in enumerate(root.layers) for later in root.layers[i + 1:])
+    return crown_matrix_bytes(module, "alpha-crown") + 4 * 4 * slopes
+
+
+def with_hidden_bounds(root: Root, bounds: dict[str, tuple[torch.Tensor, torch.Tensor]], hidden: HiddenAlpha) -> Root:
+    """`root` with its split layers' bounds replaced by `bounds` (name -> float64 (lower, upper) of the
+    layer's shape, rigorous), rounded outward to float32, the final α of `hidden` and the better raw bound."""
+    intermediate = dict(root.intermediate)
+    for layer in root.layers:
+        low, high = bounds[layer.name]
+        old = root.intermediate[layer.name][0]
+        low, high = round_outward(low.reshape(old.shape), high.reshape(old.shape), torch.float32)
+        intermediate[layer.name] = (low.to(old.device), high.to(old.device))
+    raw = np.maximum(root.raw_lower, hidden.raw_lower)
+    return Root(root.x_lower, root.x_upper, root.C, intermediate, root.layers, root.relu_nodes,
+                hidden.alpha or root.alpha, raw)
+
+
 def domain_bounds(root: Root, splits: list[list[tuple[int, int, bool]]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per split layer, (lower, upper) of shape (B, size): the root's bounds clamped by each domain's splits
     (layer index, flat neuron index, active?)."""

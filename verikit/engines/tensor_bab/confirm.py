@@ -50,14 +50,27 @@ class DomainConfirmer:
             form.check(bounded.network, case.box)
         except ModelError as error:
             return str(error)
-        from verikit.engines.tensor_bab.bounding import lower_slopes
+        return cls(form, spec, case.box.lower, case.box.upper, _final_alpha(spec, root))
 
-        rows = spec.C64.shape[0]
-        alpha = []  # the root's α (1, R, size) per ReLU; None (sparse or absent): the adaptive slope
-        for layer, node in zip(root.layers, root.relu_nodes):
-            found = (root.alpha or {}).get(node.name)  # (2, R, 1, *shape): lower and upper
-            alpha.append(None if found is None else lower_slopes(found[0], layer, rows))
-        return cls(form, spec, case.box.lower, case.box.upper, alpha)
+    def use_hidden(self, root, hidden) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Re-derive the box's rigorous bounds with the hidden layers' slopes of `hidden` (a
+        bounding.HiddenAlpha for the search's `root`); returns the split layers' new float64 bounds by
+        auto_LiRPA name, for the search to bound its domains with (then `use_root` with the new root)."""
+        names = [name for name, _ in self.form.relu_inputs()]
+        shapes = dict(self.form.relu_inputs())
+        form_name = {layer.name: name for layer, name in zip(root.layers, names)}
+        slopes: dict[str, dict[str, torch.Tensor]] = {}
+        for node, source in zip(root.relu_nodes, names):
+            for start, value in hidden.slopes.get(node.name, {}).items():
+                target = form_name[start]
+                if value.shape[1] == int(np.prod(shapes[target])) and tuple(value.shape[2:]) == shapes[source]:
+                    slopes.setdefault(target, {})[source] = value
+        self.root = self.form.box_bounds(self.lower, self.upper, slopes)
+        return {layer.name: self.root.bounds[name] for layer, name in zip(root.layers, names)}
+
+    def use_root(self, root) -> None:
+        """Take the final α of the search's (new) root."""
+        self.alpha = _final_alpha(self.spec, root)
 
     def bounds(self, splits: list[list[tuple[int, int, bool]]], alpha: list[torch.Tensor | None] | None = None,
                beta: list[torch.Tensor | None] | None = None) -> np.ndarray:
@@ -79,3 +92,15 @@ class DomainConfirmer:
         self.confirmed += int(closed.sum())
         self.rejected += int((~closed).sum())
         return closed, worst
+
+
+def _final_alpha(spec: SpecRows, root) -> list[torch.Tensor | None]:
+    """The root's α (1, R, size) per ReLU; None (sparse or absent): the adaptive slope."""
+    from verikit.engines.tensor_bab.bounding import lower_slopes
+
+    rows = spec.C64.shape[0]
+    alpha = []
+    for layer, node in zip(root.layers, root.relu_nodes):
+        found = (root.alpha or {}).get(node.name)  # (2, R, 1, *shape): lower and upper
+        alpha.append(None if found is None else lower_slopes(found[0], layer, rows))
+    return alpha

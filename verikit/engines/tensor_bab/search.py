@@ -25,7 +25,7 @@ import torch
 from verikit.core.property import Case
 from verikit.core.result import Budget, Certificate, DisjunctBounds, Falsified, Proven, StepTimer, Unknown
 from verikit.engines.bab.common import Validator
-from verikit.engines.lirpa.driver import REFUTATION_RTOL, widen
+from verikit.engines.lirpa.driver import REFUTATION_RTOL, limitation, widen
 from verikit.engines.spec_rows import SpecRows
 from verikit.engines.tensor_bab import bounding
 from verikit.engines.tensor_bab.confirm import DomainConfirmer
@@ -113,76 +113,128 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
             return whole  # else the root is split until its leaves are confirmed one by one
     if not root.layers:
         return Unknown("tensor branch and bound: the network has no ReLU to split", found)
-    per_domain = per_domain_bytes(root, spec.C.shape[0])
-    batch = _batch_size(per_domain, settings, cap_bytes)
-    queue = DomainQueue()
-    first = bounding.bound_batch(bounded, root, [[]])
-    if first.candidates is not None:
-        falsified = _try_candidates(bounded, spec, validator, first.candidates, root_widened[None])
-        if falsified is not None:
-            return falsified
-    choice = branch_choice(first.layer_bounds, first.relu_coefficients, judge.open_rows(root_widened[None]))[0]
-    if choice is None:
-        return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
-                       found)
-    queue.push(float(judge.per_disjunct(root_widened[None]).min()), np.zeros(0, dtype=np.int64), choice)
-    timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
-    while len(queue):
-        if timer.out_of_time():
-            return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
-                           f"{queue.worst():.4g}; {stats['domains']} domains bounded in "
-                           f"{time.monotonic() - started:.1f} s)", found, timed_out=True)
-        if settings.domain_limit and stats["domains"] >= settings.domain_limit:
-            return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue)} open domains "
-                           f"(lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
-                           f"{time.monotonic() - started:.1f} s)", found)
-        parents = queue.pop(max(1, batch // 2))
-        splits = [child for parent in parents for child in children(parent)]
-        warm = [parent.beta for parent in parents for _ in (0, 1)]
-        result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
-                                      refine_layers=settings.refine_layers, beta_steps=settings.beta_steps,
-                                      beta_lr=settings.beta_lr, alpha_lr=settings.alpha_lr, warm_beta=warm)
-        stats["domains"] += len(splits)
-        stats["batches"] += 1
-        stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
-        widened = judge.widened(result.raw_lower)
-        worst = judge.per_disjunct(widened).min(axis=1)
-        if result.candidates is not None:
-            falsified = _try_candidates(bounded, spec, validator, result.candidates, widened)
-            if falsified is not None:
-                return falsified
-        if confirmer is not None:
-            closed = np.flatnonzero(worst > 0)
-            if closed.size:
-                rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed],
-                                                            alpha=_rows_of(result.alpha, closed),
-                                                            beta=_rows_of(result.beta, closed))
-                worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
-        open_ = np.flatnonzero(~(worst > 0))
-        if open_.size == 0:
-            continue
-        choices = branch_choice([(low[open_], high[open_]) for low, high in result.layer_bounds],
-                                [None if c is None else c[open_] for c in result.relu_coefficients],
-                                judge.open_rows(widened[open_]))
-        for index, choice in zip(open_, choices):
-            if choice is None:
-                return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
-                               f"(bound {worst[index]:.4g}; tensor_bab.beta_steps={settings.beta_steps})",
-                               found)
-            queue.push(float(worst[index]), splits[index], choice,
-                       None if result.split_beta is None else result.split_beta[index])
-        stats["max_queue"] = max(stats["max_queue"], len(queue))
-        stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
-        if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
-            return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
-                           f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
-                           found)
+    batch = _batch_size(per_domain_bytes(root, spec.C.shape[0]), settings, cap_bytes)
+    branch = _Branching(bounded, spec, judge, validator, confirmer, settings, batch, stats, found)
+    tighten = confirmer is not None and settings.hidden_alpha_steps > 0
+    if tighten and cap_bytes and bounding.hidden_alpha_bytes(bounded.module, root) > cap_bytes:
+        stats["no_hidden_alpha"] = (f"the hidden layers' α would need about "
+                                    f"{bounding.hidden_alpha_bytes(bounded.module, root) / 2**30:.1f} GiB, above "
+                                    f"bounds.max_matrix_bytes")
+        tighten = False
+    outcome = branch.run(root, budget.share(settings.hidden_alpha_after) if tighten else budget, started)
+    if not tighten or not (isinstance(outcome, Unknown) and outcome.timed_out) or budget.expired():
+        return _finished(outcome, bounded, case, branch, confirmer, detail)
+    # Open after the probe: optimise the hidden layers' slopes too, derive the box's bounds from them
+    # rigorously (float64), and search again from that tighter root.
+    tightening = time.monotonic()
+    try:
+        hidden = bounding.optimise_hidden(bounded, root, steps=settings.hidden_alpha_steps, lr=settings.alpha_lr,
+                                          stop_alpha=root_done, budget=budget.share(settings.hidden_alpha_share))
+    except Exception as error:  # noqa: BLE001 - re-raised unless it is a known auto_LiRPA limitation
+        if limitation(error, "optimise the hidden layers' bounds", bounded.network.source) is None:
+            raise
+        return outcome  # the probe's own unknown
+    root = bounding.with_hidden_bounds(root, confirmer.use_hidden(root, hidden), hidden)
+    confirmer.use_root(root)
+    stats["hidden_alpha_seconds"] = round(time.monotonic() - tightening, 3)
+    stats["probe_domains"] = stats["domains"]
+    outcome = branch.run(root, budget, started)
+    return _finished(outcome, bounded, case, branch, confirmer, detail)
+
+
+def _finished(outcome, bounded, case: Case, branch: "_Branching", confirmer, detail) -> Proven | Falsified | Unknown:
+    """The search's answer: a Proven from the loop (every domain closed) becomes a certificate."""
+    if not isinstance(outcome, Proven):
+        return outcome
     if confirmer is not None:
-        return Proven(Certificate(METHOD, found, {
-            **detail(batch_size=batch), "confirmed_domains": confirmer.confirmed,
+        return Proven(Certificate(METHOD, branch.found, {
+            **detail(batch_size=branch.batch), "confirmed_domains": confirmer.confirmed,
             "rejected_domains": confirmer.rejected,
             "confirmed_by": "every closed domain re-bounded by verikit's rigorous float64 graph CROWN"}))
-    return _confirmed(bounded, case, found, detail(batch_size=batch))
+    return _confirmed(bounded, case, branch.found, detail(batch_size=branch.batch))
+
+
+class _Branching:
+    """The branch-and-bound loop from one root (the search may run it twice: from the cheap root, then
+    from the root with optimised hidden bounds)."""
+
+    def __init__(self, bounded, spec: SpecRows, judge: _Judge, validator: Validator, confirmer,
+                 settings: TensorBabSettings, batch: int, stats: dict, found: tuple[DisjunctBounds, ...]):
+        self.bounded, self.spec, self.judge, self.validator = bounded, spec, judge, validator
+        self.confirmer, self.settings, self.batch, self.stats, self.found = confirmer, settings, batch, stats, found
+
+    def run(self, root: bounding.Root, budget: Budget, started: float) -> Proven | Falsified | Unknown:
+        """Proven (a bare marker: every domain closed) or the answer; Unknown timed_out at `budget`'s end."""
+        bounded, spec, judge, settings, stats, found = (self.bounded, self.spec, self.judge, self.settings,
+                                                        self.stats, self.found)
+        confirmer, batch = self.confirmer, self.batch
+        root_widened = judge.widened(root.raw_lower[None])[0]
+        queue = DomainQueue()
+        first = bounding.bound_batch(bounded, root, [[]])
+        if first.candidates is not None:
+            falsified = _try_candidates(bounded, spec, self.validator, first.candidates, root_widened[None])
+            if falsified is not None:
+                return falsified
+        choice = branch_choice(first.layer_bounds, first.relu_coefficients, judge.open_rows(root_widened[None]))[0]
+        if choice is None:
+            return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
+                           found)
+        queue.push(float(judge.per_disjunct(root_widened[None]).min()), np.zeros(0, dtype=np.int64), choice)
+        timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
+        while len(queue):
+            if timer.out_of_time():
+                hidden = ("" if "hidden_alpha_seconds" not in stats else
+                          f"; restarted after {stats['probe_domains']} from the root with optimised hidden bounds "
+                          f"({stats['hidden_alpha_seconds']:.1f} s)")
+                return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
+                               f"{queue.worst():.4g}; {stats['domains']} domains bounded in "
+                               f"{time.monotonic() - started:.1f} s{hidden})", found, timed_out=True)
+            if settings.domain_limit and stats["domains"] >= settings.domain_limit:
+                return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue)} open domains "
+                               f"(lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
+                               f"{time.monotonic() - started:.1f} s)", found)
+            parents = queue.pop(max(1, batch // 2))
+            splits = [child for parent in parents for child in children(parent)]
+            warm = [parent.beta for parent in parents for _ in (0, 1)]
+            result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
+                                          refine_layers=settings.refine_layers, beta_steps=settings.beta_steps,
+                                          beta_lr=settings.beta_lr, alpha_lr=settings.alpha_lr, warm_beta=warm)
+            stats["domains"] += len(splits)
+            stats["batches"] += 1
+            stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
+            widened = judge.widened(result.raw_lower)
+            worst = judge.per_disjunct(widened).min(axis=1)
+            if result.candidates is not None:
+                falsified = _try_candidates(bounded, spec, self.validator, result.candidates, widened)
+                if falsified is not None:
+                    return falsified
+            if confirmer is not None:
+                closed = np.flatnonzero(worst > 0)
+                if closed.size:
+                    rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed],
+                                                                alpha=_rows_of(result.alpha, closed),
+                                                                beta=_rows_of(result.beta, closed))
+                    worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
+            open_ = np.flatnonzero(~(worst > 0))
+            if open_.size == 0:
+                continue
+            choices = branch_choice([(low[open_], high[open_]) for low, high in result.layer_bounds],
+                                    [None if c is None else c[open_] for c in result.relu_coefficients],
+                                    judge.open_rows(widened[open_]))
+            for index, choice in zip(open_, choices):
+                if choice is None:
+                    return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
+                                   f"(bound {worst[index]:.4g}; tensor_bab.beta_steps={settings.beta_steps})",
+                                   found)
+                queue.push(float(worst[index]), splits[index], choice,
+                           None if result.split_beta is None else result.split_beta[index])
+            stats["max_queue"] = max(stats["max_queue"], len(queue))
+            stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
+            if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
+                return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
+                               f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
+                               found)
+        return Proven(Certificate(METHOD, found, {}))
 
 
 def _rows_of(per_layer: list[torch.Tensor | None] | None, index: np.ndarray) -> list[torch.Tensor | None] | None:

@@ -19,6 +19,11 @@ class TensorBabSettings:
     `beta_steps` β-CROWN steps per batch (Adam on the split multipliers, step `beta_lr`, and on the
     domains' copies of α, step `alpha_lr`; 0: CROWN with the root's α and no β), β warm-started from the
     parent's;
+    `hidden_alpha_steps` (0: off): when the search from that root is still open after `hidden_alpha_after`
+    of the budget, α-CROWN optimises the hidden layers' bounds too (that many steps, within
+    `hidden_alpha_share` of the rest), the box's bounds are re-derived from those slopes rigorously in
+    float64, and the search starts again from that root (only where domains are confirmed on the float64
+    graph form, which must share the search's bounds);
     `refine_layers` the last split layers whose bounds CROWN re-derives per batch from the splits before
     them (0: fixed; on sri_resnet_b one layer costs 27x the domains per second and loses). The open-domain queue is capped by
     `max_domains` and by `max_queue_bytes`; past either the answer is unknown. `domain_limit` (0: none)
@@ -30,6 +35,9 @@ class TensorBabSettings:
     batch_size: int = 64
     root_alpha_steps: int = 20
     root_alpha_share: float = 0.3
+    hidden_alpha_steps: int = 20
+    hidden_alpha_after: float = 0.15
+    hidden_alpha_share: float = 0.4
     refine_layers: int = 0
     alpha_lr: float = 0.1
     beta_steps: int = 2
@@ -44,6 +52,11 @@ class TensorBabSettings:
             raise SettingError(f"setting tensor_bab.when must be auto, always or never, got {self.when!r}")
         if not 0.0 < self.root_alpha_share <= 1.0:
             raise SettingError(f"setting tensor_bab.root_alpha_share must be in (0, 1], got {self.root_alpha_share}")
+        for name in ("hidden_alpha_after", "hidden_alpha_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise SettingError(f"setting tensor_bab.{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.hidden_alpha_steps < 0 or self.hidden_alpha_steps > 1000:
+            raise SettingError(f"setting tensor_bab.hidden_alpha_steps must be in 0..1000, got {self.hidden_alpha_steps}")
         if self.beta_steps < 0 or self.beta_steps > 1000:
             raise SettingError(f"setting tensor_bab.beta_steps must be in 0..1000, got {self.beta_steps}")
         if self.batch_size < 2:
