@@ -116,9 +116,9 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
     batch = _batch_size(per_domain_bytes(root, spec.C.shape[0]), settings, cap_bytes)
     branch = _Branching(bounded, spec, judge, validator, confirmer, settings, batch, stats, found)
     tighten = confirmer is not None and settings.hidden_alpha_steps > 0
-    if tighten and cap_bytes and bounding.hidden_alpha_bytes(bounded.module, root) > cap_bytes:
-        stats["no_hidden_alpha"] = (f"the hidden layers' α would need about "
-                                    f"{bounding.hidden_alpha_bytes(bounded.module, root) / 2**30:.1f} GiB, above "
+    needed = bounding.hidden_alpha_bytes(bounded.module, root) if tighten else 0
+    if cap_bytes and needed > cap_bytes:
+        stats["no_hidden_alpha"] = (f"the hidden layers' α would need about {needed / 2**30:.1f} GiB, above "
                                     f"bounds.max_matrix_bytes")
         tighten = False
     outcome = branch.run(root, budget.share(settings.hidden_alpha_after) if tighten else budget, started)
@@ -143,8 +143,8 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
 
 
 def _finished(outcome, bounded, case: Case, branch: "_Branching", confirmer, detail) -> Proven | Falsified | Unknown:
-    """The search's answer: a Proven from the loop (every domain closed) becomes a certificate."""
-    if not isinstance(outcome, Proven):
+    """The search's answer: every domain closed (None from the loop) becomes a certificate."""
+    if outcome is not None:
         return outcome
     if confirmer is not None:
         return Proven(Certificate(METHOD, branch.found, {
@@ -163,8 +163,8 @@ class _Branching:
         self.bounded, self.spec, self.judge, self.validator = bounded, spec, judge, validator
         self.confirmer, self.settings, self.batch, self.stats, self.found = confirmer, settings, batch, stats, found
 
-    def run(self, root: bounding.Root, budget: Budget, started: float) -> Proven | Falsified | Unknown:
-        """Proven (a bare marker: every domain closed) or the answer; Unknown timed_out at `budget`'s end."""
+    def run(self, root: bounding.Root, budget: Budget, started: float) -> Falsified | Unknown | None:
+        """None when every domain was closed, else the answer (Unknown timed_out at `budget`'s end)."""
         bounded, spec, judge, settings, stats, found = (self.bounded, self.spec, self.judge, self.settings,
                                                         self.stats, self.found)
         confirmer, batch = self.confirmer, self.batch
@@ -179,7 +179,10 @@ class _Branching:
         if choice is None:
             return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
                            found)
-        queue.push(float(judge.per_disjunct(root_widened[None]).min()), np.zeros(0, dtype=np.int64), choice)
+        root_bound = float(judge.per_disjunct(root_widened[None]).min())
+        if root_bound > 0 and confirmer is not None and confirmer.closes([[]])[0][0]:
+            return None  # the root itself, re-bounded rigorously with its (optimised) α
+        queue.push(root_bound, np.zeros(0, dtype=np.int64), choice)
         timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
         while len(queue):
             if timer.out_of_time():
@@ -234,7 +237,7 @@ class _Branching:
                 return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
                                f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
                                found)
-        return Proven(Certificate(METHOD, found, {}))
+        return None
 
 
 def _rows_of(per_layer: list[torch.Tensor | None] | None, index: np.ndarray) -> list[torch.Tensor | None] | None:
