@@ -27,7 +27,7 @@ from verikit.core.result import Budget, StepTimer
 from verikit.engines.crown.propagate import round_outward
 from verikit.engines.lirpa import support
 from verikit.engines.lirpa.compat import import_auto_lirpa
-from verikit.engines.lirpa.driver import limitation
+from verikit.engines.lirpa.driver import _dense_spec_alpha, limitation
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +107,25 @@ def split_layers(module) -> tuple[tuple[SplitLayer, ...], tuple[object, ...]]:
     return tuple(layers), tuple(relus)
 
 
+def _alpha_crown(module, x, spec: torch.Tensor, steps: int, lr: float, stop_alpha, timer: StepTimer,
+                 intermediate: dict | None) -> torch.Tensor:
+    """auto_LiRPA's α-CROWN raw lower bound (1, R) of `spec` (R, K) over x, at most `steps` steps of size
+    `lr`, ended early by `stop_alpha(raw (1, R)) -> bool` or a step that would overrun `timer`'s budget;
+    `intermediate` fixes those nodes' bounds (None: the hidden layers' bounds are optimised too)."""
+    _dense_spec_alpha(module)
+
+    def criterion(value: torch.Tensor) -> torch.Tensor:
+        done = timer.out_of_time() or bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
+        return torch.full((value.shape[0], 1), done, dtype=torch.bool, device=value.device)
+
+    module.set_bound_opts({"optimize_bound_args": {"iteration": int(steps), "lr_alpha": float(lr),
+                                                   "stop_criterion_func": criterion}})
+    with support.quiet_lirpa():
+        raw, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN-Optimized", bound_upper=False,
+                                       intermediate_layer_bounds=intermediate)
+    return raw
+
+
 def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *, alpha_steps: int,
                  alpha_lr: float, stop_alpha, budget: Budget | None = None) -> Root:
     """CROWN on the box for the intermediate bounds, then (alpha_steps > 0) α-CROWN on the final spec
@@ -135,19 +154,7 @@ def prepare_root(bounded, lower: np.ndarray, upper: np.ndarray, C: np.ndarray, *
     raw = raw.detach().double().cpu().numpy().reshape(-1)
     alpha = None
     if alpha_steps > 0 and relus:
-        for node in module.optimizable_activations:
-            if hasattr(node, "use_sparse_spec_alpha"):
-                node.use_sparse_spec_alpha = False  # see driver._dense_spec_alpha
-
-        def criterion(value: torch.Tensor) -> torch.Tensor:
-            done = timer.out_of_time() or bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
-            return torch.full((value.shape[0], 1), done, dtype=torch.bool, device=value.device)
-
-        module.set_bound_opts({"optimize_bound_args": {"iteration": int(alpha_steps), "lr_alpha": float(alpha_lr),
-                                                       "stop_criterion_func": criterion}})
-        with support.quiet_lirpa():
-            optimised, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN-Optimized", bound_upper=False,
-                                                 intermediate_layer_bounds=intermediate)
+        optimised = _alpha_crown(module, x, spec, alpha_steps, alpha_lr, stop_alpha, timer, intermediate)
         raw = np.maximum(raw, optimised.detach().double().cpu().numpy().reshape(-1))
         final = module.final_name
         alpha = {node.name: node.alpha[final].detach().clone() for node in relus
@@ -173,21 +180,8 @@ def optimise_hidden(bounded, root: Root, *, steps: int, lr: float, stop_alpha, b
     most `steps` steps within `budget`; `stop_alpha(raw (1, R)) -> bool` ends it early. Only the slopes
     are kept: bounds are derived from them again, rigorously, by the caller (any slope in [0, 1] is
     sound, so nothing of auto_LiRPA's float32 arithmetic is trusted)."""
-    timer = StepTimer(budget)
     module = bounded.module
-    for node in module.optimizable_activations:
-        if hasattr(node, "use_sparse_spec_alpha"):
-            node.use_sparse_spec_alpha = False  # see driver._dense_spec_alpha
-
-    def criterion(value: torch.Tensor) -> torch.Tensor:
-        done = timer.out_of_time() or bool(stop_alpha(value.detach().double().cpu().numpy().reshape(1, -1)))
-        return torch.full((value.shape[0], 1), done, dtype=torch.bool, device=value.device)
-
-    module.set_bound_opts({"optimize_bound_args": {"iteration": int(steps), "lr_alpha": float(lr),
-                                                   "stop_criterion_func": criterion}})
-    with support.quiet_lirpa():
-        raw, _ = module.compute_bounds(x=(_lirpa_input(root, 1),), C=root.C[None], method="CROWN-Optimized",
-                                       bound_upper=False)
+    raw = _alpha_crown(module, _lirpa_input(root, 1), root.C, steps, lr, stop_alpha, StepTimer(budget), None)
     final = module.final_name
     starts = {layer.name for layer in root.layers}
     alpha, slopes = {}, {}
