@@ -57,6 +57,8 @@ class BabSettings:
     relu_probe_share: float = 0.1  # share of the budget the search gets after the first pass, before the later ones
     max_queue_bytes: int = 2_000_000_000  # open ReLU-split domains, everything stored per domain
     lp_max_unstable: int = 0  # LP (bab/leaf.py) on open domains with 1..this many free unstable neurons
+    relu_hull_max_nonzeros: int = 5_000_000  # one hidden layer: the input-space hull LP (bab/hull.py) per open
+    # disjunct at the root when its constraints have at most this many nonzeros (0: off)
     gpu_memory_fraction: float = 0.5  # on CUDA, batch sizes fill this share of free memory (bab/device.py)
     # S-shaped activations (verikit.engines.bab.activation_split)
     activation_batch_size: int = 128  # domains bounded per call
@@ -111,6 +113,9 @@ class SearchStats:
     stuck: int = 0  # leaves of relu branching left undecided
     lp_domains: int = 0  # domains with few free neurons given an LP (bab/leaf.py)
     lp_refuted: int = 0
+    hull_lps: int = 0  # disjuncts given the hull LP at the root (bab/hull.py)
+    hull_refuted: int = 0
+    hull_seconds: float = 0.0
     tightened: str = ""  # what the root tightening did (bab/tighten.py), empty when it did not run
 
     def count(self, domains: int, depth: int) -> None:
@@ -126,7 +131,10 @@ class SearchStats:
         return {"domains": self.domains, "batches": self.batches, "max_depth": self.max_depth,
                 "max_queue": self.max_queue, "float64_rechecks": self.rechecked,
                 "replayed_candidates": self.replayed, "lp_domains": self.lp_domains,
-                "lp_refuted": self.lp_refuted, **({"tightened": self.tightened} if self.tightened else {}), **extra}
+                "lp_refuted": self.lp_refuted,
+                **({"hull_lps": self.hull_lps, "hull_refuted": self.hull_refuted,
+                    "hull_seconds": round(self.hull_seconds, 3)} if self.hull_lps else {}),
+                **({"tightened": self.tightened} if self.tightened else {}), **extra}
 
 
 def root_disjunct_bounds(bounds: SpecBounds, spec: SpecRows, method: str) -> tuple[DisjunctBounds, ...]:

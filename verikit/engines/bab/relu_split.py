@@ -24,6 +24,7 @@ import torch
 
 from verikit.engines.bab.branching import RELU_BRANCHINGS, lookahead_choice, relu_scores
 from verikit.engines.bab.domains import DomainStack, Domains, bytes_per_domain
+from verikit.engines.bab.hull import RootHull
 from verikit.engines.bab.leaf import prune_with_lp, settle_leaf
 from verikit.engines.bab.tighten import TightenStats, tighten_layers
 from verikit.engines.bab.common import (
@@ -184,9 +185,19 @@ def _decide(net: ReluMlp, net64: ReluMlp, spec: SpecRows, spec64: SpecRows, x_lo
     per = spec64.per_disjunct(root_bounds.lower)[0]
     context = _Search(net, net64, root64, outward(root64, settings.dtype), x_lower, x_upper, validator, stats,
                       settings, budget, assignment)
+    # one hidden layer: the input-space hull LP may refute a disjunct the triangle relaxation cannot
+    hull = None if assignment is not None else RootHull.of(net64, root64, spec64, x_lower, x_upper, stats,
+                                                           settings.relu_hull_max_nonzeros)
     for k in torch.argsort(per).tolist():
         if per[k] > 0 or k in refuted:
             continue
+        if hull is not None:
+            found, closed = hull.refute(k, budget.share(0.5), validator)
+            if found is not None:
+                return found
+            if closed:
+                refuted.add(k)
+                continue
         keep = spec.owner == k
         alphas = [a[keep].to(settings.dtype) for a in root_params.alphas]
         outcome = _search_disjunct(context, spec.subset(keep), spec.subset(keep, torch.float64), alphas,
