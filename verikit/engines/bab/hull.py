@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from verikit.engines.bab.common import SearchStats, SpecRows, Validator
 from verikit.engines.crown.propagate import LayerBounds, ReluMlp
@@ -81,7 +82,8 @@ class _Interval:
         return self.times(np.asarray(values, dtype=np.float64)[None, :])
 
     def lower_end(self) -> float:
-        low = float(np.sum(self.mid - self.rad)) if self.mid.ndim else float(self.mid - self.rad)
+        """A number <= every sum of the entries' reals."""
+        low = float(np.sum(self.mid - self.rad))
         return _round_down(low, self.mid.size + 2, float(np.sum(np.abs(self.mid) + self.rad)))
 
 
@@ -284,11 +286,11 @@ def applicable(net64: ReluMlp, bounds64: LayerBounds, max_nonzeros: int) -> str 
     return None
 
 
-
 @dataclass(eq=False)
 class RootHull:
-    """The hull LP of a ReLU search's root: built on first use, tried on each disjunct the root's
-    α-CROWN bound leaves open (`refute`); `why_not` says why it does not apply (then it is never built)."""
+    """The hull LP of a ReLU search's root: checked (`applicable`) and built on first use, tried on each
+    disjunct the root's α-CROWN bound leaves open (`refute`); a root that refutes every disjunct pays
+    for neither. `why_not` says why it does not apply (then it is never built)."""
 
     net64: ReluMlp
     root64: LayerBounds
@@ -296,7 +298,8 @@ class RootHull:
     x_lower: np.ndarray
     x_upper: np.ndarray
     stats: SearchStats
-    why_not: str | None
+    max_nonzeros: int
+    why_not: str | None = None
     lp: HullLp | None = None
 
     @classmethod
@@ -304,12 +307,12 @@ class RootHull:
            max_nonzeros: int) -> "RootHull":
         lower = x_lower[0].double().cpu().numpy()
         upper = x_upper[0].double().cpu().numpy()
-        return cls(net64, root64, spec64, lower, upper, stats, applicable(net64, root64, max_nonzeros))
+        return cls(net64, root64, spec64, lower, upper, stats, max_nonzeros)
 
     def refute(self, k: int, budget: Budget, validator: Validator) -> tuple[Falsified | None, bool]:
         """A replayed counterexample from the LP's minimiser, or None; and whether disjunct k is refuted."""
-        import torch
-
+        if self.lp is None and self.why_not is None:
+            self.why_not = applicable(self.net64, self.root64, self.max_nonzeros)
         if self.why_not is not None or budget.expired():
             return None, False
         started = time.perf_counter()
