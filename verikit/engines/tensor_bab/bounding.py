@@ -108,10 +108,13 @@ def split_layers(module) -> tuple[tuple[SplitLayer, ...], tuple[object, ...]]:
 
 
 def _alpha_crown(module, x, spec: torch.Tensor, steps: int, lr: float, stop_alpha, timer: StepTimer,
-                 intermediate: dict | None) -> torch.Tensor:
+                 intermediate: dict | None, reference: dict | None = None) -> torch.Tensor:
     """auto_LiRPA's α-CROWN raw lower bound (1, R) of `spec` (R, K) over x, at most `steps` steps of size
     `lr`, ended early by `stop_alpha(raw (1, R)) -> bool` or a step that would overrun `timer`'s budget;
-    `intermediate` fixes those nodes' bounds (None: the hidden layers' bounds are optimised too)."""
+    `intermediate` fixes those nodes' bounds (None: the hidden layers' bounds are optimised too);
+    `reference` (valid bounds of those nodes) tells auto_LiRPA which neurons are unstable, so it bounds
+    only those (by default it asks IBP, far looser on deep networks), and each new bound keeps the
+    tighter of the two."""
     _dense_spec_alpha(module)
 
     def criterion(value: torch.Tensor) -> torch.Tensor:
@@ -122,7 +125,7 @@ def _alpha_crown(module, x, spec: torch.Tensor, steps: int, lr: float, stop_alph
                                                    "stop_criterion_func": criterion}})
     with support.quiet_lirpa():
         raw, _ = module.compute_bounds(x=(x,), C=spec[None], method="CROWN-Optimized", bound_upper=False,
-                                       intermediate_layer_bounds=intermediate)
+                                       intermediate_layer_bounds=intermediate, reference_bounds=reference)
     return raw
 
 
@@ -181,7 +184,8 @@ def optimise_hidden(bounded, root: Root, *, steps: int, lr: float, stop_alpha, b
     are kept: bounds are derived from them again, rigorously, by the caller (any slope in [0, 1] is
     sound, so nothing of auto_LiRPA's float32 arithmetic is trusted)."""
     module = bounded.module
-    raw = _alpha_crown(module, _lirpa_input(root, 1), root.C, steps, lr, stop_alpha, StepTimer(budget), None)
+    raw = _alpha_crown(module, _lirpa_input(root, 1), root.C, steps, lr, stop_alpha, StepTimer(budget), None,
+                       reference=root.intermediate)
     final = module.final_name
     starts = {layer.name for layer in root.layers}
     alpha, slopes = {}, {}
