@@ -344,7 +344,7 @@ def test_slopes_outside_zero_one_or_nan_are_clamped_so_the_box_bounds_still_hold
     _inside_at_samples(form, case, box.bounds, [name for name, _ in relus])
 
 
-def test_search_still_open_after_its_probe_restarts_from_the_hidden_alpha_root_and_is_proven(deep):
+def test_search_still_open_after_its_probe_resumes_from_the_hidden_alpha_root_and_is_proven(deep):
     case = robust_case(deep, 0.3)
     assert BabEngine().supports(Problem(deep)) is not None  # skips: the graph form confirms the domains
     settings = TensorBabSettings(hidden_alpha_after=1e-4, hidden_alpha_steps=10)
@@ -352,9 +352,43 @@ def test_search_still_open_after_its_probe_restarts_from_the_hidden_alpha_root_a
     assert isinstance(outcome, Proven), outcome
     detail = outcome.certificate.detail
     assert "hidden_alpha_seconds" in detail and detail["probe_domains"] >= 1, detail
+    assert detail["resumed_domains"] >= 1, detail
     assert detail["domains"] > detail["probe_domains"] and detail["confirmed_domains"] >= 1
     assert isinstance(TensorBabEngine(TensorBabSettings(hidden_alpha_steps=0)).run(Problem(deep), case,
                                                                                    Budget.seconds(60)), Proven)
+
+
+def test_the_probes_open_domains_resumed_from_a_tighter_root_are_proven_with_less_work(deep):
+    """The open domains a first run leaves are bounded again from the hidden-α root, not split from the
+    root again: each is bounded at least once more and the run closes them all (every leaf confirmed
+    rigorously), as a run from that root's single domain does."""
+    import time
+
+    from verikit.engines.bab.common import Validator
+    from verikit.engines.tensor_bab import search as tensor_search
+
+    bounded, case, spec, root, confirmer = _hidden_setup(deep, 0.3)
+    problem = Problem(deep)
+    judge = tensor_search._Judge(bounded, case, spec)
+
+    def branching(settings):
+        stats = {"domains": 1, "batches": 0, "max_depth": 0, "max_queue": 0, "max_queue_bytes": 0}
+        return tensor_search._Branching(bounded, spec, judge, Validator(bounded.network, case, problem.tolerances),
+                                        confirmer, settings, 8, stats, ()), stats
+
+    probe, stats = branching(TensorBabSettings(domain_limit=12))
+    assert isinstance(probe.run(root, Budget.seconds(60), time.monotonic()), Unknown)
+    resumed = probe.open_domains()
+    assert len(resumed) >= 2 and all(domain.splits.size >= 1 for domain in resumed)
+    hidden = bounding.optimise_hidden(bounded, root, steps=10, lr=0.1, stop_alpha=lambda raw: False, budget=None)
+    tighter = bounding.with_hidden_bounds(root, confirmer.use_hidden(root, hidden), hidden)
+    confirmer.use_root(tighter)
+    probe.settings = TensorBabSettings()
+    before = stats["domains"]
+    assert probe.run(tighter, Budget.seconds(60), time.monotonic(), resume=resumed) is None
+    assert stats["domains"] - before >= len(resumed)
+    fresh, _ = branching(TensorBabSettings())
+    assert fresh.run(tighter, Budget.seconds(60), time.monotonic()) is None
 
 
 def test_hidden_alpha_settings_are_checked():

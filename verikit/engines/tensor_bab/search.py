@@ -29,7 +29,7 @@ from verikit.engines.lirpa.driver import REFUTATION_RTOL, limitation, widen
 from verikit.engines.spec_rows import SpecRows
 from verikit.engines.tensor_bab import bounding
 from verikit.engines.tensor_bab.confirm import DomainConfirmer
-from verikit.engines.tensor_bab.domains import DomainQueue, branch_choice, children, unpack
+from verikit.engines.tensor_bab.domains import Domain, DomainQueue, branch_choice, children, unpack
 from verikit.engines.tensor_bab.settings import TensorBabSettings
 from verikit.witness.replay import Tolerances
 
@@ -125,7 +125,7 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
     if not tighten or not (isinstance(outcome, Unknown) and outcome.timed_out) or budget.expired():
         return _finished(outcome, bounded, case, branch, confirmer, detail)
     # Open after the probe: optimise the hidden layers' slopes too, derive the box's bounds from them
-    # rigorously (float64), and search again from that tighter root.
+    # rigorously (float64), and go on from the probe's open domains with that tighter root.
     tightening = time.monotonic()
     try:
         hidden = bounding.optimise_hidden(bounded, root, steps=settings.hidden_alpha_steps, lr=settings.alpha_lr,
@@ -138,7 +138,9 @@ def search(bounded, case: Case, budget: Budget, settings: TensorBabSettings, *, 
     confirmer.use_root(root)
     stats["hidden_alpha_seconds"] = round(time.monotonic() - tightening, 3)
     stats["probe_domains"] = stats["domains"]
-    outcome = branch.run(root, budget, started)
+    resumed = branch.open_domains()
+    stats["resumed_domains"] = len(resumed)
+    outcome = branch.run(root, budget, started, resume=resumed)
     return _finished(outcome, bounded, case, branch, confirmer, detail)
 
 
@@ -155,88 +157,115 @@ def _finished(outcome, bounded, case: Case, branch: "_Branching", confirmer, det
 
 
 class _Branching:
-    """The branch-and-bound loop from one root (the search may run it twice: from the cheap root, then
-    from the root with optimised hidden bounds)."""
+    """The branch-and-bound loop from one root. The search may run it twice: from the cheap root, then,
+    resuming the open domains the first run left (`open_domains`), from the root with optimised hidden
+    bounds. Every domain the first run closed was confirmed on its own, so the proof stays a tree of
+    closed leaves whichever root bounded each of them."""
 
     def __init__(self, bounded, spec: SpecRows, judge: _Judge, validator: Validator, confirmer,
                  settings: TensorBabSettings, batch: int, stats: dict, found: tuple[DisjunctBounds, ...]):
         self.bounded, self.spec, self.judge, self.validator = bounded, spec, judge, validator
         self.confirmer, self.settings, self.batch, self.stats, self.found = confirmer, settings, batch, stats, found
+        self.queue = DomainQueue()
 
-    def run(self, root: bounding.Root, budget: Budget, started: float) -> Falsified | Unknown | None:
-        """None when every domain was closed, else the answer (Unknown timed_out at `budget`'s end)."""
-        bounded, spec, judge, settings, stats, found = (self.bounded, self.spec, self.judge, self.settings,
-                                                        self.stats, self.found)
-        confirmer, batch = self.confirmer, self.batch
+    def open_domains(self) -> list[Domain]:
+        """The open domains of the last run, lowest bound first (the queue is emptied)."""
+        return self.queue.pop(len(self.queue))
+
+    def run(self, root: bounding.Root, budget: Budget, started: float,
+            resume: list[Domain] | None = None) -> Falsified | Unknown | None:
+        """None when every domain was closed, else the answer (Unknown timed_out at `budget`'s end). With
+        `resume`, those domains (a cover of what is left open) are bounded again from `root` first,
+        instead of the root's single domain."""
+        judge, settings, stats = self.judge, self.settings, self.stats
         root_widened = judge.widened(root.raw_lower[None])[0]
-        queue = DomainQueue()
-        first = bounding.bound_batch(bounded, root, [[]])
-        if first.candidates is not None:
-            falsified = _try_candidates(bounded, spec, self.validator, first.candidates, root_widened[None])
-            if falsified is not None:
-                return falsified
-        choice = branch_choice(first.layer_bounds, first.relu_coefficients, judge.open_rows(root_widened[None]))[0]
-        if choice is None:
-            return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case open",
-                           found)
+        self.queue = queue = DomainQueue()
         root_bound = float(judge.per_disjunct(root_widened[None]).min())
-        if root_bound > 0 and confirmer is not None and confirmer.closes([[]])[0][0]:
+        if root_bound > 0 and self.confirmer is not None and self.confirmer.closes([[]])[0][0]:
             return None  # the root itself, re-bounded rigorously with its (optimised) α
-        queue.push(root_bound, np.zeros(0, dtype=np.int64), choice)
-        timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
-        while len(queue):
-            if timer.out_of_time():
-                hidden = ("" if "hidden_alpha_seconds" not in stats else
-                          f"; restarted after {stats['probe_domains']} from the root with optimised hidden bounds "
-                          f"({stats['hidden_alpha_seconds']:.1f} s)")
-                return Unknown(f"tensor branch and bound ran out of time with {len(queue)} open domains (lowest bound "
-                               f"{queue.worst():.4g}; {stats['domains']} domains bounded in "
-                               f"{time.monotonic() - started:.1f} s{hidden})", found, timed_out=True)
-            if settings.domain_limit and stats["domains"] >= settings.domain_limit:
-                return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue)} open domains "
-                               f"(lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
-                               f"{time.monotonic() - started:.1f} s)", found)
-            parents = queue.pop(max(1, batch // 2))
-            splits = [child for parent in parents for child in children(parent)]
-            warm = [parent.beta for parent in parents for _ in (0, 1)]
-            result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
-                                          refine_layers=settings.refine_layers, beta_steps=settings.beta_steps,
-                                          beta_lr=settings.beta_lr, alpha_lr=settings.alpha_lr, warm_beta=warm)
-            stats["domains"] += len(splits)
-            stats["batches"] += 1
-            stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
-            widened = judge.widened(result.raw_lower)
-            worst = judge.per_disjunct(widened).min(axis=1)
-            if result.candidates is not None:
-                falsified = _try_candidates(bounded, spec, self.validator, result.candidates, widened)
+        pending: list[Domain] = []
+        if resume:
+            pending = sorted(resume)
+        else:
+            first = bounding.bound_batch(self.bounded, root, [[]])
+            if first.candidates is not None:
+                falsified = _try_candidates(self.bounded, self.spec, self.validator, first.candidates,
+                                            root_widened[None])
                 if falsified is not None:
                     return falsified
-            if confirmer is not None:
-                closed = np.flatnonzero(worst > 0)
-                if closed.size:
-                    rigorous, rigorous_worst = confirmer.closes([unpack(splits[i]) for i in closed],
-                                                                alpha=_rows_of(result.alpha, closed),
-                                                                beta=_rows_of(result.beta, closed))
-                    worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
-            open_ = np.flatnonzero(~(worst > 0))
-            if open_.size == 0:
-                continue
-            choices = branch_choice([(low[open_], high[open_]) for low, high in result.layer_bounds],
-                                    [None if c is None else c[open_] for c in result.relu_coefficients],
-                                    judge.open_rows(widened[open_]))
-            for index, choice in zip(open_, choices):
-                if choice is None:
-                    return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
-                                   f"(bound {worst[index]:.4g}; tensor_bab.beta_steps={settings.beta_steps})",
-                                   found)
-                queue.push(float(worst[index]), splits[index], choice,
-                           None if result.split_beta is None else result.split_beta[index])
-            stats["max_queue"] = max(stats["max_queue"], len(queue))
-            stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
-            if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
-                return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
-                               f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
-                               found)
+            choice = branch_choice(first.layer_bounds, first.relu_coefficients, judge.open_rows(root_widened[None]))[0]
+            if choice is None:
+                return Unknown("tensor branch and bound: no unstable ReLU at the root, yet the bounds leave the case "
+                               "open", self.found)
+            queue.push(root_bound, np.zeros(0, dtype=np.int64), choice)
+        timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
+        while len(queue) or pending:
+            if timer.out_of_time():
+                hidden = ("" if "hidden_alpha_seconds" not in stats else
+                          f"; resumed the {stats['resumed_domains']} open domains of its first "
+                          f"{stats['probe_domains']} from the root with optimised hidden bounds "
+                          f"({stats['hidden_alpha_seconds']:.1f} s)")
+                lowest = min([queue.worst()] + [domain.bound for domain in pending[:1]])
+                return Unknown(f"tensor branch and bound ran out of time with {len(queue) + len(pending)} open domains "
+                               f"(lowest bound {lowest:.4g}; {stats['domains']} domains bounded in "
+                               f"{time.monotonic() - started:.1f} s{hidden})", self.found, timed_out=True)
+            if settings.domain_limit and stats["domains"] >= settings.domain_limit:
+                return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue) + len(pending)} "
+                               f"open domains (lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
+                               f"{time.monotonic() - started:.1f} s)", self.found)
+            if pending:  # bounded again as they are, then split like any other
+                taken, pending = pending[:self.batch], pending[self.batch:]
+                splits, warm = [domain.splits for domain in taken], [domain.beta for domain in taken]
+            else:
+                parents = queue.pop(max(1, self.batch // 2))
+                splits = [child for parent in parents for child in children(parent)]
+                warm = [parent.beta for parent in parents for _ in (0, 1)]
+            outcome = self._bound(root, splits, warm)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _bound(self, root: bounding.Root, splits: list[np.ndarray], warm: list) -> Falsified | Unknown | None:
+        """Bound one batch of domains; queue the open ones (None), or the answer the batch gives."""
+        bounded, spec, judge, settings, stats, queue = (self.bounded, self.spec, self.judge, self.settings,
+                                                        self.stats, self.queue)
+        result = bounding.bound_batch(bounded, root, [unpack(s) for s in splits],
+                                      refine_layers=settings.refine_layers, beta_steps=settings.beta_steps,
+                                      beta_lr=settings.beta_lr, alpha_lr=settings.alpha_lr, warm_beta=warm)
+        stats["domains"] += len(splits)
+        stats["batches"] += 1
+        stats["max_depth"] = max(stats["max_depth"], max(s.size for s in splits))
+        widened = judge.widened(result.raw_lower)
+        worst = judge.per_disjunct(widened).min(axis=1)
+        if result.candidates is not None:
+            falsified = _try_candidates(bounded, spec, self.validator, result.candidates, widened)
+            if falsified is not None:
+                return falsified
+        if self.confirmer is not None:
+            closed = np.flatnonzero(worst > 0)
+            if closed.size:
+                rigorous, rigorous_worst = self.confirmer.closes([unpack(splits[i]) for i in closed],
+                                                                 alpha=_rows_of(result.alpha, closed),
+                                                                 beta=_rows_of(result.beta, closed))
+                worst[closed[~rigorous]] = np.minimum(rigorous_worst[~rigorous], 0.0)  # open again: split on
+        open_ = np.flatnonzero(~(worst > 0))
+        if open_.size == 0:
+            return None
+        choices = branch_choice([(low[open_], high[open_]) for low, high in result.layer_bounds],
+                                [None if c is None else c[open_] for c in result.relu_coefficients],
+                                judge.open_rows(widened[open_]))
+        for index, choice in zip(open_, choices):
+            if choice is None:
+                return Unknown("tensor branch and bound: a domain with every unstable ReLU split stays open "
+                               f"(bound {worst[index]:.4g}; tensor_bab.beta_steps={settings.beta_steps})", self.found)
+            queue.push(float(worst[index]), splits[index], choice,
+                       None if result.split_beta is None else result.split_beta[index])
+        stats["max_queue"] = max(stats["max_queue"], len(queue))
+        stats["max_queue_bytes"] = max(stats["max_queue_bytes"], queue.nbytes)
+        if len(queue) > settings.max_domains or queue.nbytes > settings.max_queue_bytes:
+            return Unknown(f"tensor branch and bound: the open-domain queue reached its cap ({len(queue)} domains, "
+                           f"{queue.nbytes / 2**20:.1f} MiB; tensor_bab.max_domains / tensor_bab.max_queue_bytes)",
+                           self.found)
         return None
 
 
