@@ -12,8 +12,6 @@ size and seconds. One torch thread. Writes benchmarks/results/hull.json and prin
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from verikit.apps.bench import read_instances  # noqa: E402
+from _rows import add_only, chosen, write_rows  # noqa: E402
 from verikit.core.result import Budget  # noqa: E402
 from verikit.engines.bab.hull import hull_lp, refute_disjunct  # noqa: E402
 from verikit.engines.crown.optimise import optimise_spec  # noqa: E402
@@ -62,17 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("instances", help="an instances CSV (onnx,vnnlib,timeout)")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit of each LP")
-    parser.add_argument("--only", action="append", default=[],
-                        help="ONNX:VNNLIB name fragments of the rows to run (repeatable; default every row)")
+    add_only(parser)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hull.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     print(f"{'network':<22} {'spec':<22} {'α-CROWN':>9} {'hull':>9} {'α s':>6} {'hull s':>7} {'unstable':>8}")
-    for instance in read_instances(args.instances):
-        name = f"{instance.onnx.name}:{instance.vnnlib.name}"
-        if args.only and not any(fragment in name for fragment in args.only):
-            continue
+    for instance in chosen(args.instances, args.only):
         row = measure(instance.onnx, instance.vnnlib, args.seconds)
         if row is None:
             continue
@@ -81,8 +75,7 @@ def main() -> None:
               f"{row['alpha_seconds']:>6.1f} {row['hull_seconds']:>7.1f} {row['unstable']:>8}", flush=True)
     print(f"proven at the root: α-CROWN {sum(r['alpha_crown'] > 0 for r in rows)}, "
           f"hull {sum(r['hull'] > 0 for r in rows)} of {len(rows)}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "machine": platform.node(), "rows": rows}, indent=1))
+    write_rows(args.out, args, rows)
 
 
 if __name__ == "__main__":

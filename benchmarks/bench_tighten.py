@@ -13,8 +13,6 @@ neurons per layer. One torch thread. Writes benchmarks/results/tighten.json and 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from verikit.apps.bench import read_instances  # noqa: E402
+from _rows import add_only, chosen, write_rows  # noqa: E402
 from verikit.core.result import Budget  # noqa: E402
 from verikit.engines.bab.tighten import tighten_layers  # noqa: E402
 from verikit.engines.crown.optimise import optimise_layer_bounds, optimise_spec  # noqa: E402
@@ -67,17 +65,13 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=32)
     parser.add_argument("--max-leaves", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=90.0, help="budget of the tightening per instance")
-    parser.add_argument("--only", action="append", default=[],
-                        help="ONNX:VNNLIB name fragments of the rows to run (repeatable; default every row)")
+    add_only(parser)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tighten.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     print(f"{'network':<22} {'spec':<22} {'margin before':>13} {'after':>9} {'seconds':>8}  unstable per layer")
-    for instance in read_instances(args.instances):
-        name = f"{instance.onnx.name}:{instance.vnnlib.name}"
-        if args.only and not any(fragment in name for fragment in args.only):
-            continue
+    for instance in chosen(args.instances, args.only):
         row = measure(instance.onnx, instance.vnnlib, args)
         rows.append(row)
         print(f"{row['onnx']:<22} {row['vnnlib']:<22} {row['margin_before']:>13.3f} {row['margin_after']:>9.3f} "
@@ -85,8 +79,7 @@ def main() -> None:
     proven = sum(row["margin_after"] > 0 for row in rows)
     print(f"{proven} of {len(rows)} proven at the root after tightening "
           f"({sum(row['margin_before'] > 0 for row in rows)} before)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "machine": platform.node(), "rows": rows}, indent=1))
+    write_rows(args.out, args, rows)
 
 
 if __name__ == "__main__":
