@@ -200,18 +200,19 @@ class _Branching:
             queue.push(root_bound, np.zeros(0, dtype=np.int64), choice)
         timer = StepTimer(budget)  # stop before a batch as long as the longest so far would overrun the budget
         while len(queue) or pending:
+            open_count = len(queue) + len(pending)
+            lowest = min([queue.worst()] + [domain.bound for domain in pending[:1]])
             if timer.out_of_time():
                 hidden = ("" if "hidden_alpha_seconds" not in stats else
                           f"; resumed the {stats['resumed_domains']} open domains of its first "
                           f"{stats['probe_domains']} from the root with optimised hidden bounds "
                           f"({stats['hidden_alpha_seconds']:.1f} s)")
-                lowest = min([queue.worst()] + [domain.bound for domain in pending[:1]])
-                return Unknown(f"tensor branch and bound ran out of time with {len(queue) + len(pending)} open domains "
+                return Unknown(f"tensor branch and bound ran out of time with {open_count} open domains "
                                f"(lowest bound {lowest:.4g}; {stats['domains']} domains bounded in "
                                f"{time.monotonic() - started:.1f} s{hidden})", self.found, timed_out=True)
             if settings.domain_limit and stats["domains"] >= settings.domain_limit:
-                return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {len(queue) + len(pending)} "
-                               f"open domains (lowest bound {queue.worst():.4g}; {stats['domains']} domains bounded in "
+                return Unknown(f"tensor branch and bound reached tensor_bab.domain_limit with {open_count} "
+                               f"open domains (lowest bound {lowest:.4g}; {stats['domains']} domains bounded in "
                                f"{time.monotonic() - started:.1f} s)", self.found)
             if pending:  # bounded again as they are, then split like any other
                 taken, pending = pending[:self.batch], pending[self.batch:]
