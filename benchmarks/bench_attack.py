@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/bench_attack.py acasxu                  # every sat instance, 30 s each
     .venv/bin/python benchmarks/bench_attack.py test --seconds 10 --repeat 3
+    .venv/bin/python benchmarks/bench_attack.py rul_like --seconds 3     # built by benchmarks/rul_like.py
+
+`rul_like` (regression outputs, monotonicity, two-output conjunctions; every spec sat by construction) is
+built into benchmarks/results/rul_like/ when absent; the other sets are ../shared's, sat by their ground truth.
 
 Each instance: load the network and read the spec (not timed), then `attack.run` on each case under one
 wall-clock budget until a replayed counterexample. Prints per instance the verdict, the seconds (best of
@@ -45,9 +49,27 @@ def attack_instance(network, prop, seconds: float, seed: int) -> tuple[str, str]
     return "unknown", ""
 
 
+def instances_of(benchmark: str):
+    """(folder, rows (onnx, vnnlib, timeout), is-sat test of (onnx path, spec path)) of a benchmark set."""
+    if benchmark == "rul_like":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import rul_like
+
+        csv_path = rul_like.OUT / "instances.csv"
+        if not csv_path.exists():
+            rul_like.build(windows=4, epochs=30, seed=0)
+        with open(csv_path) as handle:
+            return rul_like.OUT, [row for row in csv.reader(handle) if row], lambda onnx, spec: True
+    folder = SHARED / benchmark
+    truth = read_ground_truth(SHARED / "ground_truth" / f"{benchmark}.csv")
+    with open(folder / f"{benchmark}_instances.csv") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    return folder, rows, lambda onnx, spec: truth.get((file_sha256(onnx), file_sha256(spec))) == "sat"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["acasxu", "mnistfc", "test"])
+    parser.add_argument("benchmark", choices=["acasxu", "mnistfc", "test", "rul_like"])
     parser.add_argument("--seconds", type=float, default=30.0, help="budget per instance")
     parser.add_argument("--repeat", type=int, default=1, help="runs per instance; the best time is kept")
     parser.add_argument("--seed", type=int, default=0)
@@ -55,16 +77,13 @@ def main() -> int:
     parser.add_argument("--filter", default="", help="comma-separated substrings of 'onnx:vnnlib'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    folder = SHARED / args.benchmark
-    truth = read_ground_truth(SHARED / "ground_truth" / f"{args.benchmark}.csv")
-    with open(folder / f"{args.benchmark}_instances.csv") as handle:
-        instances = [row for row in csv.reader(handle) if row]
+    folder, instances, sat = instances_of(args.benchmark)
     results = []
     for onnx_name, spec_name, _ in instances:
         key = f"{onnx_name}:{spec_name}"
         if args.filter and not any(part in key for part in args.filter.split(",")):
             continue
-        if truth.get((file_sha256(folder / onnx_name), file_sha256(folder / spec_name))) != "sat":
+        if not sat(folder / onnx_name, folder / spec_name):
             continue
         network, prop = load_network(folder / onnx_name), read_vnnlib(folder / spec_name)
         times, verdicts = [], set()

@@ -110,6 +110,36 @@ class Box:
         open_upper = (self.open_upper & (self.upper == upper)) | (other.open_upper & (other.upper == upper))
         return Box(lower, upper, open_lower, open_upper)
 
+    def holding_float32(self) -> tuple["Box", np.ndarray]:
+        """(the box with every coordinate whose interval holds no float32 number widened to take in the
+        float32 number nearest it, the indices widened).
+
+        Models read their inputs as float32, so a spec's `X_i = 0.123456789` (a decimal no float32 equals)
+        leaves no input the model can receive, and no counterexample could ever be replayed. The widened
+        box contains the spec's own box, so a proof over it still covers the spec; the widening is at most
+        one float32 spacing (about 6e-8 relative), and the side it moves becomes closed. Unbounded or
+        beyond-float32 coordinates are left as they are."""
+        f32 = np.float32
+        with np.errstate(over="ignore"):
+            first, last = self.lower.astype(f32), self.upper.astype(f32)
+        up = (first.astype(np.float64) < self.lower) | (self.open_lower & (first.astype(np.float64) == self.lower))
+        first[up] = np.nextafter(first[up], f32(np.inf))  # the smallest float32 the lower side admits
+        down = (last.astype(np.float64) > self.upper) | (self.open_upper & (last.astype(np.float64) == self.upper))
+        last[down] = np.nextafter(last[down], f32(-np.inf))  # the largest float32 the upper side admits
+        first64, last64 = first.astype(np.float64), last.astype(np.float64)
+        empty = (first64 > self.upper) | (self.open_upper & (first64 == self.upper))
+        finite = np.isfinite(first64) & np.isfinite(last64) & np.isfinite(self.lower) & np.isfinite(self.upper)
+        widened = np.flatnonzero(empty & finite)
+        if widened.size == 0:
+            return self, widened
+        lower, upper = self.lower.copy(), self.upper.copy()
+        open_lower, open_upper = self.open_lower.copy(), self.open_upper.copy()
+        raise_upper = (first64 - upper)[widened] <= (lower - last64)[widened]
+        grow, shrink = widened[raise_upper], widened[~raise_upper]
+        upper[grow], open_upper[grow] = first64[grow], False
+        lower[shrink], open_lower[shrink] = last64[shrink], False
+        return Box(lower, upper, open_lower, open_upper), widened
+
     def same_as(self, other: "Box") -> bool:
         return bool(np.array_equal(self.lower, other.lower) and np.array_equal(self.upper, other.upper)
                     and np.array_equal(self.open_lower, other.open_lower)

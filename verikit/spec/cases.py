@@ -91,4 +91,19 @@ class CaseGroups:
     def cases(self) -> list[Case]:
         if self.dropped > MAX_NOTES:
             self.notes.append(f"... {self.dropped} terms with an empty input box were dropped in all")
-        return [Case(box, tuple(disjuncts)) for box, disjuncts in self.groups.values()]
+        cases, widened = [], set()
+        for box, disjuncts in self.groups.values():
+            held, indices = box.holding_float32()
+            widened.update(indices.tolist())
+            cases.append(Case(held, tuple(disjuncts)))
+        if widened:
+            self.notes.append(float32_note(sorted(widened)))
+        return cases
+
+
+def float32_note(widened: list[int]) -> str:
+    """The note of a spec whose inputs `widened` (flat indices) had intervals without a float32 number."""
+    shown = ", ".join(str(i) for i in widened[:5]) + (", ..." if len(widened) > 5 else "")
+    return (f"{len(widened)} input(s) ({shown}) have bounds no float32 number lies within (a decimal such as "
+            "0.123456789 fixed by lower = upper); each is widened to the float32 nearest it, the value the model "
+            "receives (at most one float32 spacing), so a proof still covers the spec's box")

@@ -181,7 +181,7 @@ def perturbation_property(x, label: int | None, manipulations: list[dict], *, nu
             for member in members:
                 low = np.clip(member.lower - epsilon, lo, hi)
                 high = np.clip(member.upper + epsilon, lo, hi)
-                cases.append(Case(_float32_where_fixed(image.box(low, high)), disjuncts))
+                cases.append(Case(image.box(low, high).holding_float32()[0], disjuncts))
                 described.append(member.described)
         summary.append({k: v for k, v in entry.items() if not str(k).startswith("_")})
         if len(cases) > MAX_CASES:
@@ -195,15 +195,6 @@ def perturbation_property(x, label: int | None, manipulations: list[dict], *, nu
     notes = (f"{len(cases)} case(s) from {len(manipulations)} manipulation(s)",)
     return Property(tuple(cases), x.size, num_classes, source=source, sha256=sha256, notes=notes,
                     kind="perturbation", details=details)
-
-
-def _float32_where_fixed(box: Box) -> Box:
-    """The box with every fixed coordinate (lower == upper) rounded to float32: the model reads a member
-    image as float32, and a one-point box between two float32 values holds no input at all."""
-    lower, upper = box.lower.copy(), box.upper.copy()
-    fixed = lower == upper
-    lower[fixed] = upper[fixed] = lower[fixed].astype(np.float32)
-    return Box(lower, upper)
 
 
 def _as_chw(x: np.ndarray) -> np.ndarray:

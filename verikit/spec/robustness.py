@@ -53,6 +53,7 @@ import numpy as np
 from verikit.core import limits
 from verikit.core.errors import SpecError
 from verikit.core.property import Box, Case, Conjunction, L2Ball, Property
+from verikit.spec.cases import float32_note
 from verikit.spec.topk import pairwise_rows
 from verikit.spec.vnnlib import read_spec_text
 
@@ -147,7 +148,10 @@ def robustness_property(
         radius = np.nextafter(eps / scale, np.inf) + 4 * np.finfo(np.float64).eps * float(np.abs(centre).max())
         region = L2Ball(centre.reshape(-1), float(radius))
         details = {**details, "norm": 2, "epsilon": eps}
-    case = Case(Box(low.reshape(-1), high.reshape(-1)), disjuncts, region=region)
+    box, widened = Box(low.reshape(-1), high.reshape(-1)).holding_float32()
+    if widened.size:
+        notes.append(float32_note(widened.tolist()))
+    case = Case(box, disjuncts, region=region)
     return Property((case,), x.size, num_classes, source=source, sha256=sha256, notes=tuple(notes), kind=kind,
                     details=details)
 
