@@ -23,7 +23,7 @@ onnxruntime) violates it, by a margin that shrinks with `slack`. Three kinds, ea
 - `mono`: the six wear sensors of the last 8 steps raised by [0, δ]; violation Y_0 >= hi (more wear,
   longer predicted life);
 - `joint`: every input within ±δ; violation Y_0 <= a and Y_1 >= b (short life with high health: two
-  output rows in one conjunction).
+  output rows in one conjunction; x_r minimises Y_0 - w Y_1 for a random w).
 
 The data and the weights come from a fixed seed; nothing here is committed (benchmarks/results/ is ignored).
 """
@@ -102,14 +102,17 @@ def box_of(kind: str, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_point(net: nn.Module, kind: str, lower: np.ndarray, upper: np.ndarray, seed: int) -> np.ndarray:
     """Adam from 512 uniform starts, 400 steps, projected onto the box: the best point for the kind's
-    objective (range: min Y_0; mono: max Y_0; joint: min Y_0 - Y_1)."""
+    objective (range: min Y_0; mono: max Y_0; joint: min Y_0 - w Y_1, w drawn log-uniform in [0.2, 5] from
+    the seed, so that the point lies anywhere on the trade-off and no fixed weighting of the rows leads
+    straight to it)."""
+    weight = float(np.exp(np.random.default_rng(seed).uniform(np.log(0.2), np.log(5.0))))
     generator = torch.Generator().manual_seed(seed)
     lo, hi = torch.from_numpy(lower)[None], torch.from_numpy(upper)[None]
     x = (lo + (hi - lo) * torch.rand((512, *lower.shape), generator=generator)).requires_grad_(True)
     optimiser = torch.optim.Adam([x], lr=0.02 * float((hi - lo).max()))
 
     def objective(y: torch.Tensor) -> torch.Tensor:
-        return {"range": y[:, 0], "mono": -y[:, 0], "joint": y[:, 0] - y[:, 1]}[kind]
+        return {"range": y[:, 0], "mono": -y[:, 0], "joint": y[:, 0] - weight * y[:, 1]}[kind]
 
     for _ in range(400):
         optimiser.zero_grad()
@@ -132,6 +135,18 @@ def write_spec(path: Path, lower: np.ndarray, upper: np.ndarray, violation: list
         lines.append(f"(assert (<= X_{i} {hi[i]:.9f}))")
     lines += [f"(assert {row})" for row in violation]
     path.write_text("\n".join(lines) + "\n")
+
+
+def check_sat(onnx_path: Path, spec: Path, point: np.ndarray) -> None:
+    """Raise unless the reference point, as verikit replays it (float32, inside the spec's box), violates."""
+    sys.path.insert(0, str(ROOT))
+    from verikit.onnx.load import load_network
+    from verikit.spec.vnnlib import read_vnnlib
+    from verikit.witness.replay import validate
+
+    case = read_vnnlib(spec).cases[0]
+    if validate(load_network(onnx_path), case, point) is None:
+        raise RuntimeError(f"{spec.name}: the reference point does not replay as a counterexample")
 
 
 def build(out: Path = OUT, *, windows: int, epochs: int, seed: int) -> Path:
@@ -157,19 +172,22 @@ def build(out: Path = OUT, *, windows: int, epochs: int, seed: int) -> Path:
         window = test_x[index]
         for kind in DELTA:
             lower, upper = box_of(kind, window)
-            centre, best = run(window), run(reference_point(net, kind, lower, upper, seed + number))
+            centre = run(window)
+            point = reference_point(net, kind, lower, upper, seed + number)
+            best = run(point)
             for slack in SLACKS:
-                back = lambda j: best[j] + slack * (centre[j] - best[j])  # noqa: E731
+                give = slack * abs(centre[0] - best[0])  # the reference point's margin on every row
                 if kind == "range":
-                    violation = [f"(<= Y_0 {back(0):.9f})"]
+                    violation = [f"(<= Y_0 {best[0] + give:.9f})"]
                 elif kind == "mono":
-                    violation = [f"(>= Y_0 {back(0):.9f})"]
+                    violation = [f"(>= Y_0 {best[0] - give:.9f})"]
                 else:
-                    violation = [f"(<= Y_0 {back(0):.9f})", f"(>= Y_1 {back(1):.9f})"]
+                    violation = [f"(<= Y_0 {best[0] + give:.9f})", f"(>= Y_1 {best[1] - give:.9f})"]
                 spec = out / f"{kind}_w{number}_slack{slack:g}.vnnlib"
                 write_spec(spec, lower, upper, violation,
                            f"{kind}, window {number}, slack {slack}; centre {centre.round(5).tolist()}, "
                            f"reference {best.round(5).tolist()}")
+                check_sat(onnx_path, spec, point)
                 rows.append((onnx_path.name, spec.name, 30))
     csv_path = out / "instances.csv"
     with open(csv_path, "w", newline="") as handle:

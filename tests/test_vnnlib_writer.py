@@ -68,10 +68,11 @@ def properties(draw) -> Property:
 def assert_same(a: Property, b: Property) -> None:
     assert (a.n_inputs, a.n_outputs, len(a.cases)) == (b.n_inputs, b.n_outputs, len(b.cases))
     for case_a, case_b in zip(a.cases, b.cases):
-        assert case_a.box.lower.tobytes() == case_b.box.lower.tobytes()
-        assert case_a.box.upper.tobytes() == case_b.box.upper.tobytes()
-        np.testing.assert_array_equal(case_a.box.open_lower, case_b.box.open_lower)
-        np.testing.assert_array_equal(case_a.box.open_upper, case_b.box.open_upper)
+        written = case_b.box.holding_float32()[0]  # as the reader widens bounds without a float32 between
+        assert case_a.box.lower.tobytes() == written.lower.tobytes()
+        assert case_a.box.upper.tobytes() == written.upper.tobytes()
+        np.testing.assert_array_equal(case_a.box.open_lower, written.open_lower)
+        np.testing.assert_array_equal(case_a.box.open_upper, written.open_upper)
         assert len(case_a.disjuncts) == len(case_b.disjuncts)
         for x, y in zip(case_a.disjuncts, case_b.disjuncts):
             np.testing.assert_array_equal(x.C, y.C)  # equal values (a -0.0 in C may come back as 0.0)
