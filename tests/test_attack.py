@@ -1,6 +1,7 @@
 """PGD attack: finds planted violations, replays every counterexample, respects budgets and seeds."""
 
 import numpy as np
+import torch
 
 from tests.conftest import MODELS
 from verikit.engines.attack import engine as attack
@@ -81,3 +82,41 @@ def test_diversified_starts_stay_in_the_box_and_push_each_output_along_its_own_d
     assert (gain >= -1e-12).all() and (gain > 0).float().mean() > 0.9
     # the starts spread out: distinct restarts end in distinct points
     assert torch.unique(moved, dim=0).shape[0] > 16
+
+
+def _two_row_conjunction_near_its_best_point(network, seed: int, give: float) -> Case:
+    """y0 <= a and y1 >= b in a box of radius 0.1, with a, b just past the outputs at the best point of
+    Adam on y0 - 0.7 y1 (256 starts, 300 steps): sat, and only near the trade-off the rows balance on."""
+    n = network.n_inputs
+    generator = torch.Generator().manual_seed(seed)
+    centre = torch.rand(n, generator=generator) * 0.6 + 0.2
+    lower, upper = centre - 0.1, centre + 0.1
+    x = (lower + (upper - lower) * torch.rand(256, n, generator=generator)).requires_grad_(True)
+    optimiser = torch.optim.Adam([x], lr=0.005)
+    for _ in range(300):
+        optimiser.zero_grad()
+        y = network.module(x)
+        (y[:, 0] - 0.7 * y[:, 1]).sum().backward()
+        optimiser.step()
+        with torch.no_grad():
+            x.copy_(torch.maximum(torch.minimum(x, upper), lower))
+    with torch.no_grad():
+        y = network.module(x)
+        best = y[int((y[:, 0] - 0.7 * y[:, 1]).argmin())].double().numpy()
+    margin = give * abs(best[0])
+    C = np.zeros((2, network.n_outputs))
+    C[0, 0], C[1, 1] = 1.0, -1.0
+    return Case(Box(lower.double().numpy(), upper.double().numpy()),
+                (Conjunction(C, np.array([best[0] + margin, -(best[1] - margin)])),))
+
+
+def test_the_adam_polish_finds_a_two_row_conjunction_signed_steps_alone_miss():
+    network = _mlp()
+    case = _two_row_conjunction_near_its_best_point(network, seed=0, give=0.02)
+    signed_only = attack.run(network, case, Budget.seconds(30), seed=0,
+                             settings=attack.AttackSettings(rounds=2, polish_steps=0))
+    polished = attack.run(network, case, Budget.seconds(30), seed=0, settings=attack.AttackSettings(rounds=2))
+    assert isinstance(signed_only, Unknown) and not signed_only.timed_out
+    assert isinstance(polished, Falsified)
+    y = network.replay(polished.counterexample.x[None, :])[0]
+    assert case.disjuncts[0].holds(y) and case.box.contains(polished.counterexample.x)

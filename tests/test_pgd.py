@@ -122,3 +122,19 @@ def test_crown_without_its_refinements_is_the_interval_propagator():
     for hidden in range(net.depth):
         assert np.array_equal(crown.lower[hidden][0].numpy(), interval[2 * hidden][0])
         assert np.array_equal(crown.upper[hidden][0].numpy(), interval[2 * hidden][1])
+
+
+def test_the_adam_rule_stays_in_each_box_and_reaches_an_interior_minimum():
+    lower, upper = _boxes()
+    target = lower + 0.3 * (upper - lower)
+    starts = uniform_starts(lower, upper, torch.Generator().manual_seed(2))
+    search = pgd(lambda x, rows: ((x - target) ** 2 * torch.tensor([1.0, 30.0, 0.2])).sum(dim=1), starts, lower,
+                 upper, steps=200, fraction=0.05, scale=upper - lower, rule="adam")
+    assert bool(((search.best_x >= lower) & (search.best_x <= upper)).all())
+    assert torch.allclose(search.best_x, target, atol=2e-3 * float((upper - lower).max()))
+
+
+def test_an_unknown_rule_is_refused():
+    lower, upper = _boxes()
+    with pytest.raises(ValueError, match="unknown PGD rule"):
+        pgd(lambda x, rows: x.sum(dim=1), lower, lower, upper, steps=1, fraction=0.1, rule="newton")

@@ -6,6 +6,9 @@ The loss of a point is `min over disjuncts of max over rows of (C y - d)` (SpecR
 each restart first pushes the output along its own random direction); candidates become counterexamples
 only through `verikit.witness.replay` (onnxruntime replay). Besides the points torch calls violating,
 each round's few best points are replayed whatever torch says (onnxruntime may disagree at the boundary).
+After each round, Adam polishes every restart's best point for `polish_steps` steps with a tenth of the
+first step: signed steps on a conjunction's max of rows zigzag between its rows, Adam's averaged steps
+settle where they balance (benchmarks/rul_like.py, two-output conjunctions).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class AttackSettings:
     candidates_per_check: int = 4
     max_batch_elements: int = 4_000_000  # restarts x n_inputs cap, keeps memory bounded
     diversify_steps: int = 10  # every other round starts with this many output-diversified steps (0: never)
+    polish_steps: int = 100  # then Adam steps from each restart's best point (0: never), see `run`
+    polish_fraction: float = 0.1  # the polish's first step, as a fraction of the round's first step
     quadattack: str = "auto"  # QuadAttack first (engines/attack/quadattack): "auto" (a disjunct of >= 2 rows:
     # top-k, targeted order), "on" (every box case) or "off"
     quadattack_share: float = 0.3  # of the attack's budget
@@ -114,6 +119,14 @@ def run(
         search = pgd(violation, starts, lower, upper, steps=settings.steps - 1,
                      horizon=settings.steps, fraction=settings.step_fraction, scale=scale, ball=ball,
                      budget=budget, check=replay_promising)
+        if found is None and not search.timed_out and settings.polish_steps > 0:
+            polished = pgd(violation, search.best_x, lower, upper, steps=settings.polish_steps - 1,
+                           horizon=settings.polish_steps, fraction=settings.step_fraction * settings.polish_fraction,
+                           scale=scale, ball=ball, budget=budget, check=replay_promising, rule="adam")
+            better = polished.best_loss < search.best_loss
+            search = type(search)(torch.where(better[:, None], polished.best_x, search.best_x),
+                                  torch.where(better, polished.best_loss, search.best_loss), search.best_step,
+                                  timed_out=polished.timed_out)
         if search.best_loss.numel():
             best_loss = min(best_loss, float(search.best_loss.min()))
         if found is None:

@@ -124,15 +124,21 @@ def pgd(
     ball: tuple[torch.Tensor, float] | None = None,
     budget: Budget | None = None,
     check: Callable[[PGDState], bool] | None = None,
+    rule: str = "sign",
 ) -> Search:
     """Minimise `loss_of` from starts (N, n), each row kept in its box [lower, upper] (N, n).
 
     The loss is evaluated at steps 0..steps, with `steps` moves between: step t moves by
     `fraction * ½(1 + cos(π t / horizon)) * scale` (horizon defaults to steps; scale is a scalar or per
-    coordinate (N, n)) along -sign(gradient) or, with `ball` = (centres (N, n), radius), along the
-    normalised -gradient, then projects into the ball ∩ box. Stops early when the budget runs out
-    (timed_out), when `check` returns True (stopped), or when `check` kept no row (PGDState.keep).
+    coordinate (N, n)) along a direction, then projects into the ball ∩ box. The direction is
+    -sign(gradient) (`rule` "sign") or Adam's bias-corrected -m / sqrt(v) ("adam": about ±1 per coordinate
+    too, but it averages the gradient over steps, so on a max of rows it settles where the rows balance
+    instead of zigzagging between them); with `ball` = (centres (N, n), radius) it is normalised to unit
+    length. Stops early when the budget runs out (timed_out), when `check` returns True (stopped), or when
+    `check` kept no row (PGDState.keep).
     """
+    if rule not in ("sign", "adam"):
+        raise ValueError(f"unknown PGD rule {rule!r}")
     x = starts.detach().clone()
     rows_total = x.shape[0]
     best_x = x.clone()
@@ -140,6 +146,8 @@ def pgd(
     best_step = torch.full((rows_total,), steps + 1, dtype=torch.long, device=x.device)
     active, all_active = torch.ones(rows_total, dtype=torch.bool, device=x.device), True
     horizon = steps if horizon is None else horizon
+    if rule == "adam":
+        first_moment, second_moment = torch.zeros_like(x), torch.zeros_like(x)
     for step in range(steps + 1):
         if budget is not None and budget.expired():
             return Search(best_x, best, best_step, timed_out=True)
@@ -167,17 +175,31 @@ def pgd(
             if gradient is None:
                 break
             size = fraction * 0.5 * (1 + math.cos(math.pi * step / horizon))
-            if ball is None:
-                moved = xs.detach() - size * scale * gradient.sign()
+            if rule == "adam":
+                direction = _adam_direction(first_moment, second_moment, gradient, rows, step + 1)
             else:
-                length = torch.clamp(gradient.norm(dim=1, keepdim=True), min=1e-30)
-                moved = xs.detach() - size * scale * gradient / length
+                direction = gradient.sign() if ball is None else gradient
+            if ball is None:
+                moved = xs.detach() - size * scale * direction
+            else:
+                length = torch.clamp(direction.norm(dim=1, keepdim=True), min=1e-30)
+                moved = xs.detach() - size * scale * direction / length
             if rows is None:
                 x = project(moved, lower, upper, ball)
             else:
                 x[rows] = project(moved, lower[rows], upper[rows],
                                    None if ball is None else (ball[0][rows], ball[1]))
     return Search(best_x, best, best_step)
+
+
+def _adam_direction(first: torch.Tensor, second: torch.Tensor, gradient: torch.Tensor, rows: torch.Tensor | None,
+                    count: int, betas: tuple[float, float] = (0.9, 0.999)) -> torch.Tensor:
+    """Adam's bias-corrected m / (sqrt(v) + tiny) for the searched rows, updating the moments (N, n) in place."""
+    index = slice(None) if rows is None else rows
+    m = betas[0] * first[index] + (1 - betas[0]) * gradient
+    v = betas[1] * second[index] + (1 - betas[1]) * gradient * gradient
+    first[index], second[index] = m, v
+    return (m / (1 - betas[0] ** count)) / (torch.sqrt(v / (1 - betas[1] ** count)) + 1e-12)
 
 
 def _margins(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
