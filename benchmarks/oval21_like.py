@@ -19,7 +19,6 @@ committed: the folder is rebuilt on demand (benchmarks/results/ is ignored by gi
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import sys
 from pathlib import Path
@@ -29,6 +28,10 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from _rows import write_instances  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "benchmarks" / "sri_resnet_b" / "vnnlib"
 OUT = ROOT / "benchmarks" / "results" / "oval21_like"
 SHAPE = (3, 32, 32)
@@ -126,10 +129,7 @@ def build(out: Path = OUT, *, images_per_net: int, epochs: int, seed: int) -> Pa
                 spec = out / f"{name}_img{index}_eps{eps:g}.vnnlib"
                 write_spec(spec, images[index], int(labels[index]), eps)
                 rows.append((onnx_path.name, spec.name, 20))
-    csv_path = out / "instances.csv"
-    with open(csv_path, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return csv_path
+    return write_instances(out, rows)
 
 
 def main() -> int:

@@ -31,7 +31,6 @@ The data and the weights come from a fixed seed; nothing here is committed (benc
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -40,6 +39,10 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from _rows import write_instances  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "rul_like"
 STEPS, SENSORS, WEAR = 20, 12, 6
 SHAPE = (1, STEPS, SENSORS)
@@ -139,7 +142,6 @@ def write_spec(path: Path, lower: np.ndarray, upper: np.ndarray, violation: list
 
 def check_sat(onnx_path: Path, spec: Path, point: np.ndarray) -> None:
     """Raise unless the reference point, as verikit replays it (float32, inside the spec's box), violates."""
-    sys.path.insert(0, str(ROOT))
     from verikit.onnx.load import load_network
     from verikit.spec.vnnlib import read_vnnlib
     from verikit.witness.replay import validate
@@ -189,10 +191,7 @@ def build(out: Path = OUT, *, windows: int, epochs: int, seed: int) -> Path:
                            f"reference {best.round(5).tolist()}")
                 check_sat(onnx_path, spec, point)
                 rows.append((onnx_path.name, spec.name, 30))
-    csv_path = out / "instances.csv"
-    with open(csv_path, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return csv_path
+    return write_instances(out, rows)
 
 
 def main() -> int:
