@@ -122,9 +122,10 @@ class Box:
         f32 = np.float32
         with np.errstate(over="ignore"):
             first, last = self.lower.astype(f32), self.upper.astype(f32)
-        up = (first.astype(np.float64) < self.lower) | (self.open_lower & (first.astype(np.float64) == self.lower))
+        first64, last64 = first.astype(np.float64), last.astype(np.float64)
+        up = (first64 < self.lower) | (self.open_lower & (first64 == self.lower))
         first[up] = np.nextafter(first[up], f32(np.inf))  # the smallest float32 the lower side admits
-        down = (last.astype(np.float64) > self.upper) | (self.open_upper & (last.astype(np.float64) == self.upper))
+        down = (last64 > self.upper) | (self.open_upper & (last64 == self.upper))
         last[down] = np.nextafter(last[down], f32(-np.inf))  # the largest float32 the upper side admits
         first64, last64 = first.astype(np.float64), last.astype(np.float64)
         empty = (first64 > self.upper) | (self.open_upper & (first64 == self.upper))

@@ -23,7 +23,7 @@ from verikit.core.network import Network
 from verikit.core.result import Budget, Falsified, Unknown
 from verikit.core.settings import settings_dict
 from verikit.core.property import Case, L2Ball, Manipulated
-from verikit.engines.attack.pgd import L2_SHRINK, PGDState, diversified_starts, pgd, project, uniform_starts
+from verikit.engines.attack.pgd import L2_SHRINK, PGDState, Search, diversified_starts, pgd, project, uniform_starts
 from verikit.engines.spec_rows import SpecRows
 from verikit.witness.replay import STRICT, Tolerances, validate_batch, validate_members
 
@@ -124,9 +124,9 @@ def run(
                            horizon=settings.polish_steps, fraction=settings.step_fraction * settings.polish_fraction,
                            scale=scale, ball=ball, budget=budget, check=replay_promising, rule="adam")
             better = polished.best_loss < search.best_loss
-            search = type(search)(torch.where(better[:, None], polished.best_x, search.best_x),
-                                  torch.where(better, polished.best_loss, search.best_loss), search.best_step,
-                                  timed_out=polished.timed_out)
+            search = Search(torch.where(better[:, None], polished.best_x, search.best_x),
+                            torch.where(better, polished.best_loss, search.best_loss), search.best_step,
+                            timed_out=polished.timed_out)
         if search.best_loss.numel():
             best_loss = min(best_loss, float(search.best_loss.min()))
         if found is None:
