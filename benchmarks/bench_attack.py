@@ -16,7 +16,6 @@ writes benchmarks/results/attack_<set>.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import platform
@@ -29,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from verikit.apps.bench import file_sha256, read_ground_truth  # noqa: E402
+from verikit.apps.bench import file_sha256, read_ground_truth, read_instances  # noqa: E402
 from verikit.core.result import Budget, Falsified  # noqa: E402
 from verikit.engines.attack import engine as attack  # noqa: E402
 from verikit.onnx.load import load_network  # noqa: E402
@@ -50,7 +49,7 @@ def attack_instance(network, prop, seconds: float, seed: int) -> tuple[str, str]
 
 
 def instances_of(benchmark: str):
-    """(folder, rows (onnx, vnnlib, timeout), is-sat test of (onnx path, spec path)) of a benchmark set."""
+    """(the set's instances (verikit.apps.bench.Instance), is-sat test of an instance)."""
     if benchmark == "rul_like":
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import rul_like
@@ -58,13 +57,10 @@ def instances_of(benchmark: str):
         csv_path = rul_like.OUT / "instances.csv"
         if not csv_path.exists():
             rul_like.build(windows=4, epochs=30, seed=0)
-        with open(csv_path) as handle:
-            return rul_like.OUT, [row for row in csv.reader(handle) if row], lambda onnx, spec: True
-    folder = SHARED / benchmark
+        return read_instances(csv_path), lambda instance: True
     truth = read_ground_truth(SHARED / "ground_truth" / f"{benchmark}.csv")
-    with open(folder / f"{benchmark}_instances.csv") as handle:
-        rows = [row for row in csv.reader(handle) if row]
-    return folder, rows, lambda onnx, spec: truth.get((file_sha256(onnx), file_sha256(spec))) == "sat"
+    return (read_instances(SHARED / benchmark / f"{benchmark}_instances.csv"),
+            lambda instance: truth.get((file_sha256(instance.onnx), file_sha256(instance.vnnlib))) == "sat")
 
 
 def main() -> int:
@@ -77,15 +73,15 @@ def main() -> int:
     parser.add_argument("--filter", default="", help="comma-separated substrings of 'onnx:vnnlib'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    folder, instances, sat = instances_of(args.benchmark)
+    instances, sat = instances_of(args.benchmark)
     results = []
-    for onnx_name, spec_name, _ in instances:
-        key = f"{onnx_name}:{spec_name}"
+    for instance in instances:
+        key = f"{instance.onnx.name}:{instance.vnnlib.name}"
         if args.filter and not any(part in key for part in args.filter.split(",")):
             continue
-        if not sat(folder / onnx_name, folder / spec_name):
+        if not sat(instance):
             continue
-        network, prop = load_network(folder / onnx_name), read_vnnlib(folder / spec_name)
+        network, prop = load_network(instance.onnx), read_vnnlib(instance.vnnlib)
         times, verdicts = [], set()
         for _ in range(args.repeat):
             start = time.perf_counter()
