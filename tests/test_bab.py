@@ -148,7 +148,9 @@ def exact_minimum_by_sampling(pwl: PiecewiseLinear, box: Box) -> float:
 def test_domain_limit_gives_unknown(branching):
     network, pwl, case = _hard_case()
     outcome = bab.run(pwl, network, case, Budget.seconds(30), branching=branching, max_domains=4,
-                      batch_size=4, relu_batch_size=4, attack_every=0)
+                      batch_size=4, relu_batch_size=4, attack_every=0, relu_attack_every=0)
+    # (both searches' attacks off: the case is sat below the sampled minimum, and the ReLU search's attack
+    # rounds find its counterexample before the limit)
     assert isinstance(outcome, Unknown)
     assert "domain limit" in outcome.reason
     assert not outcome.timed_out
@@ -202,3 +204,34 @@ def test_an_affine_network_is_unknown_to_bab_and_decided_by_the_portfolio():
     assert verify(network, prop, Options(timeout=20)).verdict.value == "verified"
     always = Property((Case(box, (Conjunction([[1.0, -1.0]], [100.0]),)),), 3, 2)
     assert verify(network, always, Options(timeout=20)).verdict.value == "falsified"
+
+
+def test_relu_search_attacks_the_whole_box_between_batches(monkeypatch):
+    """With the bound minimisers silenced, the counterexample of a sat case comes from the attack rounds the
+    ReLU search runs every `relu_attack_every` batches; with the rounds off, none ever runs."""
+    from verikit.engines.bab import relu_split
+
+    network = load_network_bytes(mlp((3, 32, 32, 2), seed=104))
+    pwl = to_piecewise_linear(network)
+    box = Box(-np.ones(3), np.ones(3))
+    y = pwl.evaluate(box.sample(4000, np.random.default_rng(0)))
+    threshold = float(np.quantile(y[:, 0] - y[:, 1], 0.02))
+    case = Case(box, (Conjunction(np.array([[1.0, -1.0]]), np.array([threshold])),))
+    rounds = []
+
+    def counted(*args, **kwargs):
+        rounds.append(relu_split.run_attack.__wrapped__(*args, **kwargs))
+        return rounds[-1]
+
+    counted.__wrapped__ = relu_split.run_attack
+    monkeypatch.setattr(relu_split, "run_attack", counted)
+    monkeypatch.setattr(relu_split, "_falsify", lambda *args: None)
+    outcome = bab.run(pwl, network, case, Budget.seconds(20), branching="relu", relu_attack_every=1,
+                      relu_batch_size=1, relu_tighten_leaves=0)
+    assert isinstance(outcome, Falsified), outcome
+    assert rounds and rounds[-1] is outcome
+    assert case.disjuncts[0].holds(network.replay(outcome.counterexample.x[None])[0])
+    rounds.clear()
+    bab.run(pwl, network, case, Budget.seconds(2), branching="relu", relu_attack_every=0, relu_batch_size=1,
+            relu_tighten_leaves=0)
+    assert rounds == []

@@ -49,6 +49,9 @@ class BabSettings:
     fsb_candidates: int = 4  # candidates per domain whose children FSB bounds before choosing
     relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
     relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
+    relu_attack_every: int = 4  # one round of the attack engine on the whole box every this many batches (0: never)
+    relu_attack_restarts: int = 64
+    relu_attack_steps: int = 100  # PGD steps of that round, then as many Adam steps
     # root hidden bounds tightened by branching (bab/tighten.py): leaves per neuron side (0: off)
     relu_tighten_leaves: int = 32
     relu_tighten_max_leaves: int = 512  # later passes take 4x the leaves, up to this many
@@ -113,6 +116,7 @@ class SearchStats:
     stuck: int = 0  # leaves of relu branching left undecided
     lp_domains: int = 0  # domains with few free neurons given an LP (bab/leaf.py)
     lp_refuted: int = 0
+    attack_rounds: int = 0  # rounds of the attack engine inside the search (ReLU branching)
     hull_lps: int = 0  # disjuncts given the hull LP at the root (bab/hull.py)
     hull_refuted: int = 0
     hull_seconds: float = 0.0
@@ -132,6 +136,7 @@ class SearchStats:
                 "max_queue": self.max_queue, "float64_rechecks": self.rechecked,
                 "replayed_candidates": self.replayed, "lp_domains": self.lp_domains,
                 "lp_refuted": self.lp_refuted,
+                **({"attack_rounds": self.attack_rounds} if self.attack_rounds else {}),
                 **({"hull_lps": self.hull_lps, "hull_refuted": self.hull_refuted,
                     "hull_seconds": round(self.hull_seconds, 3)} if self.hull_lps else {}),
                 **({"tightened": self.tightened} if self.tightened else {}), **extra}
