@@ -49,7 +49,8 @@ class BabSettings:
     fsb_candidates: int = 4  # candidates per domain whose children FSB bounds before choosing
     relu_warm_start: bool = True  # children start from the parent's α and β (else root α, β = 0)
     relu_refine: bool = False  # CROWN on the layers after a domain's latest split (crown/refine.py)
-    relu_attack_every: int = 4  # one round of the attack engine on the whole box every this many batches (0: never)
+    relu_attack_every: int = 0  # one round of the attack engine on the whole box every this many batches (0: never;
+    # off by default: no gain at --timeout 30, up to +73 % time on unsat MNIST-FC, benchmarks/relu_attack_rounds.py)
     relu_attack_restarts: int = 64
     relu_attack_steps: int = 100  # PGD steps of that round, then as many Adam steps
     # root hidden bounds tightened by branching (bab/tighten.py): leaves per neuron side (0: off)

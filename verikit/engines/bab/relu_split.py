@@ -10,7 +10,9 @@ proves (proven before its rounding allowance only) is re-bounded in float64 with
 are valid at any value. Branching picks, per domain, the free unstable neuron whose upper-relaxation
 intercept costs the open rows the most (a BaBSR-like score, "babsr"), or the best of the few top-scored
 ones after bounding their children ("fsb", branching.lookahead_choice). Open domains live in a stack
-(bab.domains) capped by count (`max_domains`) and bytes (`max_queue_bytes`).
+(bab.domains) capped by count (`max_domains`) and bytes (`max_queue_bytes`). With `relu_attack_every` > 0
+(off by default: measured in benchmarks/relu_attack_rounds.py), every that many batches one round of the
+attack engine searches the whole box with a seed of its own.
 """
 
 from __future__ import annotations
